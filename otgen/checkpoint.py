@@ -1,0 +1,141 @@
+"""Atomic, pickle-free checkpoints of JAX pytrees.
+
+A checkpoint is one ``.npz`` file: every leaf is stored as a plain array under
+``leaf_00000``, ``leaf_00001``, ... and a JSON manifest (stored as a uint8
+array, so ``np.load(allow_pickle=False)`` reads everything) records the key path,
+shape and dtype of each leaf plus free-form metadata (model name, config, step).
+
+Writes go to a temporary file in the same directory followed by ``os.replace``,
+so a crash mid-write leaves the previous checkpoint intact.  Reads check the
+zip CRCs, the manifest, and (given a template pytree) every key, shape and
+dtype, raising :class:`CheckpointError` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write"]
+
+_MANIFEST = "__manifest__"
+_FORMAT = "otgen-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, or does not match what was expected."""
+
+
+def atomic_write(path: str | os.PathLike, write_fn) -> Path:
+    """Call ``write_fn(fileobj)`` on a temp file beside ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _is_prng_key(leaf) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _to_numpy(leaf) -> tuple[np.ndarray, bool]:
+    if _is_prng_key(leaf):
+        return np.asarray(jax.random.key_data(leaf)), True
+    return np.asarray(leaf), False
+
+
+def save_pytree(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> Path:
+    """Atomically write ``tree`` (any pytree of arrays/scalars) and JSON-able ``metadata``."""
+    leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(tree)
+    arrays, entries = {}, []
+    for i, (key_path, leaf) in enumerate(leaves_with_paths):
+        arr, is_key = _to_numpy(leaf)
+        if arr.dtype == object:
+            raise CheckpointError(f"leaf {jax.tree_util.keystr(key_path)} is not numeric (dtype object)")
+        name = f"leaf_{i:05d}"
+        arrays[name] = arr
+        entries.append({"path": jax.tree_util.keystr(key_path), "shape": list(arr.shape),
+                        "dtype": arr.dtype.str, "prng_key": is_key})
+    manifest = {"format": _FORMAT, "leaves": entries, "metadata": metadata or {}}
+    try:
+        blob = json.dumps(manifest).encode()
+    except TypeError as e:
+        raise CheckpointError(f"checkpoint metadata is not JSON-serialisable: {e}") from e
+    arrays[_MANIFEST] = np.frombuffer(blob, dtype=np.uint8)
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _read(path: Path) -> tuple[dict, list[np.ndarray]]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if _MANIFEST not in z.files:
+                raise CheckpointError(f"{path} is not an otgen checkpoint (no manifest)")
+            manifest = json.loads(z[_MANIFEST].tobytes().decode())
+            if manifest.get("format") != _FORMAT:
+                raise CheckpointError(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
+            leaves = [z[f"leaf_{i:05d}"] for i in range(len(manifest["leaves"]))]
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {e}") from e
+    for entry, arr in zip(manifest["leaves"], leaves):
+        if list(arr.shape) != entry["shape"] or arr.dtype.str != entry["dtype"]:
+            raise CheckpointError(f"checkpoint {path}: leaf {entry['path']} does not match its manifest")
+    return manifest, leaves
+
+
+def load_pytree(path: str | os.PathLike, like: Any = None) -> tuple[Any, dict]:
+    """Read a checkpoint written by :func:`save_pytree`.
+
+    With ``like`` (a template pytree) the stored leaves are put back into that
+    structure; every key path, shape and dtype must match, else
+    :class:`CheckpointError`.  Without it, returns a flat ``{key_path: array}`` dict.
+    Returns ``(tree, metadata)``.
+    """
+    path = Path(path)
+    manifest, leaves = _read(path)
+    entries = manifest["leaves"]
+
+    def restore(entry, arr):
+        return jax.random.wrap_key_data(arr) if entry["prng_key"] else arr
+
+    if like is None:
+        return {e["path"]: restore(e, a) for e, a in zip(entries, leaves)}, manifest["metadata"]
+
+    template, treedef = jax.tree_util.tree_flatten_with_path(like)
+    if len(template) != len(entries):
+        raise CheckpointError(
+            f"checkpoint {path} has {len(entries)} arrays but the expected structure has {len(template)}"
+            " (saved by another model or configuration?)")
+    out = []
+    for (key_path, ref), entry, arr in zip(template, entries, leaves):
+        want_path = jax.tree_util.keystr(key_path)
+        if want_path != entry["path"]:
+            raise CheckpointError(f"checkpoint {path}: found {entry['path']} where {want_path} was expected")
+        ref_arr, ref_is_key = _to_numpy(ref)
+        if tuple(ref_arr.shape) != arr.shape or ref_arr.dtype != arr.dtype or ref_is_key != entry["prng_key"]:
+            raise CheckpointError(
+                f"checkpoint {path}: {want_path} has shape {arr.shape} dtype {arr.dtype}, "
+                f"expected {tuple(ref_arr.shape)} {ref_arr.dtype}")
+        out.append(restore(entry, arr))
+    return jax.tree_util.tree_unflatten(treedef, out), manifest["metadata"]

@@ -1,0 +1,85 @@
+"""The few figures otgen writes: samples over data, image grids, loss curves.
+
+Matplotlib runs headless (Agg) and every PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from otgen.checkpoint import atomic_write  # noqa: E402
+
+__all__ = ["save_figure", "scatter_over_data", "image_grid", "loss_curves", "tile_images"]
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def scatter_panel(ax, samples, data=None, title: str = "", max_points: int = 5000) -> None:
+    """Draw generated ``samples`` (orange) over training ``data`` (grey) on one axis."""
+    if data is not None:
+        d = np.asarray(data)[:max_points]
+        ax.scatter(d[:, 0], d[:, 1], s=3, c="0.65", alpha=0.5, linewidths=0, label="data")
+    s = np.asarray(samples)[:max_points]
+    ax.scatter(s[:, 0], s[:, 1], s=3, c="tab:orange", alpha=0.7, linewidths=0, label="generated")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+
+
+def scatter_over_data(samples, data, path, title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    scatter_panel(ax, samples, data, title)
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    return save_figure(fig, path)
+
+
+def tile_images(images, nrow: int = 10) -> np.ndarray:
+    """Tile (n, H, W) or (n, H, W, C) images into one (rows*H, nrow*W[, C]) float array in [0, 1]."""
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    n, h, w = x.shape[:3]
+    rows = -(-n // nrow)
+    canvas = np.ones((rows * h, nrow * w) + x.shape[3:], np.float32)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = x[i]
+    return np.clip(canvas, 0.0, 1.0)
+
+
+def image_grid(images, path, nrow: int = 10, title: str = "") -> Path:
+    canvas = tile_images(images, nrow)
+    fig, ax = plt.subplots(figsize=(canvas.shape[1] / 40, canvas.shape[0] / 40))
+    ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def loss_curves(history: dict[str, list[float]], path, title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in history.items():
+        if name == "step" or len(values) == 0:
+            continue
+        steps = history.get("step", range(len(values)))
+        ax.plot(list(steps)[: len(values)], values, label=name, lw=1)
+    ax.set_xlabel("step")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

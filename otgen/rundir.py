@@ -1,0 +1,94 @@
+"""Run directories: every long run writes its config, arrays, figures and metrics here.
+
+All writes are atomic (temp file + rename), so a run killed at any point leaves
+each file either complete or absent, and a re-run can resume from what exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otgen.checkpoint import atomic_write
+
+__all__ = ["RunDir", "package_versions"]
+
+_PACKAGES = ("otgen", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pot")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = _metadata.version(name)
+        except _metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__array__"):  # jax arrays
+        return np.asarray(obj).tolist()
+    return obj
+
+
+class RunDir:
+    """A directory holding one run's outputs (``config.json``, ``metrics.json``, arrays, PNGs)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return self.file(name).exists()
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        text = json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"
+        return atomic_write(self.file(name), lambda f: f.write(text.encode()))
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads(self.file(name).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{self.file(name)} is not valid JSON: {e}") from e
+
+    def save_array(self, name: str, arr) -> Path:
+        arr = np.asarray(arr)
+        return atomic_write(self.file(name), lambda f: np.save(f, arr, allow_pickle=False))
+
+    def load_array(self, name: str) -> np.ndarray:
+        try:
+            return np.load(self.file(name), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{self.file(name)} is corrupt or not a plain numeric .npy: {e}") from e
+
+    def write_config(self, config: Any, seed: int | None = None) -> Path:
+        """``config.json``: every hyperparameter, the seed, and the package versions."""
+        doc = {"config": _jsonable(config), "seed": seed, "versions": package_versions(),
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        return self.write_json("config.json", doc)
