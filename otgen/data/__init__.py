@@ -1,0 +1,1 @@
+"""Data: 2D toy distributions, user arrays, MNIST."""

@@ -1,0 +1,1 @@
+"""Networks: the autoencoder and the GAN family (know nothing of OT)."""
