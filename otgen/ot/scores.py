@@ -1,0 +1,330 @@
+"""Tiled scoring kernels for power diagrams: argmax, top-k and cell histograms.
+
+The score of sample ``x`` against target ``i`` is ``<x, y_i> + h_i``; the cell
+of ``x`` is its argmax.  The full ``N x K`` score matrix is never built:
+samples are processed in chunks (``lax.map``) and targets in blocks
+(``lax.scan``) with a running (max, argmax) or running top-k carry, so memory
+is ``O(chunk_size * block_size)`` on top of the inputs.
+
+Ties are broken towards the lowest target index, exactly as ``jnp.argmax`` on
+the dense matrix does, so the tiled and dense paths return the same indices
+(scores agree to float32 rounding: XLA may contract multiply-adds into FMAs
+differently in different fusions).
+
+For small ``d`` the block scores are written as a broadcast sum over the ``d``
+coordinates instead of a matmul: XLA then fuses the scores into the reduction
+and never writes the tile to memory (a ``d = 2`` matmul is pure memory
+traffic).  Both forms use the same expression in the dense reference
+:func:`dense_scores`, so "tiled == dense" holds for either.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "TargetBlocks",
+    "block_targets",
+    "dense_scores",
+    "assign_cells",
+    "max_and_cells",
+    "top2_cells",
+    "top_k_cells",
+    "cell_counts",
+    "cell_masses",
+    "default_block_size",
+    "default_chunk_size",
+]
+
+# Below this dimension the scores are a fused broadcast sum, above it a matmul
+# (measured in scripts/bench_ot.py: for d = 2 the fused form is several times faster).
+_FUSED_MAX_DIM = 8
+
+
+class TargetBlocks(NamedTuple):
+    """Targets and heights padded to a whole number of blocks.
+
+    Padding rows have height ``-inf`` so they never win an argmax.  Build once
+    with :func:`block_targets` and reuse across steps of a solver.
+    """
+
+    y: jax.Array  # (n_blocks, block_size, d)
+    h: jax.Array  # (n_blocks, block_size)
+    num_targets: int  # K, the number of real targets (static)
+
+
+def default_block_size(num_targets: int, dim: int) -> int:
+    # A score tile of chunk x block floats should stay in L2: ~1-4 MiB.
+    b = 2048 if dim > _FUSED_MAX_DIM else 512
+    return int(max(1, min(num_targets, b)))
+
+
+def default_chunk_size(num_samples: int, dim: int) -> int:
+    return int(max(1, min(num_samples, 1024)))
+
+
+def _pad_rows(a: jax.Array, multiple: int, value) -> jax.Array:
+    pad = (-a.shape[0]) % multiple
+    if pad == 0:
+        return a
+    widths = [(0, pad)] + [(0, 0)] * (a.ndim - 1)
+    return jnp.pad(a, widths, constant_values=value)
+
+
+def block_targets(targets: jax.Array, h: jax.Array, block_size: int | None = None) -> TargetBlocks:
+    """Pad ``targets`` (K, d) and ``h`` (K,) to whole blocks of ``block_size`` rows."""
+    targets = jnp.asarray(targets)
+    h = jnp.asarray(h, dtype=targets.dtype)
+    if targets.ndim != 2:
+        raise ValueError(f"targets must have shape (K, d), got {targets.shape}")
+    k, d = targets.shape
+    if k == 0:
+        raise ValueError("targets is empty (K = 0)")
+    if h.shape != (k,):
+        raise ValueError(f"h must have shape ({k},) to match targets, got {h.shape}")
+    b = default_block_size(k, d) if block_size is None else int(block_size)
+    if b < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    y = _pad_rows(targets, b, 0.0).reshape(-1, b, d)
+    hb = _pad_rows(h, b, -jnp.inf).reshape(-1, b)
+    return TargetBlocks(y, hb, k)
+
+
+def with_heights(blocks: TargetBlocks, h: jax.Array) -> TargetBlocks:
+    """The same target blocks with new heights ``h`` (K,) — cheap, no copy of the targets."""
+    b = blocks.y.shape[1]
+    hb = _pad_rows(jnp.asarray(h, blocks.y.dtype), b, -jnp.inf).reshape(-1, b)
+    return blocks._replace(h=hb)
+
+
+def dense_scores(x: jax.Array, targets: jax.Array, h: jax.Array) -> jax.Array:
+    """The full (n, K) score matrix ``x @ targets.T + h`` — reference only; O(nK) memory."""
+    return _block_scores(x, targets, h)
+
+
+def _block_scores(x: jax.Array, y: jax.Array, h: jax.Array) -> jax.Array:
+    d = x.shape[-1]
+    if d <= _FUSED_MAX_DIM:
+        # Unrolled broadcast sum: fuses into the consumer reduction, no tile in memory.
+        s = h[None, :]
+        for j in range(d):
+            s = s + x[:, j, None] * y[None, :, j]
+        return s
+    return jnp.dot(x, y.T, precision=lax.Precision.HIGHEST) + h[None, :]
+
+
+# ---------------------------------------------------------------------------
+# chunk-level kernels: one chunk of samples against all target blocks
+
+
+def _chunk_argmax(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array, jax.Array]:
+    n = x.shape[0]
+    b = blocks.y.shape[1]
+
+    def step(carry, inp):
+        best, idx = carry
+        yb, hb, offset = inp
+        s = _block_scores(x, yb, hb)
+        m = jnp.max(s, axis=1)
+        a = jnp.argmax(s, axis=1).astype(jnp.int32) + offset
+        take = m > best  # strict: ties keep the earlier (lower) index, like dense argmax
+        return (jnp.where(take, m, best), jnp.where(take, a, idx)), None
+
+    offsets = jnp.arange(blocks.y.shape[0], dtype=jnp.int32) * b
+    init = (jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), jnp.int32))
+    (best, idx), _ = lax.scan(step, init, (blocks.y, blocks.h, offsets))
+    return best, idx
+
+
+def _merge_top_k(vals, idxs, k):
+    # lax.top_k is stable (earlier position wins ties) and the carry is concatenated
+    # first, so lower target indices win ties exactly as in the dense top_k.
+    v, pos = lax.top_k(vals, k)
+    return v, jnp.take_along_axis(idxs, pos, axis=1)
+
+
+def _chunk_top_k(x: jax.Array, blocks: TargetBlocks, k: int) -> tuple[jax.Array, jax.Array]:
+    n = x.shape[0]
+    b = blocks.y.shape[1]
+
+    def step(carry, inp):
+        vals, idxs = carry
+        yb, hb, offset = inp
+        s = _block_scores(x, yb, hb)
+        bv, bi = lax.top_k(s, k)
+        v = jnp.concatenate([vals, bv], axis=1)
+        i = jnp.concatenate([idxs, bi.astype(jnp.int32) + offset], axis=1)
+        return _merge_top_k(v, i, k), None
+
+    offsets = jnp.arange(blocks.y.shape[0], dtype=jnp.int32) * b
+    init = (jnp.full((n, k), -jnp.inf, x.dtype), jnp.zeros((n, k), jnp.int32))
+    (vals, idxs), _ = lax.scan(step, init, (blocks.y, blocks.h, offsets))
+    return vals, idxs
+
+
+def _chunk_top2(x: jax.Array, blocks: TargetBlocks):
+    """Best and second-best score and index; cheaper than top_k(2) (two max passes)."""
+    n = x.shape[0]
+    b = blocks.y.shape[1]
+
+    def step(carry, inp):
+        m1, i1, m2, i2 = carry
+        yb, hb, offset = inp
+        s = _block_scores(x, yb, hb)
+        a1 = jnp.argmax(s, axis=1)
+        v1 = jnp.take_along_axis(s, a1[:, None], axis=1)[:, 0]
+        s2 = jnp.where(jnp.arange(s.shape[1])[None, :] == a1[:, None], -jnp.inf, s)
+        a2 = jnp.argmax(s2, axis=1)
+        v2 = jnp.take_along_axis(s2, a2[:, None], axis=1)[:, 0]
+        a1 = a1.astype(jnp.int32) + offset
+        a2 = a2.astype(jnp.int32) + offset
+        # merge (m1, m2) with (v1, v2): new best is the larger first; second is the
+        # largest of the remaining three.
+        take = v1 > m1
+        n1 = jnp.where(take, v1, m1)
+        j1 = jnp.where(take, a1, i1)
+        c_v = jnp.where(take, m1, v1)  # loser of the first comparison
+        c_i = jnp.where(take, i1, a1)
+        d_v = jnp.where(take, v2, m2)  # runner-up of the winner's side
+        d_i = jnp.where(take, a2, i2)
+        take2 = jnp.where(take, c_v >= d_v, c_v > d_v)  # ties: carry (lower index) wins
+        n2 = jnp.where(take2, c_v, d_v)
+        j2 = jnp.where(take2, c_i, d_i)
+        return (n1, j1, n2, j2), None
+
+    offsets = jnp.arange(blocks.y.shape[0], dtype=jnp.int32) * b
+    neg = jnp.full((n,), -jnp.inf, x.dtype)
+    zero = jnp.zeros((n,), jnp.int32)
+    (m1, i1, m2, i2), _ = lax.scan(step, (neg, zero, neg, zero), (blocks.y, blocks.h, offsets))
+    return m1, i1, m2, i2
+
+
+def _map_chunks(fn, x: jax.Array, chunk_size: int):
+    """Apply ``fn`` to row chunks of ``x`` with ``lax.map`` and concatenate the results."""
+    n, d = x.shape
+    c = int(chunk_size)
+    if c < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    xp = _pad_rows(x, c, 0.0).reshape(-1, c, d)
+    out = lax.map(fn, xp)
+    return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
+
+
+def _check(x, targets_dim):
+    if x.ndim != 2:
+        raise ValueError(f"samples must have shape (n, d), got {x.shape}")
+    if x.shape[1] != targets_dim:
+        raise ValueError(f"samples have dimension {x.shape[1]} but targets have dimension {targets_dim}")
+
+
+def _as_blocks(targets, h, block_size) -> TargetBlocks:
+    if isinstance(targets, TargetBlocks):
+        return targets if h is None else with_heights(targets, h)
+    return block_targets(targets, h, block_size)
+
+
+def _sizes(x, blocks, chunk_size):
+    n, d = x.shape
+    return default_chunk_size(n, d) if chunk_size is None else int(chunk_size)
+
+
+# ---------------------------------------------------------------------------
+# public kernels
+
+
+@partial(jax.jit, static_argnames=("chunk_size",))
+def _max_and_cells_blocks(x, blocks: TargetBlocks, chunk_size: int):
+    return _map_chunks(lambda xc: _chunk_argmax(xc, blocks), x, chunk_size)
+
+
+def max_and_cells(x, targets, h=None, *, block_size=None, chunk_size=None):
+    """``(u_h(x), cell(x))``: the max score (n,) and its argmax (n,) int32, tiled.
+
+    ``targets`` is a (K, d) array with heights ``h`` (K,), or a prebuilt
+    :class:`TargetBlocks` (then ``h``, if given, replaces its heights).
+    """
+    x = jnp.asarray(x)
+    blocks = _as_blocks(targets, h, block_size)
+    _check(x, blocks.y.shape[2])
+    x = x.astype(blocks.y.dtype)
+    return _max_and_cells_blocks(x, blocks, _sizes(x, blocks, chunk_size))
+
+
+def assign_cells(x, targets, h=None, *, block_size=None, chunk_size=None) -> jax.Array:
+    """Index (n,) int32 of the power cell of each row of ``x``: argmax_i <x, y_i> + h_i."""
+    return max_and_cells(x, targets, h, block_size=block_size, chunk_size=chunk_size)[1]
+
+
+@partial(jax.jit, static_argnames=("chunk_size",))
+def _top2_blocks(x, blocks: TargetBlocks, chunk_size: int):
+    return _map_chunks(lambda xc: _chunk_top2(xc, blocks), x, chunk_size)
+
+
+def top2_cells(x, targets, h=None, *, block_size=None, chunk_size=None):
+    """Best and runner-up cells: ``(s1, i1, s2, i2)``, each (n,); tiled like :func:`assign_cells`.
+
+    ``s1 - s2`` is the distance (in score) to the nearest facet; the solver's
+    facet-area Hessian is estimated from it.
+    """
+    x = jnp.asarray(x)
+    blocks = _as_blocks(targets, h, block_size)
+    if blocks.num_targets < 2:
+        raise ValueError("top2_cells needs at least 2 targets")
+    _check(x, blocks.y.shape[2])
+    x = x.astype(blocks.y.dtype)
+    return _top2_blocks(x, blocks, _sizes(x, blocks, chunk_size))
+
+
+@partial(jax.jit, static_argnames=("k", "chunk_size"))
+def _top_k_blocks(x, blocks: TargetBlocks, k: int, chunk_size: int):
+    return _map_chunks(lambda xc: _chunk_top_k(xc, blocks, k), x, chunk_size)
+
+
+def top_k_cells(x, targets, h=None, k: int = 2, *, block_size=None, chunk_size=None):
+    """The ``k`` best scores (n, k), descending, and their target indices (n, k) int32.
+
+    Tiled with a running top-k merge across target blocks; ties go to the lower index.
+    """
+    x = jnp.asarray(x)
+    k = int(k)
+    if isinstance(targets, TargetBlocks):
+        num = targets.num_targets
+    else:
+        num = jnp.shape(targets)[0]
+    if not 1 <= k <= num:
+        raise ValueError(f"k must be between 1 and the number of targets ({num}), got {k}")
+    if block_size is not None:
+        block_size = max(int(block_size), k)
+    blocks = _as_blocks(targets, h, block_size)
+    if blocks.y.shape[1] < k:  # a block must hold at least k candidates
+        blocks = block_targets(blocks.y.reshape(-1, blocks.y.shape[2])[: blocks.num_targets],
+                               blocks.h.reshape(-1)[: blocks.num_targets], k)
+    _check(x, blocks.y.shape[2])
+    x = x.astype(blocks.y.dtype)
+    return _top_k_blocks(x, blocks, k, _sizes(x, blocks, chunk_size))
+
+
+@partial(jax.jit, static_argnames=("chunk_size", "num_targets"))
+def _counts_blocks(x, blocks: TargetBlocks, chunk_size: int, num_targets: int):
+    _, idx = _map_chunks(lambda xc: _chunk_argmax(xc, blocks), x, chunk_size)
+    return jnp.bincount(idx, length=num_targets)
+
+
+def cell_counts(x, targets, h=None, *, block_size=None, chunk_size=None) -> jax.Array:
+    """Number of samples (K,) int32 falling in each power cell; never builds N x K."""
+    x = jnp.asarray(x)
+    blocks = _as_blocks(targets, h, block_size)
+    _check(x, blocks.y.shape[2])
+    x = x.astype(blocks.y.dtype)
+    return _counts_blocks(x, blocks, _sizes(x, blocks, chunk_size), blocks.num_targets)
+
+
+def cell_masses(x, targets, h=None, *, block_size=None, chunk_size=None) -> jax.Array:
+    """Empirical mass (K,) of each cell under the samples ``x`` (counts / n)."""
+    counts = cell_counts(x, targets, h, block_size=block_size, chunk_size=chunk_size)
+    return counts.astype(jnp.float32) / jnp.asarray(x).shape[0]
