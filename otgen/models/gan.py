@@ -1,0 +1,146 @@
+"""Generator and discriminator networks of the GAN baselines (Flax linen).
+
+Two families, one per data type:
+
+* 2-D toys: the networks of the PacGAN paper (Lin et al., NeurIPS 2018; public
+  code ``fjxmlzn/PacGAN``, ``synthetic_data_experiments``): a generator with
+  4 hidden layers of 400 ReLU units, each linear map bias-free and followed by
+  batch norm, a biased linear output, 2-D N(0, I) noise; a discriminator of 3
+  maxout layers (200 units x 5 pieces) and a linear output.  All weights are
+  drawn from N(0, 0.02^2), biases start at 0.
+* MNIST 28x28: the DCGAN-style pair of the WGAN-GP reference ``gan_mnist.py``
+  (Gulrajani et al. 2017, DIM = 64): dense 128 -> 4x4x256, then 5x5 stride-2
+  transposed convolutions 8x8 (cropped to 7x7) -> 14x14 -> 28x28 with a sigmoid
+  output; a discriminator of three 5x5 stride-2 convolutions (64, 128, 256
+  channels, leaky ReLU 0.2) and a linear output.  The generator has DCGAN batch
+  norm; the discriminator has none, because the WGAN-GP penalty is defined per
+  sample and batch norm would couple the samples of a batch.
+
+Packing (PacGAN): the discriminator sees ``m`` samples concatenated along the
+last axis (features for vectors, channels for images); see :func:`pack`.  The
+hidden widths stay the same for every ``m``, exactly as in the reference code,
+so only the first layer grows (see :func:`discriminator_param_count`).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "MLPGenerator", "MaxoutDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
+    "Maxout", "pack", "param_count",
+]
+
+
+def pack(groups: jax.Array) -> jax.Array:
+    """Concatenate ``m`` groups of samples into packed discriminator inputs.
+
+    ``groups`` has shape ``(m, B, *s)``: sample ``j`` of pack ``b`` is
+    ``groups[j, b]``.  The result has shape ``(B, *s[:-1], m * s[-1])``:
+    ``(B, m*d)`` for vectors, ``(B, H, W, m*C)`` for images.
+    """
+    if groups.ndim < 3:
+        raise ValueError(f"pack expects (m, batch, *sample_shape) with a sample axis, got shape {groups.shape}")
+    m, b = groups.shape[:2]
+    moved = jnp.moveaxis(groups, 0, -2)  # (B, *s[:-1], m, s[-1])
+    return moved.reshape((b,) + groups.shape[2:-1] + (m * groups.shape[-1],))
+
+
+def param_count(params) -> int:
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+class Maxout(nn.Module):
+    """Linear map to ``features * pieces`` units, then the max over each group of ``pieces``."""
+
+    features: int
+    pieces: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+
+    @nn.compact
+    def __call__(self, x):
+        y = nn.Dense(self.features * self.pieces, kernel_init=self.kernel_init)(x)
+        return jnp.max(y.reshape(y.shape[:-1] + (self.features, self.pieces)), axis=-1)
+
+
+class MLPGenerator(nn.Module):
+    """PacGAN 2-D generator: [Dense(no bias) -> BatchNorm -> ReLU] x layers -> Dense(out_dim)."""
+
+    out_dim: int = 2
+    hidden: int = 400
+    layers: int = 4
+    init_std: float = 0.02
+    bn_momentum: float = 0.95
+
+    @nn.compact
+    def __call__(self, z, train: bool):
+        init = nn.initializers.normal(self.init_std)
+        h = z
+        for _ in range(self.layers):
+            # bias-free: batch norm's shift makes a bias redundant (as in the reference)
+            h = nn.Dense(self.hidden, use_bias=False, kernel_init=init)(h)
+            h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
+            h = nn.relu(h)
+        return nn.Dense(self.out_dim, kernel_init=init)(h)
+
+
+class MaxoutDiscriminator(nn.Module):
+    """PacGAN 2-D discriminator: maxout x layers -> Dense(1); returns one logit per input row."""
+
+    hidden: int = 200
+    pieces: int = 5
+    layers: int = 3
+    init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x):
+        init = nn.initializers.normal(self.init_std)
+        h = x
+        for _ in range(self.layers):
+            h = Maxout(self.hidden, self.pieces, kernel_init=init)(h)
+        return nn.Dense(1, kernel_init=init)(h)[..., 0]
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN-style 28x28 generator; output in [0, 1] with shape (B, 28, 28, channels)."""
+
+    dim: int = 64
+    channels: int = 1
+    init_std: float = 0.02
+    bn_momentum: float = 0.95
+
+    @nn.compact
+    def __call__(self, z, train: bool):
+        init = nn.initializers.normal(self.init_std)
+
+        def bn(h):
+            return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
+
+        h = nn.Dense(4 * 4 * 4 * self.dim, kernel_init=init)(z)
+        h = nn.relu(bn(h)).reshape(z.shape[0], 4, 4, 4 * self.dim)
+        h = nn.ConvTranspose(2 * self.dim, (5, 5), strides=(2, 2), kernel_init=init)(h)  # 8x8
+        h = nn.relu(bn(h))[:, :7, :7, :]  # crop so that two more doublings give 28
+        h = nn.ConvTranspose(self.dim, (5, 5), strides=(2, 2), kernel_init=init)(h)  # 14x14
+        h = nn.relu(bn(h))
+        h = nn.ConvTranspose(self.channels, (5, 5), strides=(2, 2), kernel_init=init)(h)  # 28x28
+        return nn.sigmoid(h)
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN-style 28x28 discriminator (no batch norm); one logit per image (channels may be packed)."""
+
+    dim: int = 64
+    init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x):
+        init = nn.initializers.normal(self.init_std)
+        h = x
+        for width in (self.dim, 2 * self.dim, 4 * self.dim):
+            h = nn.Conv(width, (5, 5), strides=(2, 2), kernel_init=init)(h)
+            h = nn.leaky_relu(h, 0.2)
+        h = h.reshape(h.shape[0], -1)
+        return nn.Dense(1, kernel_init=init)(h)[..., 0]
+

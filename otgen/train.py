@@ -1,0 +1,587 @@
+"""One training loop for the GAN baselines: GAN, WGAN, WGAN-GP and PacGAN-m.
+
+Usage::
+
+    cfg = GANConfig.for_toy(model="pacgan2", steps=10_000, seed=0)
+    result = train_gan(cfg, data, run_dir, resume=False, checkpoint_every=1000)
+    samples = result.sample(jax.random.key(1), 2500)
+
+A *step* is one generator update, preceded by ``n_critic`` discriminator updates
+(1 for GAN/PacGAN, 5 for the WGANs); ``steps`` is the budget.  ``batch_size``
+counts discriminator inputs, so PacGAN-m draws ``m * batch_size`` real and
+``m * batch_size`` generated samples per update, as in the PacGAN paper.
+
+Minibatches are drawn *with replacement* from the data array, inside the jitted
+step, with a key split off the training state's key.  The whole run is thus a
+function of (config, data, seed): resuming from a checkpoint reproduces the
+uninterrupted run exactly, because the key is part of the checkpointed state.
+
+Steps run in chunks (``lax.scan`` of ``log_every`` steps under one ``jax.jit``):
+per-step Python dispatch costs more than the 2-D networks themselves on CPU
+(``scripts/bench_gan.py`` measures this).  Chunk ends fall on multiples of
+``log_every`` and ``checkpoint_every``, so checkpoints land on the same steps in
+a resumed and an uninterrupted run.
+
+Hyperparameters (read off the authors' public code, see ``GANConfig.for_toy``
+and ``GANConfig.for_mnist``):
+
+* GAN / PacGAN on 2-D data (``fjxmlzn/PacGAN``): Adam lr 1e-4, beta1 0.8,
+  batch 100, *simultaneous* updates -- both players' gradients are taken at the
+  same parameters in one step (the ALI ``ali_algorithm`` the reference uses).
+* WGAN (Arjovsky et al., ``martinarjovsky/WassersteinGAN``): RMSProp lr 5e-5
+  (PyTorch's: decay 0.99, eps 1e-8 outside the root), every critic parameter
+  clipped to [-0.01, 0.01] after each critic update, n_critic 5.  The reference
+  code's extra 100-iteration critic bursts (first 25 generator steps, every
+  500th) are not reproduced: the paper's Algorithm 1 has a constant n_critic.
+* WGAN-GP (Gulrajani et al., ``igul222/improved_wgan_training``): lambda 10,
+  Adam lr 1e-4, betas (0.5, 0.9), n_critic 5.  (The reference toy script uses
+  lambda 0.1 "to be faster"; the paper's value 10 is the default here.)
+* MNIST (DCGAN-style nets of ``gan_mnist.py``): GAN/PacGAN with DCGAN's Adam
+  lr 2e-4, beta1 0.5, alternating updates; the WGANs as above; batch 50,
+  128-d noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
+from otgen.models.gan import DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, pack
+from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss,
+                                     gradient_penalty, wgan_critic_loss, wgan_generator_loss)
+from otgen.rundir import RunDir
+
+__all__ = [
+    "GAN_MODELS", "GANConfig", "GANState", "GANResult", "TrainingDivergedError",
+    "build_networks", "make_optimizer", "init_state", "make_train_step", "make_fit_step",
+    "train_gan", "load_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME",
+]
+
+GAN_MODELS = ("gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
+ARCHS = ("mlp", "dcgan")
+OPTIMIZERS = ("adam", "rmsprop")
+CHECKPOINT_NAME = "checkpoint.npz"
+LOSS_PLOT_NAME = "loss.png"
+_CHECKPOINT_KIND = "otgen-gan-state-v1"
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss (or a parameter) became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """Every hyperparameter of one GAN-family run (serialise with ``dataclasses.asdict``).
+
+    Build one with :meth:`for_toy` or :meth:`for_mnist` (published values) and
+    override fields with ``dataclasses.replace`` or keyword arguments there.
+    """
+
+    model: str = "gan"
+    arch: str = "mlp"                      # "mlp" (vectors, PacGAN nets) or "dcgan" (28x28 images)
+    steps: int = 10_000                    # generator updates (the budget)
+    seed: int = 0
+    batch_size: int = 100                  # discriminator inputs (packs) per update
+    sample_shape: tuple[int, ...] = (2,)   # shape of one data sample
+    noise_dim: int = 2                     # z ~ N(0, I_noise_dim)
+    n_critic: int = 1                      # discriminator updates per generator update
+    simultaneous: bool = True              # both gradients at the same parameters (needs n_critic == 1)
+    clip: float = 0.0                      # WGAN weight clipping bound; 0 = none
+    gp_lambda: float = 0.0                 # WGAN-GP penalty weight; 0 = none
+    optimizer: str = "adam"                # for both players
+    lr: float = 1e-4
+    beta1: float = 0.8                     # Adam
+    beta2: float = 0.999                   # Adam
+    rms_decay: float = 0.99                # RMSProp
+    eps: float = 1e-8
+    g_hidden: int = 400                    # mlp generator width
+    g_layers: int = 4
+    d_hidden: int = 200                    # maxout units per layer (kept for every packing degree)
+    d_layers: int = 3
+    maxout_pieces: int = 5
+    conv_dim: int = 64                     # dcgan base width
+    init_std: float = 0.02
+    bn_momentum: float = 0.95              # running stats <- 0.95 old + 0.05 batch (PacGAN reference)
+    log_every: int = 100                   # steps per history entry (and per jitted chunk)
+
+    def __post_init__(self):
+        object.__setattr__(self, "sample_shape", tuple(int(s) for s in self.sample_shape))
+        problems = []
+        if self.model not in GAN_MODELS:
+            problems.append(f"model must be one of {GAN_MODELS}, got {self.model!r}")
+        if self.arch not in ARCHS:
+            problems.append(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("batch_size", "noise_dim", "n_critic", "log_every", "g_hidden", "g_layers",
+                     "d_hidden", "d_layers", "maxout_pieces", "conv_dim"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0:
+            problems.append(f"steps must be >= 0, got {self.steps}")
+        for name in ("lr", "init_std", "eps"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.clip < 0 or self.gp_lambda < 0:
+            problems.append("clip and gp_lambda must be >= 0")
+        if self.simultaneous and self.n_critic != 1:
+            problems.append("simultaneous updates need n_critic == 1")
+        if self.model == "wgan" and self.clip <= 0:
+            problems.append("wgan needs clip > 0 (its Lipschitz constraint)")
+        if self.model == "wgan-gp" and self.gp_lambda <= 0:
+            problems.append("wgan-gp needs gp_lambda > 0 (its Lipschitz constraint)")
+        if self.gp_lambda > 0 and self.loss != "wasserstein":
+            problems.append("a gradient penalty belongs to the Wasserstein critic (wgan-gp)")
+        if self.arch == "dcgan" and (len(self.sample_shape) != 3 or self.sample_shape[:2] != (28, 28)):
+            problems.append(f"the dcgan nets need 28x28xC images, got sample_shape {self.sample_shape}")
+        if self.arch == "mlp" and len(self.sample_shape) != 1:
+            problems.append(f"the mlp nets need vector samples, got sample_shape {self.sample_shape}")
+        if problems:
+            raise ValueError("invalid GANConfig: " + "; ".join(problems))
+
+    @property
+    def pack(self) -> int:
+        """PacGAN packing degree m (1 for the unpacked models)."""
+        return int(self.model[-1]) if self.model.startswith("pacgan") else 1
+
+    @property
+    def loss(self) -> str:
+        return "wasserstein" if self.model in ("wgan", "wgan-gp") else "gan"
+
+    @classmethod
+    def for_toy(cls, model: str = "gan", steps: int = 10_000, seed: int = 0, batch_size: int = 100,
+                dim: int = 2, **overrides) -> GANConfig:
+        """PacGAN's 2-D networks with each model's published optimiser settings."""
+        base = dict(model=model, arch="mlp", steps=steps, seed=seed, batch_size=batch_size,
+                    sample_shape=(dim,), noise_dim=2)
+        return cls(**{**base, **_published_training(model, images=False), **overrides})
+
+    @classmethod
+    def for_mnist(cls, model: str = "gan", steps: int = 20_000, seed: int = 0, batch_size: int = 50,
+                  **overrides) -> GANConfig:
+        """DCGAN-style 28x28 networks; data (n, 28, 28, 1) float32 in [0, 1]."""
+        base = dict(model=model, arch="dcgan", steps=steps, seed=seed, batch_size=batch_size,
+                    sample_shape=(28, 28, 1), noise_dim=128)
+        return cls(**{**base, **_published_training(model, images=True), **overrides})
+
+    def compatibility_dict(self) -> dict:
+        """Everything a checkpoint must agree on: all fields but the budget ``steps``."""
+        d = dataclasses.asdict(self)
+        d.pop("steps")
+        return json.loads(json.dumps(d))  # tuples -> lists, as stored in checkpoint metadata
+
+
+def _published_training(model: str, images: bool) -> dict:
+    if model == "wgan":
+        return dict(optimizer="rmsprop", lr=5e-5, rms_decay=0.99, eps=1e-8, n_critic=5, clip=0.01,
+                    gp_lambda=0.0, simultaneous=False)
+    if model == "wgan-gp":
+        return dict(optimizer="adam", lr=1e-4, beta1=0.5, beta2=0.9, n_critic=5, clip=0.0,
+                    gp_lambda=10.0, simultaneous=False)
+    if model in GAN_MODELS:  # gan, pacgan*
+        if images:  # DCGAN
+            return dict(optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999, n_critic=1, simultaneous=False)
+        return dict(optimizer="adam", lr=1e-4, beta1=0.8, beta2=0.999, n_critic=1, simultaneous=True)
+    raise ValueError(f"model must be one of {GAN_MODELS}, got {model!r}")
+
+
+class GANState(struct.PyTreeNode):
+    """Everything that changes during training; a pytree, checkpointed whole."""
+
+    g_params: Any
+    g_stats: Any       # generator batch-norm running statistics
+    d_params: Any
+    g_opt: Any
+    d_opt: Any
+    step: jax.Array    # generator updates done (int32 scalar)
+    key: jax.Array     # typed PRNG key of the run
+
+
+def build_networks(cfg: GANConfig):
+    """(generator, discriminator) Flax modules for ``cfg``."""
+    if cfg.arch == "mlp":
+        g = MLPGenerator(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers,
+                         init_std=cfg.init_std, bn_momentum=cfg.bn_momentum)
+        d = MaxoutDiscriminator(hidden=cfg.d_hidden, pieces=cfg.maxout_pieces, layers=cfg.d_layers,
+                                init_std=cfg.init_std)
+    else:
+        g = DCGANGenerator(dim=cfg.conv_dim, channels=cfg.sample_shape[-1], init_std=cfg.init_std,
+                           bn_momentum=cfg.bn_momentum)
+        d = DCGANDiscriminator(dim=cfg.conv_dim, init_std=cfg.init_std)
+    return g, d
+
+
+def make_optimizer(cfg: GANConfig) -> optax.GradientTransformation:
+    if cfg.optimizer == "adam":
+        return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    # PyTorch-style RMSProp (as in the WGAN reference): eps added outside the square root
+    return optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.eps, eps_in_sqrt=False)
+
+
+def packed_shape(cfg: GANConfig) -> tuple[int, ...]:
+    """Shape of one discriminator input: ``m`` samples concatenated along the last axis."""
+    return cfg.sample_shape[:-1] + (cfg.pack * cfg.sample_shape[-1],)
+
+
+def init_state(cfg: GANConfig, key: jax.Array | None = None) -> GANState:
+    """Fresh parameters and optimiser states; the key defaults to ``jax.random.key(cfg.seed)``."""
+    key = jax.random.key(cfg.seed) if key is None else key
+    k_g, k_d, k_run = jax.random.split(key, 3)
+    g, d = build_networks(cfg)
+    g_vars = g.init(k_g, jnp.zeros((2, cfg.noise_dim)), train=False)
+    d_vars = d.init(k_d, jnp.zeros((1,) + packed_shape(cfg)))
+    tx = make_optimizer(cfg)
+    return GANState(g_params=g_vars["params"], g_stats=g_vars["batch_stats"], d_params=d_vars["params"],
+                    g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]),
+                    step=jnp.zeros((), jnp.int32), key=k_run)
+
+
+def make_train_step(cfg: GANConfig):
+    """The pure train step ``(state, real, key) -> (state, metrics)``.
+
+    ``real`` has shape ``(n_critic, m, batch_size, *sample_shape)``: one minibatch
+    of ``m``-packs per critic update.  ``metrics`` holds scalar ``d_loss`` (of the
+    last critic update, penalty included), ``g_loss``, and for the WGANs
+    ``wasserstein`` (the critic's estimate of W1) and ``gp`` (WGAN-GP).
+    """
+    g_net, d_net = build_networks(cfg)
+    tx = make_optimizer(cfg)
+    m, batch = cfg.pack, cfg.batch_size
+    wasserstein = cfg.loss == "wasserstein"
+
+    def generate(g_params, g_stats, z):
+        # Each of the m groups is its own batch-norm batch, and the m running-stat
+        # updates are averaged -- what the reference does with its m generator calls.
+        def one_group(zi):
+            x, upd = g_net.apply({"params": g_params, "batch_stats": g_stats}, zi, train=True,
+                                 mutable=["batch_stats"])
+            return x, upd["batch_stats"]
+
+        x, stats = jax.vmap(one_group)(z)
+        return x, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
+
+    def noise(key):
+        return jax.random.normal(key, (m, batch, cfg.noise_dim))
+
+    def critic_objective(d_params, real_in, fake_in, key):
+        def score(x):
+            return d_net.apply({"params": d_params}, x)
+
+        r, f = score(real_in), score(fake_in)
+        base = wgan_critic_loss(r, f) if wasserstein else gan_discriminator_loss(r, f)
+        gp = gradient_penalty(score, real_in, fake_in, key) if cfg.gp_lambda > 0 else jnp.zeros(())
+        return base + cfg.gp_lambda * gp, (base, gp)
+
+    def generator_objective(d_params, fake):
+        f = d_net.apply({"params": d_params}, pack(fake))
+        return wgan_generator_loss(f) if wasserstein else gan_generator_loss(f)
+
+    def apply(grads, opt, params):
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt
+
+    def constrain(d_params):
+        return clip_params(d_params, cfg.clip) if cfg.clip > 0 else d_params
+
+    def metrics_of(d_total, g_loss, base, gp):
+        out = {"d_loss": d_total, "g_loss": g_loss}
+        if wasserstein:
+            out["wasserstein"] = -base
+        if cfg.gp_lambda > 0:
+            out["gp"] = gp
+        return out
+
+    def simultaneous_step(state: GANState, real, key):
+        k_z, k_gp = jax.random.split(key)
+        z = noise(k_z)
+        real_in = pack(real[0])
+
+        def joint(g_params, d_params):
+            # stop_gradients split one forward pass into the two players' objectives
+            fake, stats = generate(g_params, state.g_stats, z)
+            d_total, (base, gp) = critic_objective(d_params, real_in, pack(jax.lax.stop_gradient(fake)), k_gp)
+            g_loss = generator_objective(jax.lax.stop_gradient(d_params), fake)
+            return d_total + g_loss, (d_total, g_loss, base, gp, stats)
+
+        (_, (d_total, g_loss, base, gp, stats)), (g_grads, d_grads) = jax.value_and_grad(
+            joint, argnums=(0, 1), has_aux=True)(state.g_params, state.d_params)
+        g_params, g_opt = apply(g_grads, state.g_opt, state.g_params)
+        d_params, d_opt = apply(d_grads, state.d_opt, state.d_params)
+        new = state.replace(g_params=g_params, g_stats=stats, g_opt=g_opt, d_params=constrain(d_params),
+                            d_opt=d_opt, step=state.step + 1)
+        return new, metrics_of(d_total, g_loss, base, gp)
+
+    def alternating_step(state: GANState, real, key):
+        k_critic, k_g = jax.random.split(key)
+
+        def critic_update(carry, inputs):
+            d_params, d_opt = carry
+            real_i, key_i = inputs
+            k_z, k_gp = jax.random.split(key_i)
+            fake, _ = generate(state.g_params, state.g_stats, noise(k_z))  # stats move on G's own update only
+            (d_total, (base, gp)), grads = jax.value_and_grad(critic_objective, has_aux=True)(
+                d_params, pack(real_i), pack(jax.lax.stop_gradient(fake)), k_gp)
+            d_params, d_opt = apply(grads, d_opt, d_params)
+            return (constrain(d_params), d_opt), (d_total, base, gp)
+
+        (d_params, d_opt), (d_total, base, gp) = jax.lax.scan(
+            critic_update, (state.d_params, state.d_opt), (real, jax.random.split(k_critic, cfg.n_critic)))
+
+        z = noise(k_g)
+
+        def g_objective(g_params):
+            fake, stats = generate(g_params, state.g_stats, z)
+            return generator_objective(d_params, fake), stats
+
+        (g_loss, stats), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        g_params, g_opt = apply(g_grads, state.g_opt, state.g_params)
+        new = state.replace(g_params=g_params, g_stats=stats, g_opt=g_opt, d_params=d_params, d_opt=d_opt,
+                            step=state.step + 1)
+        return new, metrics_of(d_total[-1], g_loss, base[-1], gp[-1])
+
+    return simultaneous_step if cfg.simultaneous else alternating_step
+
+
+def make_fit_step(cfg: GANConfig):
+    """``(state, data) -> (state, metrics)``: draw the step's minibatches from ``data``, then train."""
+    train_step = make_train_step(cfg)
+
+    def fit_step(state: GANState, data: jax.Array):
+        key, k_idx, k_step = jax.random.split(state.key, 3)
+        idx = jax.random.randint(k_idx, (cfg.n_critic, cfg.pack, cfg.batch_size), 0, data.shape[0])
+        return train_step(state.replace(key=key), data[idx], k_step)
+
+    return fit_step
+
+
+def make_chunk_runner(cfg: GANConfig):
+    """Jitted ``(state, data, length) -> (state, stacked metrics)`` running ``length`` steps in one scan."""
+    fit_step = make_fit_step(cfg)
+
+    @partial(jax.jit, static_argnums=2)
+    def run(state, data, length):
+        return jax.lax.scan(lambda s, _: fit_step(s, data), state, None, length=length)
+
+    return run
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves))
+
+
+def _make_sampler(cfg: GANConfig):
+    g_net, _ = build_networks(cfg)
+
+    @partial(jax.jit, static_argnums=3)
+    def sample(g_params, g_stats, key, n):
+        z = jax.random.normal(key, (n, cfg.noise_dim))
+        return g_net.apply({"params": g_params, "batch_stats": g_stats}, z, train=False)
+
+    return sample
+
+
+@dataclasses.dataclass(frozen=True)
+class GANResult:
+    """A trained generator: ``sample(key, n)``, the loss ``history`` and the final ``state``."""
+
+    config: GANConfig
+    state: GANState
+    history: dict[str, list[float]]
+    train_seconds: float = 0.0  # wall time of the steps run by this call (compilation included)
+
+    _CHUNK = 2048  # samples per generator call, bounding memory for the image nets
+
+    def sample(self, key: jax.Array, n: int) -> np.ndarray:
+        """``n`` samples, generator in inference mode (batch-norm running statistics).
+
+        Returns ``(n, d)`` for vectors, ``(n, 28, 28, C)`` floats in [0, 1] for images.
+        Deterministic in ``key`` (chunk ``i`` uses ``fold_in(key, i)``).
+        """
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"number of samples must be >= 0, got {n}")
+        sampler = _sampler_for(self.config)
+        chunks, done, i = [], 0, 0
+        while done < n:
+            size = min(n, self._CHUNK)  # static shape: one compilation per distinct size
+            chunk = sampler(self.state.g_params, self.state.g_stats, jax.random.fold_in(key, i), size)
+            chunks.append(np.asarray(chunk)[: n - done])
+            done += chunks[-1].shape[0]
+            i += 1
+        out = np.concatenate(chunks) if chunks else np.zeros((0,) + self.config.sample_shape, np.float32)
+        return np.clip(out, 0.0, 1.0) if self.config.arch == "dcgan" else out
+
+
+_SAMPLERS: dict[GANConfig, Any] = {}
+
+
+def _sampler_for(cfg: GANConfig):
+    if cfg not in _SAMPLERS:
+        _SAMPLERS[cfg] = _make_sampler(cfg)
+    return _SAMPLERS[cfg]
+
+
+def _validate_data(cfg: GANConfig, data) -> np.ndarray:
+    x = np.asarray(data)
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"training data must be numeric, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if cfg.arch == "dcgan" and x.ndim == 3:
+        x = x[..., None]
+    if x.ndim < 2 or tuple(x.shape[1:]) != cfg.sample_shape:
+        raise ValueError(f"training data must have shape (n, {', '.join(map(str, cfg.sample_shape))}), "
+                         f"got {x.shape}")
+    if x.shape[0] < 1:
+        raise ValueError("training data is empty")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("training data contains NaN or infinite values")
+    if cfg.arch == "dcgan" and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(f"image data must lie in [0, 1] (the generator ends in a sigmoid), "
+                         f"got range [{x.min():g}, {x.max():g}]")
+    return x
+
+
+def _data_fingerprint(x: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(x.shape).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict) -> dict:
+    return {"kind": _CHECKPOINT_KIND, "model": cfg.model, "config": cfg.compatibility_dict(),
+            "step": int(step), "data": data_digest, "history": history}
+
+
+def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str | None) -> None:
+    if meta.get("kind") != _CHECKPOINT_KIND:
+        raise CheckpointError(f"{path} is not a GAN training checkpoint (kind {meta.get('kind')!r})")
+    if meta.get("model") != cfg.model:
+        raise CheckpointError(f"{path} was written by model {meta.get('model')!r}, not {cfg.model!r}; "
+                              "use another run directory or drop --resume")
+    want, have = cfg.compatibility_dict(), meta.get("config", {})
+    diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {want.get(k)!r}" for k in diff)
+        raise CheckpointError(f"{path} was written with another configuration ({detail}); "
+                              "use another run directory or drop --resume")
+    if data_digest is not None and meta.get("data") != data_digest:
+        raise CheckpointError(f"{path} was trained on different data (fingerprint mismatch)")
+
+
+def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANState, dict]:
+    _, meta = load_pytree(path)
+    _check_compatible(path, meta, cfg, data_digest)
+    state, _ = load_pytree(path, like=init_state(cfg))
+    state = jax.tree_util.tree_map(jnp.asarray, state)
+    return state, {k: [float(v) for v in vals] for k, vals in meta.get("history", {}).items()}
+
+
+def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
+    """The :class:`GANResult` stored in ``run_dir``'s checkpoint (refused if ``cfg`` differs)."""
+    state, history = _restore(RunDir(run_dir).file(CHECKPOINT_NAME), cfg, None)
+    return GANResult(cfg, state, history)
+
+
+def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) -> TrainingDivergedError:
+    losses = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    kept = (f"the last checkpoint (step {last_saved}) is kept" if last_saved is not None
+            else "no checkpoint was written")
+    return TrainingDivergedError(
+        f"{cfg.model}: non-finite loss at step {step} ({losses}); training stopped and {kept}. "
+        f"Try a smaller learning rate (lr={cfg.lr:g}) or check the data scale.")
+
+
+def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
+              checkpoint_every: int = 1000, progress: bool = True) -> GANResult:
+    """Train ``cfg.model`` on ``data`` for ``cfg.steps`` generator updates.
+
+    Writes ``checkpoint.npz`` into ``run_dir`` every ``checkpoint_every`` steps and
+    at the end (atomic, pickle-free, with the config in its metadata), and
+    ``loss.png``.  With ``resume=True`` an existing checkpoint is continued --
+    refused (:class:`~otgen.checkpoint.CheckpointError`) if it comes from another
+    model, configuration (``steps`` aside: the budget may be extended) or data
+    set.  A non-finite loss raises :class:`TrainingDivergedError` before any
+    checkpoint of the bad state is written.  Ctrl-C saves the last completed chunk.
+    """
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    from otgen.plotting import loss_curves  # matplotlib only when training
+
+    x = _validate_data(cfg, data)
+    digest = _data_fingerprint(x)
+    run = RunDir(run_dir)
+    ckpt = run.file(CHECKPOINT_NAME)
+
+    state, history, last_saved = None, {}, None
+    if resume and ckpt.exists():
+        state, history = _restore(ckpt, cfg, digest)
+        last_saved = int(state.step)
+    if state is None:
+        state = init_state(cfg)
+    step = int(state.step)
+
+    def save(s, at):
+        nonlocal last_saved
+        if not bool(_all_finite((s.g_params, s.g_stats, s.d_params))):
+            raise _diverged(cfg, at, {"parameters": float("nan")}, last_saved)
+        save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history))
+        last_saved = at
+
+    run_chunk = make_chunk_runner(cfg)
+    data_dev = jnp.asarray(x)
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), desc=cfg.model, disable=not progress,
+               dynamic_ncols=True, leave=False)
+    try:
+        while step < cfg.steps:
+            end = min(_next_multiple(step, cfg.log_every), _next_multiple(step, checkpoint_every), cfg.steps)
+            new_state, metrics = run_chunk(state, data_dev, end - step)
+            metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+            finite = np.all([np.isfinite(v) for v in metrics.values()], axis=0)
+            if not finite.all():
+                first = int(np.argmin(finite))
+                raise _diverged(cfg, step + first + 1, {k: float(v[first]) for k, v in metrics.items()},
+                                last_saved)
+            state, step = new_state, end
+            history.setdefault("step", []).append(step)
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(float(v.mean()))
+            bar.update(end - bar.n)
+            bar.set_postfix({k: f"{history[k][-1]:.3f}" for k in metrics})
+            if step % checkpoint_every == 0:
+                save(state, step)
+    except KeyboardInterrupt:
+        if step > (last_saved or 0):
+            save(state, step)
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if last_saved != step:
+        save(state, step)
+    if history:
+        loss_curves({k: v for k, v in history.items()}, run.file(LOSS_PLOT_NAME),
+                    title=f"{cfg.model} losses (mean per {cfg.log_every} steps)")
+    return GANResult(cfg, state, history, seconds)
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
