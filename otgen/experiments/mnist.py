@@ -1,0 +1,452 @@
+"""``otgen mnist``: AE-OT (or a GAN baseline) on MNIST, stage by stage, resumable.
+
+AE-OT stages, each skipped when its artefact already exists in the run directory:
+
+    train-ae  -> autoencoder.npz   (per-epoch ae_train_state.npz lets a killed run resume mid-training)
+    encode    -> latents.npy       (codes of every training image)
+    fit-ot    -> the OT part of AE-OT (Brenier potential), saved by otgen.aeot
+    generate  -> generated_latents.npy, samples.npy (uint8 (n, 28, 28)), samples.png
+    evaluate  -> metrics.json      (classifier-judged class coverage / KL / FID; --no-eval skips it)
+
+GAN baselines (``--model gan|wgan|wgan-gp|pacgan2|...``) run ``train-gan`` (otgen.train, resumable)
+then ``generate`` and ``evaluate``.  Every file is written atomically, so killing the command at any
+point and re-running it with the same ``--out`` redoes only the unfinished stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otgen.models.autoencoder import AEConfig
+
+__all__ = ["MnistConfig", "PRESETS", "AEOT_STAGES", "GAN_STAGES", "make_config", "run", "add_arguments", "main"]
+
+AEOT_STAGES = ("train-ae", "encode", "fit-ot", "generate", "evaluate")
+GAN_STAGES = ("train-gan", "generate", "evaluate")
+
+# Files that mark a stage as done (each written atomically, last thing the stage does).
+AE_FILE, AE_STATE_FILE, LATENTS_FILE = "autoencoder.npz", "ae_train_state.npz", "latents.npy"
+OT_FILE, GEN_LATENTS_FILE, SAMPLES_FILE = "brenier.npz", "generated_latents.npy", "samples.npy"
+METRICS_FILE, STAGES_FILE = "metrics.json", "stages.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistConfig:
+    """Everything one MNIST run depends on.  ``make_config(preset, ...)`` fills the preset values."""
+
+    preset: str = "quick"
+    model: str = "aeot"
+    out: str = "runs/mnist"
+    data_dir: str | None = None
+    seed: int = 0
+    stages: tuple[str, ...] | None = None  # None: all stages of the model
+    limit: int | None = None  # use only the first `limit` training images (tests, smoke runs)
+    n_samples: int = 10000
+    evaluate: bool = True
+    progress: bool = True
+    # autoencoder
+    ae: AEConfig = AEConfig()
+    ae_epochs: int = 6
+    ae_batch: int = 128
+    ae_lr: float = 2e-3
+    # semi-discrete OT (source: uniform on the unit cube, as in AE-OT's public code)
+    ot_steps: int = 400
+    ot_batch: int = 8192  # Monte-Carlo source samples per gradient step
+    ot_lr: float = 5e-2
+    ot_tol: float = 1e-2
+    # extended generation (AE-OT: top-k neighbouring cells, angle threshold in radians)
+    top_k: int = 20
+    angle_threshold: float = 0.7
+    # GAN baselines
+    gan_steps: int = 3000
+
+    # Fields that may change between runs in one run directory without invalidating it.
+    RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out")
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.limit is not None and self.limit < 2:
+            raise ValueError(f"limit must be >= 2 training images, got {self.limit}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        for name in ("ae_epochs", "ae_batch", "ot_steps", "ot_batch", "top_k", "gan_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.angle_threshold <= np.pi:
+            raise ValueError(f"angle_threshold must be in (0, pi] radians, got {self.angle_threshold}")
+        known = AEOT_STAGES if self.model == "aeot" else GAN_STAGES
+        for s in self.stages or ():
+            if s not in known:
+                raise ValueError(f"unknown stage {s!r} for model {self.model!r}; stages are {', '.join(known)}")
+
+    def stage_list(self) -> tuple[str, ...]:
+        allowed = AEOT_STAGES if self.model == "aeot" else GAN_STAGES
+        chosen = allowed if self.stages is None else tuple(s for s in allowed if s in self.stages)
+        return tuple(s for s in chosen if s != "evaluate" or self.evaluate)
+
+    def identity(self) -> dict:
+        """The fields that define the run's results (compared when a run directory is reused)."""
+        d = dataclasses.asdict(self)
+        for k in self.RUNTIME_FIELDS:
+            d.pop(k)
+        return json.loads(json.dumps(d))  # tuples -> lists, as read back from config.json
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small AE, fewer OT steps: the whole pipeline in well under 15 minutes on 2 CPU cores.
+    "quick": dict(ae=AEConfig(latent_dim=16, features=(16, 32), hidden=256, loss="bce"),
+                  ae_epochs=6, ae_batch=128, ae_lr=2e-3,
+                  ot_steps=400, ot_batch=8192, ot_lr=5e-2, ot_tol=1e-2,
+                  top_k=20, angle_threshold=0.7, gan_steps=3000),
+    # AE-OT's public code (pyOMT): 100-d codes, Adam 1e-3, batch 512, MSE + 1e-5 L1 on the codes;
+    # OT by Adam lr 5e-2 on h with 20 x 1000 quasi-Monte-Carlo samples per step, up to 20000 steps;
+    # generation from the top-20 cells with angle threshold 0.7.  The networks are the InfoGAN MNIST
+    # pair (64/128 conv channels, 1024 dense).  AE epochs: our choice (the code caps them at 500).
+    "paper": dict(ae=AEConfig(latent_dim=100, features=(64, 128), hidden=1024, loss="mse", l1=1e-5),
+                  ae_epochs=50, ae_batch=512, ae_lr=1e-3,
+                  ot_steps=20000, ot_batch=20000, ot_lr=5e-2, ot_tol=1e-2,
+                  top_k=20, angle_threshold=0.7, gan_steps=20000),
+}
+
+
+def make_config(preset: str = "quick", **overrides) -> MnistConfig:
+    """The preset's settings with ``overrides`` (``None`` values are ignored) applied."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    ae_over = {k: overrides.pop(k) for k in ("latent_dim",) if k in overrides}
+    fields = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if ae_over.get("latent_dim") is not None:
+        fields["ae"] = dataclasses.replace(fields["ae"], latent_dim=int(ae_over["latent_dim"]))
+    if fields.get("stages") is not None:
+        fields["stages"] = tuple(fields["stages"])
+    return MnistConfig(preset=preset, **fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _log(cfg: MnistConfig, msg: str) -> None:
+    if cfg.progress:
+        print(f"[otgen mnist] {msg}", flush=True)
+
+
+def _to_uint8(images) -> np.ndarray:
+    """float images in [0, 1], (n, 28, 28[, 1]) -> uint8 (n, 28, 28)."""
+    x = np.asarray(images, np.float32)
+    if x.ndim == 4:
+        x = x[..., 0]
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _check_or_write_config(rd, cfg: MnistConfig) -> None:
+    """A run directory belongs to one configuration: refuse to mix artefacts of two."""
+    if rd.has("config.json"):
+        try:
+            stored = rd.read_json("config.json").get("config", {})
+        except ValueError:
+            stored = None  # unreadable (cannot happen with atomic writes, but never trust it): rewrite
+        if stored is not None:
+            stored = {k: v for k, v in stored.items() if k not in MnistConfig.RUNTIME_FIELDS}
+            if stored != cfg.identity():
+                diff = sorted(k for k in set(stored) | set(cfg.identity())
+                              if stored.get(k) != cfg.identity().get(k))
+                raise ValueError(f"run directory {rd.path} holds a run with a different configuration "
+                                 f"(differs in: {', '.join(diff)}); use another --out")
+            return
+    rd.write_config(dataclasses.asdict(cfg), seed=cfg.seed)
+
+
+def _record_stage(rd, name: str, seconds: float) -> None:
+    done = rd.read_json(STAGES_FILE) if rd.has(STAGES_FILE) else {}
+    done[name] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rd.write_json(STAGES_FILE, done)
+
+
+def _keys(seed: int):
+    import jax
+
+    k = jax.random.split(jax.random.key(seed), 5)
+    return {"ae_init": k[0], "ae_shuffle": k[1], "ot": k[2], "generate": k[3], "gan": k[4]}
+
+
+def _load_train_images(cfg: MnistConfig) -> np.ndarray:
+    from otgen.data.mnist import load_mnist
+
+    images, _ = load_mnist("train", cfg.data_dir)
+    return images[: cfg.limit] if cfg.limit else images
+
+
+# ----------------------------------------------------------------------------------------------
+# AE-OT stages
+
+
+def _ae_parts(cfg: MnistConfig):
+    import optax
+
+    from otgen.models.autoencoder import init_train_state, make_autoencoder
+
+    model = make_autoencoder(cfg.ae)
+    optimizer = optax.adam(cfg.ae_lr)
+    template = init_train_state(_keys(cfg.seed)["ae_init"], model, optimizer)
+    return model, optimizer, template
+
+
+def _load_ae_params(rd, cfg: MnistConfig):
+    from otgen.checkpoint import load_pytree
+
+    model, _, template = _ae_parts(cfg)
+    if not rd.has(AE_FILE):
+        raise ValueError(f"{rd.file(AE_FILE)} is missing: run the train-ae stage first")
+    params, meta = load_pytree(rd.file(AE_FILE), like=template.params)
+    return model, params, meta
+
+
+def stage_train_ae(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
+    from otgen.checkpoint import load_pytree, save_pytree
+    from otgen.data.mnist import load_mnist, to_unit_float
+    from otgen.models.autoencoder import fit_autoencoder, reconstruction_mse, decode_batched, encode_batched
+    from otgen.plotting import image_grid, loss_curves
+
+    model, optimizer, state = _ae_parts(cfg)
+    start, history = 0, []
+    if rd.has(AE_STATE_FILE):  # resume mid-training from the last finished epoch
+        state, meta = load_pytree(rd.file(AE_STATE_FILE), like=state)
+        start, history = int(meta["epoch"]), list(meta["history"])
+        _log(cfg, f"train-ae: resuming after epoch {start}/{cfg.ae_epochs}")
+
+    def checkpoint(epoch, st, metrics):
+        history.append(metrics)
+        save_pytree(rd.file(AE_STATE_FILE), st, {"epoch": epoch + 1, "history": history})
+        _log(cfg, f"train-ae: epoch {epoch + 1}/{cfg.ae_epochs} loss {metrics['loss']:.4f} mse {metrics['mse']:.4f}")
+
+    x = to_unit_float(train_u8)
+    state, _ = fit_autoencoder(_keys(cfg.seed)["ae_shuffle"], x, model, optimizer, cfg.ae, state,
+                               epochs=cfg.ae_epochs, batch_size=cfg.ae_batch, start_epoch=start,
+                               on_epoch_end=checkpoint, progress=cfg.progress)
+    # Held-out reconstruction error and figure (test split; fall back to training images if absent).
+    try:
+        test_u8, _ = load_mnist("test", cfg.data_dir)
+        held_out = "test"
+    except (FileNotFoundError, ValueError):
+        test_u8, held_out = train_u8, "train"
+    test_mse = reconstruction_mse(model, state.params, to_unit_float(test_u8))
+    shown = to_unit_float(test_u8[:50])
+    recon = decode_batched(model, state.params, encode_batched(model, state.params, shown))
+    pairs = np.concatenate([np.stack([shown[r * 10:(r + 1) * 10], recon[r * 10:(r + 1) * 10]]) for r in range(5)])
+    image_grid(pairs.reshape(-1, 28, 28, 1), rd.file("reconstruction.png"), nrow=10,
+               title=f"{held_out} digits (odd rows) and reconstructions (even rows), MSE {test_mse:.4f}")
+    if history:
+        loss_curves({"step": [h["epoch"] for h in history], "loss": [h["loss"] for h in history],
+                     "mse": [h["mse"] for h in history]}, rd.file("ae_loss.png"), title="autoencoder (per epoch)")
+    rd.write_json("reconstruction.json", {"split": held_out, "mse_per_pixel": test_mse, "n": int(len(test_u8))})
+    save_pytree(rd.file(AE_FILE), state.params,
+                {"ae": dataclasses.asdict(cfg.ae), "epochs": cfg.ae_epochs, "recon_mse": test_mse,
+                 "recon_split": held_out})
+    _log(cfg, f"train-ae: done, {held_out} reconstruction MSE per pixel {test_mse:.5f}")
+
+
+def stage_encode(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
+    from otgen.data.mnist import to_unit_float
+    from otgen.models.autoencoder import encode_batched
+
+    model, params, _ = _load_ae_params(rd, cfg)
+    # Batches of 1000 images: memory stays O(batch), whatever the number of images.
+    z = np.concatenate([encode_batched(model, params, to_unit_float(train_u8[i:i + 5000]), 1000)
+                        for i in range(0, len(train_u8), 5000)])
+    rd.save_array(LATENTS_FILE, z.astype(np.float32))
+    _log(cfg, f"encode: {z.shape[0]} codes of dimension {z.shape[1]}")
+
+
+def _make_aeot(cfg: MnistConfig, model=None, params=None):
+    """The AE-OT object (otgen.aeot) for this configuration; networks optional for fit-ot."""
+    from otgen.aeot import AEOT
+
+    encoder = decoder = None
+    if model is not None:
+        from otgen.models.autoencoder import Autoencoder
+
+        def encoder(x):
+            return model.apply({"params": params}, x, method=Autoencoder.encode)
+
+        def decoder(z):
+            return model.apply({"params": params}, z, method=Autoencoder.decode)
+
+    solver_options = dict(max_steps=cfg.ot_steps, batch_size=cfg.ot_batch, lr=cfg.ot_lr, tol=cfg.ot_tol)
+    extension_options = dict(top_k=cfg.top_k, angle_threshold=cfg.angle_threshold)
+    return AEOT(encoder, decoder, solver_options, extension_options)
+
+
+def stage_fit_ot(rd, cfg: MnistConfig) -> None:
+    import jax
+
+    if not rd.has(LATENTS_FILE):
+        raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
+    latents = rd.load_array(LATENTS_FILE)
+    aeot = _make_aeot(cfg)
+    aeot.fit_ot(jax.numpy.asarray(latents), _keys(cfg.seed)["ot"])
+    aeot.save_ot(rd.file(OT_FILE))
+    _log(cfg, f"fit-ot: Brenier potential for {len(latents)} codes saved to {OT_FILE}")
+
+
+def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
+    from otgen.models.autoencoder import decode_batched
+
+    if not rd.has(OT_FILE):
+        raise ValueError(f"{rd.file(OT_FILE)} is missing: run the fit-ot stage first")
+    model, params, _ = _load_ae_params(rd, cfg)
+    aeot = _make_aeot(cfg, model, params)
+    aeot.load_ot(rd.file(OT_FILE))
+    z = np.asarray(aeot.generate_latents(_keys(cfg.seed)["generate"], cfg.n_samples), np.float32)
+    rd.save_array(GEN_LATENTS_FILE, z)
+    return _to_uint8(decode_batched(model, params, z, 1000, progress=cfg.progress))
+
+
+# ----------------------------------------------------------------------------------------------
+# GAN baselines
+
+
+def _gan_result(rd, cfg: MnistConfig, train_u8: np.ndarray | None):
+    from otgen.data.mnist import to_unit_float
+    from otgen.train import GANConfig, train_gan
+
+    gan_cfg = GANConfig.for_mnist(cfg.model, steps=cfg.gan_steps, seed=cfg.seed)
+    if train_u8 is None:
+        train_u8 = _load_train_images(cfg)
+    return train_gan(gan_cfg, data=to_unit_float(train_u8), run_dir=rd.file("gan"), resume=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# driver
+
+
+def _write_samples(rd, cfg: MnistConfig, samples_u8: np.ndarray) -> None:
+    from otgen.plotting import image_grid
+
+    rd.save_array(SAMPLES_FILE, samples_u8)
+    image_grid(samples_u8[:100], rd.file("samples.png"), nrow=10)
+    _log(cfg, f"generate: {len(samples_u8)} digits -> {SAMPLES_FILE}, samples.png")
+
+
+def stage_evaluate(rd, cfg: MnistConfig) -> dict:
+    samples = rd.load_array(SAMPLES_FILE)
+    metrics: dict[str, Any] = {"model": cfg.model, "preset": cfg.preset, "n_samples": int(len(samples))}
+    if rd.has("reconstruction.json"):
+        metrics["reconstruction"] = rd.read_json("reconstruction.json")
+    try:
+        from otgen.eval.mnist import evaluate_digits
+    except ImportError as e:  # the evaluator is optional for running the pipeline
+        metrics["evaluation"] = f"unavailable: {e}"
+    else:
+        metrics.update(evaluate_digits(samples, data_dir=cfg.data_dir))
+    if rd.has(STAGES_FILE):
+        metrics["stage_seconds"] = {k: v["seconds"] for k, v in rd.read_json(STAGES_FILE).items()}
+    rd.write_json(METRICS_FILE, metrics)
+    summary = {k: metrics[k] for k in ("classes_covered", "kl_uniform", "fid") if k in metrics}
+    _log(cfg, f"evaluate: {summary or metrics.get('evaluation')}")
+    return metrics
+
+
+def _stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
+    marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": OT_FILE, "generate": SAMPLES_FILE,
+              "evaluate": METRICS_FILE, "train-gan": None}[stage]
+    if stage == "train-gan":
+        return rd.has(STAGES_FILE) and "train-gan" in rd.read_json(STAGES_FILE)
+    return rd.has(marker)
+
+
+def run(cfg: MnistConfig) -> dict:
+    """Run (or resume) every requested stage; returns paths, per-stage seconds and metrics."""
+    from otgen.rundir import RunDir
+
+    rd = RunDir(cfg.out)
+    _check_or_write_config(rd, cfg)
+    train_u8 = None
+    ran, skipped = [], []
+    for stage in cfg.stage_list():
+        if _stage_done(rd, cfg, stage):
+            skipped.append(stage)
+            _log(cfg, f"{stage}: already done, skipped")
+            continue
+        t0 = time.perf_counter()
+        if stage in ("train-ae", "encode", "train-gan") and train_u8 is None:
+            train_u8 = _load_train_images(cfg)
+        if stage == "train-ae":
+            stage_train_ae(rd, cfg, train_u8)
+        elif stage == "encode":
+            stage_encode(rd, cfg, train_u8)
+        elif stage == "fit-ot":
+            stage_fit_ot(rd, cfg)
+        elif stage == "train-gan":
+            _gan_result(rd, cfg, train_u8)
+        elif stage == "generate":
+            if cfg.model == "aeot":
+                samples = stage_generate_aeot(rd, cfg)
+            else:
+                import jax
+
+                result = _gan_result(rd, cfg, train_u8)
+                samples = _to_uint8(result.sample(_keys(cfg.seed)["generate"], cfg.n_samples))
+            _write_samples(rd, cfg, samples)
+        elif stage == "evaluate":
+            if not rd.has(SAMPLES_FILE):
+                raise ValueError(f"{rd.file(SAMPLES_FILE)} is missing: run the generate stage first")
+        if stage != "evaluate":
+            _record_stage(rd, stage, time.perf_counter() - t0)
+        else:
+            stage_evaluate(rd, cfg)
+        ran.append(stage)
+    out = {"run_dir": str(rd.path), "ran": ran, "skipped": skipped,
+           "samples": str(rd.file(SAMPLES_FILE)) if rd.has(SAMPLES_FILE) else None,
+           "stage_seconds": ({k: v["seconds"] for k, v in rd.read_json(STAGES_FILE).items()}
+                             if rd.has(STAGES_FILE) else {})}
+    if rd.has(METRICS_FILE):
+        out["metrics"] = rd.read_json(METRICS_FILE)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="aeot",
+                        help="aeot (default) or a GAN baseline: gan, wgan, wgan-gp, pacgan2, ...")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                        help="quick: small AE, fewer OT steps (< 15 min on 2 CPU cores); paper: AE-OT's settings")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory with the MNIST IDX files (else $OTGEN_DATA_DIR, else ~/.cache/otgen/mnist)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/mnist_<model>_<preset>)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated subset of {','.join(AEOT_STAGES)} (GANs: {','.join(GAN_STAGES)})")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--n-samples", type=int, default=None, help="images to generate (default 10000)")
+    parser.add_argument("--latent-dim", type=int, default=None, help="override the preset's code dimension")
+    parser.add_argument("--ae-epochs", type=int, default=None)
+    parser.add_argument("--ot-steps", type=int, default=None)
+    parser.add_argument("--gan-steps", type=int, default=None)
+    parser.add_argument("--no-eval", action="store_true", help="skip the classifier evaluation (metrics.json)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def config_from_args(args: argparse.Namespace) -> MnistConfig:
+    stages = None if args.stages is None else tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    out = args.out or f"runs/mnist_{args.model}_{args.preset}"
+    return make_config(args.preset, model=args.model, out=out, data_dir=args.data_dir, seed=args.seed,
+                       stages=stages, limit=args.limit, n_samples=args.n_samples, latent_dim=args.latent_dim,
+                       ae_epochs=args.ae_epochs, ot_steps=args.ot_steps, gan_steps=args.gan_steps,
+                       evaluate=not args.no_eval, progress=not args.quiet)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    t0 = time.perf_counter()
+    result = run(cfg)
+    if cfg.progress:
+        print(f"[otgen mnist] finished in {time.perf_counter() - t0:.1f} s; run directory {result['run_dir']}")
+    return 0
