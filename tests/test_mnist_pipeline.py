@@ -43,6 +43,7 @@ def test_presets_and_overrides():
     ({"n_samples": 0}, "n_samples"),
     ({"angle_threshold": 4.0}, "angle_threshold"),
     ({"ot_steps": 0}, "ot_steps"),
+    ({"model": "vae"}, "model must be"),
 ])
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -115,3 +116,17 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     third = exp.run(cfg)
     assert third["ran"] == ["generate"]
     np.testing.assert_array_equal(np.load(out / "samples.npy"), samples)
+
+
+@pytest.mark.slow  # compiling the DCGAN pair takes about a minute on 2 shared cores
+@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
+def test_tiny_gan_baseline_through_the_same_command(tmp_path):
+    out = tmp_path / "gan"
+    cfg = exp.make_config("quick", model="gan", out=str(out), data_dir=str(REAL_MNIST), limit=100, gan_steps=3,
+                          n_samples=30, evaluate=False, progress=False)
+    res = exp.run(cfg)
+    assert res["ran"] == ["train-gan", "generate"]
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (30, 28, 28) and samples.dtype == np.uint8
+    assert (out / "samples.png").is_file() and (out / "gan" / "checkpoint.npz").is_file()
+    assert exp.run(cfg)["ran"] == []

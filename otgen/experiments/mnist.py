@@ -82,6 +82,11 @@ class MnistConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.angle_threshold <= np.pi:
             raise ValueError(f"angle_threshold must be in (0, pi] radians, got {self.angle_threshold}")
+        if self.model != "aeot":
+            from otgen.train import GAN_MODELS  # lazily: the AE-OT path never needs the GAN code
+
+            if self.model not in GAN_MODELS:
+                raise ValueError(f"model must be 'aeot' or one of {', '.join(GAN_MODELS)}, got {self.model!r}")
         known = AEOT_STAGES if self.model == "aeot" else GAN_STAGES
         for s in self.stages or ():
             if s not in known:
@@ -314,14 +319,29 @@ def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
 # GAN baselines
 
 
-def _gan_result(rd, cfg: MnistConfig, train_u8: np.ndarray | None):
-    from otgen.data.mnist import to_unit_float
-    from otgen.train import GANConfig, train_gan
+def _gan_config(cfg: MnistConfig):
+    from otgen.train import GANConfig
 
-    gan_cfg = GANConfig.for_mnist(cfg.model, steps=cfg.gan_steps, seed=cfg.seed)
-    if train_u8 is None:
-        train_u8 = _load_train_images(cfg)
-    return train_gan(gan_cfg, data=to_unit_float(train_u8), run_dir=rd.file("gan"), resume=True)
+    return GANConfig.for_mnist(cfg.model, steps=cfg.gan_steps, seed=cfg.seed)
+
+
+def stage_train_gan(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
+    """DCGAN-style baseline via otgen.train (checkpoints every 1000 steps; resumes from the last)."""
+    from otgen.data.mnist import to_unit_float
+    from otgen.train import train_gan
+
+    result = train_gan(_gan_config(cfg), data=to_unit_float(train_u8), run_dir=rd.file("gan"), resume=True,
+                       progress=cfg.progress)
+    _log(cfg, f"train-gan: {cfg.model} trained for {cfg.gan_steps} steps ({result.train_seconds:.0f} s this call)")
+
+
+def stage_generate_gan(rd, cfg: MnistConfig) -> np.ndarray:
+    from otgen.train import load_gan
+
+    if not rd.has(STAGES_FILE) or "train-gan" not in rd.read_json(STAGES_FILE):
+        raise ValueError(f"no finished GAN training in {rd.path}: run the train-gan stage first")
+    result = load_gan(rd.file("gan"), _gan_config(cfg))
+    return _to_uint8(result.sample(_keys(cfg.seed)["generate"], cfg.n_samples))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,15 +406,9 @@ def run(cfg: MnistConfig) -> dict:
         elif stage == "fit-ot":
             stage_fit_ot(rd, cfg)
         elif stage == "train-gan":
-            _gan_result(rd, cfg, train_u8)
+            stage_train_gan(rd, cfg, train_u8)
         elif stage == "generate":
-            if cfg.model == "aeot":
-                samples = stage_generate_aeot(rd, cfg)
-            else:
-                import jax
-
-                result = _gan_result(rd, cfg, train_u8)
-                samples = _to_uint8(result.sample(_keys(cfg.seed)["generate"], cfg.n_samples))
+            samples = stage_generate_aeot(rd, cfg) if cfg.model == "aeot" else stage_generate_gan(rd, cfg)
             _write_samples(rd, cfg, samples)
         elif stage == "evaluate":
             if not rd.has(SAMPLES_FILE):
