@@ -1,0 +1,105 @@
+"""MNIST sample quality through the project's classifier: class coverage, KL to uniform, FID.
+
+:func:`digit_metrics` is the pure part (from logits and features);
+:func:`evaluate_digits` loads (or trains and caches) the classifier and the
+10,000 MNIST test images, which are the FID reference set.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from otgen.eval.fid import fid_from_features, gaussian_stats, frechet_distance, precision_recall
+from otgen.eval.modes import kl_divergence
+
+__all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached"]
+
+
+def _softmax_max(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p.max(axis=1) / p.sum(axis=1)
+
+
+def digit_metrics(logits, features, reference_features, *, strict_fraction: float = 0.25,
+                  pr_k: int | None = 3) -> dict[str, Any]:
+    """Metrics of generated digits from their classifier ``logits`` (n, 10) and ``features`` (n, d).
+
+    - ``classes_covered``: classes predicted for >= 1 sample
+    - ``classes_covered_strict``: classes with >= ``strict_fraction * n / 10`` samples
+    - ``kl_uniform``: KL(class histogram || uniform over 10)
+    - ``fid``: Fréchet distance of the features to ``reference_features``
+    - ``precision`` / ``recall`` (Kynkäänniemi et al., k = ``pr_k``; skipped when None)
+    - ``mean_confidence``: mean max-softmax probability (low for unreadable digits)
+    """
+    logits = np.asarray(logits, np.float64)
+    features = np.asarray(features, np.float64)
+    if logits.ndim != 2 or logits.shape[1] != 10 or logits.shape[0] < 2:
+        raise ValueError(f"logits must have shape (n >= 2, 10), got {logits.shape}")
+    if features.shape[0] != logits.shape[0]:
+        raise ValueError(f"{features.shape[0]} feature rows for {logits.shape[0]} logits")
+    n = logits.shape[0]
+    hist = np.bincount(logits.argmax(axis=1), minlength=10)
+    out = {
+        "n_samples": int(n),
+        "classes_covered": int(np.count_nonzero(hist)),
+        "classes_covered_strict": int(np.count_nonzero(hist >= strict_fraction * n / 10)),
+        "kl_uniform": kl_divergence(hist, np.full(10, 0.1)),
+        "class_histogram": [int(c) for c in hist],
+        "fid": fid_from_features(features, reference_features),
+        "mean_confidence": float(_softmax_max(logits).mean()),
+    }
+    if pr_k is not None:
+        k = min(pr_k, n - 1, len(reference_features) - 1)
+        out.update({k_: v for k_, v in precision_recall(reference_features, features, k=k).items()})
+        out["pr_k"] = out.pop("k")
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def load_classifier_cached(data_dir=None, cache_dir=None):
+    """(params, metadata) of the cached classifier, training it once if absent; memoised."""
+    from otgen.eval.classifier import load_or_train
+
+    return load_or_train(data_dir, cache_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def reference_features(data_dir=None, cache_dir=None) -> tuple[np.ndarray, float]:
+    """Classifier features of the 10,000 MNIST test images, and the FID of 10,000
+    training images to them (the floor a perfect generator would reach; memoised)."""
+    from otgen.data.mnist import load_mnist
+    from otgen.eval.classifier import classify
+
+    params, _ = load_classifier_cached(data_dir, cache_dir)
+    test_x, _ = load_mnist("test", data_dir)
+    train_x, _ = load_mnist("train", data_dir)
+    _, test_f = classify(params, test_x)
+    # A fixed, seeded subset of the training set: same size as the test set.
+    idx = np.random.default_rng(0).choice(len(train_x), size=len(test_x), replace=False)
+    _, train_f = classify(params, train_x[np.sort(idx)])
+    floor = frechet_distance(gaussian_stats(train_f), gaussian_stats(test_f))
+    return test_f, floor
+
+
+def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None = 3) -> dict[str, Any]:
+    """Class coverage, KL to uniform, FID (vs MNIST test) of generated digits.
+
+    ``images``: uint8 (n, 28, 28) (or float in [0, 1]).  The classifier is loaded
+    from ``cache_dir`` (default ``$OTGEN_CACHE_DIR/classifier`` or
+    ``~/.cache/otgen/classifier``) or trained there on first use.
+    """
+    from otgen.eval.classifier import classify
+
+    data_dir = None if data_dir is None else str(data_dir)
+    cache_dir = None if cache_dir is None else str(cache_dir)
+    params, meta = load_classifier_cached(data_dir, cache_dir)
+    logits, feats = classify(params, images)
+    ref, floor = reference_features(data_dir, cache_dir)
+    out = digit_metrics(logits, feats, ref, pr_k=pr_k)
+    out["fid_train_vs_test"] = floor
+    out["classifier_test_accuracy"] = float(meta["test_accuracy"])
+    return out
