@@ -367,7 +367,21 @@ def make_fit_step(cfg: GANConfig):
 
 
 def make_chunk_runner(cfg: GANConfig):
-    """Jitted ``(state, data, length) -> (state, stacked metrics)`` running ``length`` steps in one scan."""
+    """Jitted ``(state, data, length) -> (state, stacked metrics)`` running ``length`` steps in one scan.
+
+    Cached per configuration (seed and budget aside, which the step does not
+    read), so repeated and resumed runs reuse the compiled step.
+    """
+    key = dataclasses.replace(cfg, steps=0, seed=0)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = _make_chunk_runner(key)
+    return _RUNNERS[key]
+
+
+_RUNNERS: dict[GANConfig, Any] = {}
+
+
+def _make_chunk_runner(cfg: GANConfig):
     fit_step = make_fit_step(cfg)
 
     @partial(jax.jit, static_argnums=2)

@@ -1,0 +1,189 @@
+"""The GAN training loop: every model's step, constraints, resume, refusal of foreign checkpoints, NaN stop.
+
+All runs are seeded (``cfg.seed``, fixed data), hence reproducible; the networks are
+shrunk (``TINY``) so that the whole file runs in well under a minute.
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from otgen.checkpoint import CheckpointError, load_pytree
+from otgen.train import (CHECKPOINT_NAME, GAN_MODELS, LOSS_PLOT_NAME, GANConfig, TrainingDivergedError, init_state,
+                         load_gan, make_fit_step, train_gan)
+
+TINY = dict(g_hidden=16, g_layers=2, d_hidden=8, maxout_pieces=3, batch_size=16, log_every=5)
+
+
+def ring_data(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    angle = rng.integers(0, 8, n) * 2 * np.pi / 8
+    return (np.stack([np.cos(angle), np.sin(angle)], 1) + 0.02 * rng.standard_normal((n, 2))).astype(np.float32)
+
+
+def tiny(model, **kw):
+    return GANConfig.for_toy(model, **{"steps": 10, **TINY, **kw})
+
+
+def leaves(tree):
+    def as_numpy(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return np.asarray(jax.random.key_data(x))
+        return np.asarray(x)
+    return [as_numpy(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.mark.parametrize("model", GAN_MODELS)
+def test_train_step_runs_with_finite_losses_and_right_shapes(model):
+    cfg = tiny(model)
+    state = init_state(cfg)
+    step = jax.jit(make_fit_step(cfg))
+    new, metrics = step(state, jax.numpy.asarray(ring_data()))
+    assert int(new.step) == 1
+    expected = {"d_loss", "g_loss"} | ({"wasserstein"} if model.startswith("wgan") else set()) \
+        | ({"gp"} if model == "wgan-gp" else set())
+    assert set(metrics) == expected
+    assert all(np.isfinite(float(v)) and np.shape(v) == () for v in metrics.values())
+    # parameters keep their shapes and both players actually moved
+    for before, after in zip(leaves(state), leaves(new)):
+        assert before.shape == after.shape
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(state.g_params), leaves(new.g_params)))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(state.d_params), leaves(new.d_params)))
+
+
+def test_wgan_clipping_bounds_every_critic_parameter():
+    # a large step size pushes weights far outside the box unless clipping acts
+    cfg = tiny("wgan", lr=0.5)
+    state = init_state(cfg)
+    assert max(np.abs(x).max() for x in leaves(state.d_params)) > 0.01  # N(0, 0.02) init exceeds it
+    new, _ = jax.jit(make_fit_step(cfg))(state, jax.numpy.asarray(ring_data()))
+    values = np.concatenate([x.ravel() for x in leaves(new.d_params)])
+    assert np.abs(values).max() <= np.float32(0.01)
+    assert np.mean(np.isclose(np.abs(values), 0.01)) > 0.5  # most sit on the bound: clipping is active
+    # without clipping the same update leaves the box
+    unclipped = dataclasses.replace(cfg, model="gan", clip=0.0, n_critic=1, simultaneous=False)
+    free, _ = jax.jit(make_fit_step(unclipped))(init_state(unclipped), jax.numpy.asarray(ring_data()))
+    assert max(np.abs(x).max() for x in leaves(free.d_params)) > 0.1
+
+
+def test_pacgan_step_draws_m_samples_per_discriminator_input():
+    """The step samples an (n_critic, m, batch) index block: m x batch real samples per update."""
+    cfg = tiny("pacgan3", batch_size=4)
+    data = jax.numpy.asarray(ring_data())
+    captured = {}
+
+    from otgen import train as train_mod
+    inner = train_mod.make_train_step(cfg)
+
+    def spy(state, real, key):
+        captured["shape"] = real.shape
+        return inner(state, real, key)
+
+    orig = train_mod.make_train_step
+    train_mod.make_train_step = lambda c: spy
+    try:
+        jax.eval_shape(make_fit_step(cfg), init_state(cfg), data)  # traces the step, no compilation
+    finally:
+        train_mod.make_train_step = orig
+    assert captured["shape"] == (1, 3, 4, 2)
+
+
+def test_resume_reaches_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+    data = ring_data()
+    for model in ("wgan-gp", "pacgan2"):
+        full = train_gan(tiny(model, steps=20), data, tmp_path / f"{model}-full", checkpoint_every=10,
+                         progress=False)
+        # "interrupted" after 10 steps, then resumed with the full budget
+        train_gan(tiny(model, steps=10), data, tmp_path / f"{model}-part", checkpoint_every=10, progress=False)
+        resumed = train_gan(tiny(model, steps=20), data, tmp_path / f"{model}-part", resume=True,
+                            checkpoint_every=10, progress=False)
+        assert int(resumed.state.step) == 20
+        for a, b in zip(leaves(full.state), leaves(resumed.state)):
+            np.testing.assert_array_equal(a, b)
+        assert resumed.history == full.history
+        key = jax.random.key(7)
+        np.testing.assert_array_equal(full.sample(key, 50), resumed.sample(key, 50))
+
+
+def test_run_dir_outputs_and_reload(tmp_path):
+    cfg = tiny("gan", steps=10)
+    result = train_gan(cfg, ring_data(), tmp_path, checkpoint_every=5, progress=False)
+    assert (tmp_path / CHECKPOINT_NAME).exists() and (tmp_path / LOSS_PLOT_NAME).exists()
+    assert result.history["step"] == [5, 10]
+    _, meta = load_pytree(tmp_path / CHECKPOINT_NAME)
+    assert meta["model"] == "gan" and meta["step"] == 10
+    assert meta["config"]["lr"] == cfg.lr and meta["config"]["beta1"] == 0.8
+    samples = result.sample(jax.random.key(1), 3000)  # more than one sampling chunk
+    assert samples.shape == (3000, 2) and np.all(np.isfinite(samples))
+    np.testing.assert_array_equal(samples, result.sample(jax.random.key(1), 3000))
+    reloaded = load_gan(tmp_path, cfg)
+    np.testing.assert_array_equal(reloaded.sample(jax.random.key(1), 3000), samples)
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    a = train_gan(tiny("gan", steps=5), ring_data(), tmp_path / "a", progress=False)
+    b = train_gan(tiny("gan", steps=5), ring_data(), tmp_path / "b", progress=False)
+    c = train_gan(tiny("gan", steps=5, seed=1), ring_data(), tmp_path / "c", progress=False)
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(a.state.g_params), leaves(b.state.g_params)))
+    assert not all(np.array_equal(x, y) for x, y in zip(leaves(a.state.g_params), leaves(c.state.g_params)))
+
+
+def test_checkpoint_from_another_model_config_or_data_is_refused(tmp_path):
+    data = ring_data()
+    train_gan(tiny("gan", steps=5), data, tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="model 'gan', not 'wgan'"):
+        train_gan(tiny("wgan", steps=5), data, tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="lr: checkpoint 0.0001 vs now 0.0002"):
+        train_gan(tiny("gan", steps=5, lr=2e-4), data, tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="different data"):
+        train_gan(tiny("gan", steps=5), data + 1.0, tmp_path, resume=True, progress=False)
+    # the budget may grow: same config with more steps continues
+    more = train_gan(tiny("gan", steps=10), data, tmp_path, resume=True, progress=False)
+    assert int(more.state.step) == 10
+
+
+def test_nan_loss_stops_training_without_a_nan_checkpoint(tmp_path):
+    cfg = tiny("gan", steps=50, lr=1e30)  # an absurd step size overflows within a few steps
+    with pytest.raises(TrainingDivergedError, match="non-finite loss at step"):
+        train_gan(cfg, ring_data(), tmp_path, checkpoint_every=1, progress=False)
+    path = tmp_path / CHECKPOINT_NAME
+    if path.exists():  # whatever was saved before the blow-up is finite
+        flat, meta = load_pytree(path)
+        assert meta["step"] < 50
+        floats = [v for v in flat.values() if jax.numpy.issubdtype(v.dtype, jax.numpy.floating)]
+        assert floats and all(np.all(np.isfinite(v)) for v in floats)
+
+
+def test_bad_configs_and_data_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="model must be one of"):
+        GANConfig.for_toy("vae")
+    with pytest.raises(ValueError, match="wgan needs clip > 0"):
+        GANConfig.for_toy("wgan", clip=0.0)
+    with pytest.raises(ValueError, match="simultaneous updates need n_critic == 1"):
+        GANConfig.for_toy("gan", n_critic=5)
+    with pytest.raises(ValueError, match="shape"):
+        train_gan(tiny("gan"), np.zeros((10, 3)), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        train_gan(tiny("gan"), np.full((10, 2), np.nan), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train_gan(GANConfig.for_mnist("gan", steps=1), np.full((4, 28, 28), 255.0), tmp_path, progress=False)
+
+
+def test_published_hyperparameters():
+    gan, wgan, gp = (GANConfig.for_toy(m) for m in ("pacgan2", "wgan", "wgan-gp"))
+    assert (gan.optimizer, gan.lr, gan.beta1, gan.batch_size, gan.n_critic) == ("adam", 1e-4, 0.8, 100, 1)
+    assert (gan.g_hidden, gan.g_layers, gan.d_hidden, gan.maxout_pieces, gan.noise_dim) == (400, 4, 200, 5, 2)
+    assert (wgan.optimizer, wgan.lr, wgan.clip, wgan.n_critic) == ("rmsprop", 5e-5, 0.01, 5)
+    assert (gp.optimizer, gp.lr, gp.beta1, gp.beta2, gp.gp_lambda, gp.n_critic) == ("adam", 1e-4, 0.5, 0.9, 10.0, 5)
+    assert GANConfig.for_toy("gan", batch_size=500).batch_size == 500
+
+
+def test_mnist_pacgan_trains_and_samples_images(tmp_path):
+    cfg = GANConfig.for_mnist("pacgan2", steps=2, batch_size=4, conv_dim=4, log_every=1)
+    images = np.random.default_rng(0).uniform(size=(16, 28, 28, 1)).astype(np.float32)
+    result = train_gan(cfg, images, tmp_path, progress=False)
+    assert all(np.isfinite(v).all() for v in result.history.values())
+    x = result.sample(jax.random.key(0), 5)
+    assert x.shape == (5, 28, 28, 1) and x.min() >= 0.0 and x.max() <= 1.0
