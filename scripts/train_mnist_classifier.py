@@ -23,10 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--max-shift", type=int, default=defaults.max_shift, help="augmentation: random shifts (px)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--retrain", action="store_true", help="train even if a cached classifier exists")
     args = p.parse_args(argv)
-    config = ClassifierConfig(args.epochs, args.batch_size, args.learning_rate, args.seed)
+    config = ClassifierConfig(args.epochs, args.batch_size, args.learning_rate, args.max_shift, args.seed)
     try:
         _, meta = load_or_train(args.data_dir, args.cache_dir, config, retrain=args.retrain)
     except (ValueError, FileNotFoundError) as e:

@@ -25,10 +25,11 @@ import optax
 from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
 
 __all__ = ["DigitCNN", "ClassifierConfig", "to_input", "init_params", "train_classifier", "classify",
-           "accuracy", "default_cache_dir", "checkpoint_path", "load_classifier", "load_or_train", "ARCH"]
+           "accuracy", "random_shift", "default_cache_dir", "checkpoint_path", "load_classifier", "load_or_train", "ARCH"]
 
-# Bumped whenever DigitCNN changes, so an old cached checkpoint is never silently reused.
-ARCH = "digitcnn-v1"
+# Bumped whenever DigitCNN or its default training recipe changes, so an old cached
+# checkpoint is never silently reused.
+ARCH = "digitcnn-v2"
 CHECKPOINT_NAME = "mnist_cnn.npz"
 
 
@@ -49,9 +50,10 @@ class DigitCNN(nn.Module):
 
 
 class ClassifierConfig(NamedTuple):
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 128
     learning_rate: float = 1e-3
+    max_shift: int = 2  # random translations of up to this many pixels (augmentation)
     seed: int = 0
 
 
@@ -84,11 +86,24 @@ class _TrainState(NamedTuple):
     opt_state: Any
 
 
-def _make_step(tx):
+def random_shift(key, x, max_shift: int):
+    """Translate each image (n, H, W, C) by independent integer offsets in [-max_shift, max_shift]."""
+    if max_shift == 0:
+        return x
+    n, h, w, _ = x.shape
+    padded = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    offsets = jax.random.randint(key, (n, 2), 0, 2 * max_shift + 1)
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))  # noqa: E731
+    return jax.vmap(crop)(padded, offsets)
+
+
+def _make_step(tx, max_shift: int):
     model = DigitCNN()
 
     @jax.jit
-    def step(state: _TrainState, x, y):
+    def step(state: _TrainState, key, x, y):
+        x = random_shift(key, x, max_shift)
+
         def loss_fn(params):
             logits = model.apply({"params": params}, x)
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -102,7 +117,7 @@ def _make_step(tx):
 
 def train_classifier(images, labels, config: ClassifierConfig = ClassifierConfig(),
                      log: Callable[[str], None] | None = print) -> Any:
-    """Adam with a cosine-decayed learning rate, shuffled mini-batches; returns params.
+    """Adam with a cosine-decayed learning rate, shuffled mini-batches, random shifts; returns params.
 
     Deterministic given ``config.seed`` (shuffling and init come from one PRNG key).
     """
@@ -110,7 +125,7 @@ def train_classifier(images, labels, config: ClassifierConfig = ClassifierConfig
     y = np.asarray(labels)
     if y.shape != (x.shape[0],) or y.min() < 0 or y.max() > 9:
         raise ValueError(f"labels must be integers 0..9 of shape ({x.shape[0]},), got shape {y.shape}")
-    if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0:
+    if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0 or not 0 <= config.max_shift < 14:
         raise ValueError(f"invalid classifier config {config}")
     y = jnp.asarray(y, jnp.int32)
     n = x.shape[0]
@@ -120,14 +135,15 @@ def train_classifier(images, labels, config: ClassifierConfig = ClassifierConfig
     key, init_key = jax.random.split(jax.random.key(config.seed))
     params = init_params(init_key)
     state = _TrainState(params, tx.init(params))
-    step = _make_step(tx)
+    step = _make_step(tx, config.max_shift)
     for epoch in range(config.epochs):
-        key, perm_key = jax.random.split(key)
+        key, perm_key, shift_key = jax.random.split(key, 3)
         order = np.asarray(jax.random.permutation(perm_key, n))
+        shift_keys = jax.random.split(shift_key, steps_per_epoch)
         t0, losses = time.perf_counter(), []
         for b in range(steps_per_epoch):
             idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-            state, loss = step(state, x[idx], y[idx])
+            state, loss = step(state, shift_keys[b], x[idx], y[idx])
             losses.append(loss)
         if log:
             log(f"classifier epoch {epoch + 1}/{config.epochs}: loss {float(jnp.mean(jnp.stack(losses))):.4f} "

@@ -1,0 +1,140 @@
+"""``otgen compare``: planning, resuming, failure handling and the generated reports.
+
+The toy runner and toy registry are replaced by fakes whose samples have known
+mode statistics (exact mixture draws vs a generator collapsed on one mode), so
+the report's numbers are known in closed form.  All randomness is seeded.
+"""
+
+import argparse
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from otgen.experiments import compare
+from otgen.rundir import RunDir
+
+RING = 2.0 * np.stack([np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], axis=1)
+STD = 0.02
+
+
+def _fake_toy(name):
+    if name != "ring8":
+        raise ValueError(f"unknown toy {name!r}")
+    return SimpleNamespace(name="ring8", centres=RING, std=STD, weights=np.full(8, 1 / 8),
+                           sample=lambda key, n: RING[np.arange(n) % 8] + STD * np.random.default_rng(0).normal(size=(n, 2)))
+
+
+class FakeRunner:
+    """aeot: exactly 2500 // 8 samples at each centre (+ tiny noise); gan: all on mode 0; bad: raises."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, spec):
+        self.calls.append((spec.dist, spec.model, spec.seed))
+        if spec.model == "wgan":
+            raise FloatingPointError("training diverged at step 10")
+        rng = np.random.default_rng(spec.seed)
+        n = 2496
+        centre = RING[np.arange(n) % 8] if spec.model == "aeot" else np.repeat(RING[:1], n, axis=0)
+        rd = RunDir(spec.out)
+        rd.save_array("samples.npy", centre + 0.5 * STD * rng.normal(size=(n, 2)))
+        rd.write_json("metrics.json", {"model": spec.model})
+
+
+def _args(tmp_path, **kw):
+    base = dict(suite="toy", models="aeot,gan,wgan", dists="ring8", seeds=2, steps=7, n_samples=None,
+                preset="quick", gan_steps=None, data_dir=None, runs_dir=str(tmp_path / "runs"),
+                report_dir=str(tmp_path / "reports"), report_only=False, quiet=True)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    runner = FakeRunner()
+    monkeypatch.setattr(compare, "_get_toy", _fake_toy)
+    monkeypatch.setattr(compare, "toy_runner", lambda n_samples, steps: runner)
+    return runner
+
+
+def test_toy_report_numbers_resume_and_failures(tmp_path, fake):
+    assert compare.main(_args(tmp_path)) == 0
+    assert len(fake.calls) == 6  # 3 models x 2 seeds
+    report = (tmp_path / "reports" / "toy.md").read_text()
+    assert "- Command: `otgen compare --suite toy --models aeot,gan,wgan --dists ring8 --seeds 2 --steps 7" in report
+    assert "- Written: 20" in report and "UTC" in report
+    # aeot: every mode, 312 samples each, all HQ; KL to uniform weights exactly 0
+    assert "| aeot | 2/2 | 8.0 ± 0.0 | 8.0 ± 0.0 | 100.0 ± 0.0 | 0.000 ± 0.000 |" in report
+    # gan: one mode; strict rule also 1; KL = log 8
+    assert f"| gan | 2/2 | 1.0 ± 0.0 | 1.0 ± 0.0 | 100.0 ± 0.0 | {math.log(8):.3f} ± 0.000 |" in report
+    assert "| wgan | 0/2 (2 failed) | — |" in report
+    assert "AE-OT on ring8: covers every mode with >= 95% HQ in all seeds (all 8 modes in 2/2 seeds" in report
+    assert "gan on ring8 falls short: all 8 modes in 0/2 seeds" in report
+    assert "wgan on ring8: no finished run." in report
+    assert "FloatingPointError: training diverged at step 10" in report
+    assert "PacGAN paper (10 trials): GAN 6.3 modes" in report
+    png = tmp_path / "reports" / "toy_samples.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    err = tmp_path / "runs" / "toy" / "ring8" / "wgan" / "seed0" / compare.ERROR_FILE
+    assert err.exists()
+    # second call: finished runs are skipped, only the failed ones are retried
+    fake.calls.clear()
+    assert compare.main(_args(tmp_path)) == 0
+    assert sorted(fake.calls) == [("ring8", "wgan", 0), ("ring8", "wgan", 1)]
+    # report-only runs nothing
+    fake.calls.clear()
+    assert compare.main(_args(tmp_path, report_only=True)) == 0
+    assert fake.calls == []
+
+
+def test_wall_time_comes_from_the_run_directory(tmp_path, fake):
+    compare.main(_args(tmp_path, models="aeot", seeds=1))
+    out = tmp_path / "runs" / "toy" / "ring8" / "aeot" / "seed0"
+    RunDir(out).write_json(compare.TIMING_FILE, {"wall_seconds": 12.34})
+    compare.main(_args(tmp_path, models="aeot", seeds=1, report_only=True))
+    assert "| 12.3 |" in (tmp_path / "reports" / "toy.md").read_text()
+
+
+def test_bad_inputs_fail_before_any_training(tmp_path, fake):
+    with pytest.raises(ValueError, match="unknown model"):
+        compare.main(_args(tmp_path, models="aeot,vae"))
+    with pytest.raises(ValueError, match="unknown toy"):
+        compare.main(_args(tmp_path, dists="ring8,nope"))
+    assert fake.calls == []
+
+
+def _mnist_run(out: Path, hist, fid, seconds, seed=0):
+    rd = RunDir(out)
+    rd.save_array("samples.npy", np.full((30, 28, 28), 128, np.uint8))
+    kl = float(sum(h / sum(hist) * math.log(h / sum(hist) * 10) for h in hist if h))
+    rd.write_json("metrics.json", {"classes_covered": sum(h > 0 for h in hist), "classes_covered_strict": 0,
+                                   "kl_uniform": kl, "fid": fid, "precision": 0.5, "recall": 0.25,
+                                   "fid_train_vs_test": 0.5, "classifier_test_accuracy": 0.9912})
+    rd.write_json("stages.json", {"train": {"seconds": seconds}, "generate": {"seconds": 1.0}})
+
+
+def test_mnist_report_from_run_directories(tmp_path):
+    specs = compare.plan("mnist", tmp_path / "runs", ["aeot", "gan"], ["quick"], range(2))
+    for s in specs:
+        hist = [100] * 10 if s.model == "aeot" else [500, 500] + [0] * 8
+        _mnist_run(s.out, hist, fid=1.0 + s.seed if s.model == "aeot" else 30.0, seconds=99.0)
+    compare.write_mnist_report(compare.collect_mnist(specs), ["aeot", "gan"], tmp_path, "otgen compare --suite mnist")
+    report = (tmp_path / "mnist.md").read_text()
+    assert "test accuracy 0.9912" in report and "FID 0.50 (the floor)" in report
+    assert "| aeot | 2/2 | 10.0 ± 0.0 | 0.0 ± 0.0 | 0.0000 ± 0.0000 | 1.50 ± 0.71 |" in report
+    assert f"| gan | 2/2 | 2.0 ± 0.0 | 0.0 ± 0.0 | {math.log(5):.4f} ± 0.0000 | 30.00 ± 0.00 |" in report
+    assert "| 100 ± 0 |" in report  # wall time = sum of the recorded stage seconds
+    assert "AE-OT: all 10 classes in 2/2 seeds, max KL 0.0000 -> meets the target" in report
+    assert "gan: all 10 classes in 0/2 seeds" in report and "does NOT meet" in report
+    assert (tmp_path / "mnist_samples.png").exists()
+
+
+def test_mean_std_formatting():
+    assert compare._mean_std([1.0, 3.0], 1) == "2.0 ± 1.4"
+    assert compare._mean_std([0.5], 2, 100.0) == "50.00"
+    assert compare._mean_std([], 1) == "—"
+    assert compare._mean_std([1.0, math.inf], 2) == "inf (1/2 seeds)"
