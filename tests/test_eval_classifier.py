@@ -103,3 +103,14 @@ def test_cached_real_classifier_reaches_99_percent():
     acc = clf.accuracy(params, x, y)
     assert acc >= 0.99
     assert acc == pytest.approx(meta["test_accuracy"], abs=1e-6)
+
+
+def test_random_shift_moves_each_image_by_its_own_bounded_offset():
+    x = np.zeros((64, 28, 28, 1), np.float32)
+    x[:, 14, 10, 0] = 1.0
+    out = np.asarray(clf.random_shift(jax.random.key(0), x, 2))
+    assert out.shape == x.shape
+    pos = np.array([np.argwhere(o[..., 0] == 1.0)[0] for o in out])
+    assert np.all(np.abs(pos - [14, 10]) <= 2)  # never further than max_shift
+    assert len({tuple(p) for p in pos}) > 10  # offsets differ between images
+    np.testing.assert_array_equal(clf.random_shift(jax.random.key(0), x, 0), x)
