@@ -565,7 +565,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=("quick", "paper"), default="quick", help="mnist preset")
     parser.add_argument("--gan-steps", type=int, default=None, help="mnist: override the preset's GAN steps")
     parser.add_argument("--data-dir", default=None, help="MNIST IDX directory (mnist / stacked suites)")
-    parser.add_argument("--runs-dir", default="experiments/runs/compare", help="where the run directories go")
+    parser.add_argument("--runs-dir", default="runs/compare", help="where the run directories go (git-ignored)")
     parser.add_argument("--report-dir", default="experiments/reports", help="where the report .md/.png go")
     parser.add_argument("--report-only", action="store_true", help="write the report from existing runs only")
     parser.add_argument("--quiet", action="store_true")
