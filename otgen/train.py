@@ -248,13 +248,17 @@ def init_state(cfg: GANConfig, key: jax.Array | None = None) -> GANState:
                     step=jnp.zeros((), jnp.int32), key=k_run)
 
 
-def make_train_step(cfg: GANConfig):
+def make_train_step(cfg: GANConfig, players: bool = False):
     """The pure train step ``(state, real, key) -> (state, metrics)``.
 
     ``real`` has shape ``(n_critic, m, batch_size, *sample_shape)``: one minibatch
     of ``m``-packs per critic update.  ``metrics`` holds scalar ``d_loss`` (of the
     last critic update, penalty included), ``g_loss``, and for the WGANs
     ``wasserstein`` (the critic's estimate of W1) and ``gp`` (WGAN-GP).
+
+    With ``players=True`` returns the alternating scheme's two halves instead,
+    ``critic_step(state, real_i, key) -> (state, (d_total, base, gp))`` and
+    ``generator_step(state, key) -> (state, g_loss)`` (for benchmarks).
     """
     g_net, d_net = build_networks(cfg)
     tx = make_optimizer(cfg)
@@ -323,34 +327,36 @@ def make_train_step(cfg: GANConfig):
                             d_opt=d_opt, step=state.step + 1)
         return new, metrics_of(d_total, g_loss, base, gp)
 
-    def alternating_step(state: GANState, real, key):
-        k_critic, k_g = jax.random.split(key)
+    def critic_step(state: GANState, real, key):
+        """One discriminator update on ``real`` of shape (m, batch, *sample_shape)."""
+        k_z, k_gp = jax.random.split(key)
+        fake, _ = generate(state.g_params, state.g_stats, noise(k_z))  # stats move on G's own update only
+        (d_total, (base, gp)), grads = jax.value_and_grad(critic_objective, has_aux=True)(
+            state.d_params, pack(real), pack(jax.lax.stop_gradient(fake)), k_gp)
+        d_params, d_opt = apply(grads, state.d_opt, state.d_params)
+        return state.replace(d_params=constrain(d_params), d_opt=d_opt), (d_total, base, gp)
 
-        def critic_update(carry, inputs):
-            d_params, d_opt = carry
-            real_i, key_i = inputs
-            k_z, k_gp = jax.random.split(key_i)
-            fake, _ = generate(state.g_params, state.g_stats, noise(k_z))  # stats move on G's own update only
-            (d_total, (base, gp)), grads = jax.value_and_grad(critic_objective, has_aux=True)(
-                d_params, pack(real_i), pack(jax.lax.stop_gradient(fake)), k_gp)
-            d_params, d_opt = apply(grads, d_opt, d_params)
-            return (constrain(d_params), d_opt), (d_total, base, gp)
-
-        (d_params, d_opt), (d_total, base, gp) = jax.lax.scan(
-            critic_update, (state.d_params, state.d_opt), (real, jax.random.split(k_critic, cfg.n_critic)))
-
-        z = noise(k_g)
+    def generator_step(state: GANState, key):
+        """One generator update against the current discriminator; counts as one step."""
+        z = noise(key)
 
         def g_objective(g_params):
             fake, stats = generate(g_params, state.g_stats, z)
-            return generator_objective(d_params, fake), stats
+            return generator_objective(state.d_params, fake), stats
 
         (g_loss, stats), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
         g_params, g_opt = apply(g_grads, state.g_opt, state.g_params)
-        new = state.replace(g_params=g_params, g_stats=stats, g_opt=g_opt, d_params=d_params, d_opt=d_opt,
-                            step=state.step + 1)
-        return new, metrics_of(d_total[-1], g_loss, base[-1], gp[-1])
+        return state.replace(g_params=g_params, g_stats=stats, g_opt=g_opt, step=state.step + 1), g_loss
 
+    def alternating_step(state: GANState, real, key):
+        k_critic, k_g = jax.random.split(key)
+        state, (d_total, base, gp) = jax.lax.scan(
+            lambda s, inputs: critic_step(s, *inputs), state, (real, jax.random.split(k_critic, cfg.n_critic)))
+        state, g_loss = generator_step(state, k_g)
+        return state, metrics_of(d_total[-1], g_loss, base[-1], gp[-1])
+
+    if players:
+        return critic_step, generator_step
     return simultaneous_step if cfg.simultaneous else alternating_step
 
 
