@@ -64,9 +64,13 @@ class RunSpec:
 
 def plan(suite: str, runs_dir: Path, models: Iterable[str], dists: Iterable[str], seeds: Iterable[int],
          tag: str = "") -> list[RunSpec]:
-    """One RunSpec per (distribution, model, seed), each with its own run directory."""
+    """One RunSpec per (distribution, model, seed), each with its own run directory.
+
+    Ordered seed-major, so a comparison cut short still has every (model, distribution)
+    cell for the first seeds.
+    """
     base = Path(runs_dir) / (suite + (f"_{tag}" if tag else ""))
-    return [RunSpec(suite, m, d, s, base / d / m / f"seed{s}") for d in dists for m in models for s in seeds]
+    return [RunSpec(suite, m, d, s, base / d / m / f"seed{s}") for s in seeds for d in dists for m in models]
 
 
 def is_done(spec: RunSpec) -> bool:
