@@ -59,13 +59,14 @@ class TargetBlocks(NamedTuple):
 
 
 def default_block_size(num_targets: int, dim: int) -> int:
-    # A score tile of chunk x block floats should stay in L2: ~1-4 MiB.
-    b = 2048 if dim > _FUSED_MAX_DIM else 512
+    # Measured (scripts/bench_ot.py): a score tile of ~1M floats; larger blocks cut scan overhead.
+    b = 4096 if dim > _FUSED_MAX_DIM else 2048
     return int(max(1, min(num_targets, b)))
 
 
 def default_chunk_size(num_samples: int, dim: int) -> int:
-    return int(max(1, min(num_samples, 1024)))
+    c = 256 if dim > _FUSED_MAX_DIM else 512
+    return int(max(1, min(num_samples, c)))
 
 
 def _pad_rows(a: jax.Array, multiple: int, value) -> jax.Array:
@@ -122,6 +123,19 @@ def _block_scores(x: jax.Array, y: jax.Array, h: jax.Array) -> jax.Array:
 # chunk-level kernels: one chunk of samples against all target blocks
 
 
+def _max_first_index(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Row max and the first column attaining it.
+
+    Two plain reductions (max, then min of matching column indices) vectorise on
+    CPU; ``jnp.argmax``'s variadic (value, index) reduce does not, and measured
+    ~8x slower here (scripts/bench_ot.py).
+    """
+    m = jnp.max(s, axis=1)
+    cols = lax.broadcasted_iota(jnp.int32, s.shape, 1)
+    a = jnp.min(jnp.where(s == m[:, None], cols, s.shape[1]), axis=1)
+    return m, a
+
+
 def _chunk_argmax(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array, jax.Array]:
     n = x.shape[0]
     b = blocks.y.shape[1]
@@ -130,8 +144,8 @@ def _chunk_argmax(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array, jax.Ar
         best, idx = carry
         yb, hb, offset = inp
         s = _block_scores(x, yb, hb)
-        m = jnp.max(s, axis=1)
-        a = jnp.argmax(s, axis=1).astype(jnp.int32) + offset
+        m, a = _max_first_index(s)
+        a = a + offset
         take = m > best  # strict: ties keep the earlier (lower) index, like dense argmax
         return (jnp.where(take, m, best), jnp.where(take, a, idx)), None
 
@@ -176,13 +190,11 @@ def _chunk_top2(x: jax.Array, blocks: TargetBlocks):
         m1, i1, m2, i2 = carry
         yb, hb, offset = inp
         s = _block_scores(x, yb, hb)
-        a1 = jnp.argmax(s, axis=1)
-        v1 = jnp.take_along_axis(s, a1[:, None], axis=1)[:, 0]
-        s2 = jnp.where(jnp.arange(s.shape[1])[None, :] == a1[:, None], -jnp.inf, s)
-        a2 = jnp.argmax(s2, axis=1)
-        v2 = jnp.take_along_axis(s2, a2[:, None], axis=1)[:, 0]
-        a1 = a1.astype(jnp.int32) + offset
-        a2 = a2.astype(jnp.int32) + offset
+        v1, a1 = _max_first_index(s)
+        s2 = jnp.where(lax.broadcasted_iota(jnp.int32, s.shape, 1) == a1[:, None], -jnp.inf, s)
+        v2, a2 = _max_first_index(s2)
+        a1 = a1 + offset
+        a2 = a2 + offset
         # merge (m1, m2) with (v1, v2): new best is the larger first; second is the
         # largest of the remaining three.
         take = v1 > m1

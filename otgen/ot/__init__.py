@@ -1,0 +1,16 @@
+"""Semi-discrete optimal transport: measures, tiled scoring kernels, solver, Brenier map.
+
+    from otgen.ot import SemiDiscreteOT, UniformBox, Gaussian, BrenierMap
+    bmap = SemiDiscreteOT(source=UniformBox(dim=d), targets=Y).fit(key, tol=0.01)
+"""
+
+from otgen.ot.brenier import BrenierMap, Diagnostics
+from otgen.ot.measures import Gaussian, Sampler, UniformBox
+from otgen.ot.optim import aeot_recipe, damped_newton
+from otgen.ot.scores import assign_cells, cell_counts, cell_masses, top_k_cells
+from otgen.ot.solver import SemiDiscreteOT
+
+__all__ = [
+    "SemiDiscreteOT", "BrenierMap", "Diagnostics", "UniformBox", "Gaussian", "Sampler",
+    "damped_newton", "aeot_recipe", "assign_cells", "cell_counts", "cell_masses", "top_k_cells",
+]

@@ -1,0 +1,300 @@
+"""SemiDiscreteOT: validate a problem, estimate the energy by tiled Monte Carlo, run an optimizer.
+
+``SemiDiscreteOT(source, targets, weights).fit(key, tol=...)`` minimises
+E(h) = E_mu[max_i <x, y_i> + h_i] - <nu, h> and returns a :class:`BrenierMap`.
+The estimate of the gradient w(h) - nu is computed in batches of samples
+(``lax.scan``) through the tiled kernels of :mod:`otgen.ot.scores`; each
+estimate uses two independent half-samples so that its own noise is measured,
+not guessed, and the stopping test accounts for it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from otgen.ot import scores
+from otgen.ot.brenier import BrenierMap, Diagnostics
+from otgen.ot.measures import as_measure
+from otgen.ot.optim import Estimate, damped_newton
+
+__all__ = ["SemiDiscreteOT", "validate_problem"]
+
+_WEIGHT_SUM_TOL = 1e-5
+
+
+def _find_duplicate_rows(y: np.ndarray) -> tuple[int, int] | None:
+    rows = np.ascontiguousarray(y).view(np.dtype((np.void, y.dtype.itemsize * y.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
+    if np.all(counts == 1):
+        return None
+    dup = int(np.flatnonzero(counts > 1)[0])
+    members = np.flatnonzero(inverse.ravel() == dup)
+    return int(members[0]), int(members[1])
+
+
+def validate_problem(source, targets, weights=None, *, normalize_weights: bool = False):
+    """Check and convert ``(targets, weights)``; returns (measure, targets f32 (K, d), weights f32 (K,)).
+
+    Raises ``ValueError`` naming the problem for: non-2-D or empty targets,
+    NaN/inf, dimension mismatch with the source, duplicate target rows
+    (rejected: merge them yourself, summing their weights), weights of the
+    wrong shape, non-finite, non-positive, or not summing to 1 (unless
+    ``normalize_weights=True``).
+    """
+    y = np.asarray(targets)
+    if y.ndim != 2:
+        raise ValueError(f"targets must be a 2-D array (K, d), got shape {y.shape}")
+    if y.shape[0] == 0:
+        raise ValueError("targets is empty (K = 0): need at least one target")
+    if y.shape[1] == 0:
+        raise ValueError("targets have dimension 0")
+    if not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"targets must be numeric, got dtype {y.dtype}")
+    y = y.astype(np.float32)
+    if not np.all(np.isfinite(y)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(y), axis=1))[0])
+        raise ValueError(f"targets contain NaN or inf (first at row {bad})")
+    measure = as_measure(source, dim_hint=y.shape[1])
+    if measure.dim != y.shape[1]:
+        raise ValueError(f"dimension mismatch: source has dim {measure.dim} but targets have dim {y.shape[1]}")
+    dup = _find_duplicate_rows(y)
+    if dup is not None:
+        raise ValueError(f"duplicate targets: rows {dup[0]} and {dup[1]} are identical; merge them "
+                         "(summing their weights) before solving")
+    k = y.shape[0]
+    if weights is None:
+        nu = np.full(k, 1.0 / k, np.float64)
+    else:
+        nu = np.asarray(weights, dtype=np.float64)
+        if nu.shape != (k,):
+            raise ValueError(f"weights must have shape ({k},) to match {k} targets, got {nu.shape}")
+        if not np.all(np.isfinite(nu)):
+            raise ValueError("weights contain NaN or inf")
+        if np.any(nu < 0):
+            raise ValueError(f"weights must be positive; found a negative weight at index {int(np.argmin(nu))}")
+        if np.any(nu == 0):
+            raise ValueError(f"weights must be positive; found a zero weight at index {int(np.argmin(nu))} "
+                             "(drop that target instead)")
+        total = nu.sum()
+        if normalize_weights:
+            nu = nu / total
+        elif abs(total - 1.0) > _WEIGHT_SUM_TOL:
+            raise ValueError(f"weights sum to {total:.8g}, not 1; pass normalize_weights=True to rescale them")
+    return measure, jnp.asarray(y), jnp.asarray(nu, jnp.float32)
+
+
+def _draw(source, sampling: str, key, n: int, start):
+    if sampling == "iid":
+        return source.sample(jax.random.fold_in(key, start), n)
+    if sampling == "rqmc":
+        return source.qmc_sample(key, n, start=start)
+    if sampling == "sobol":  # deterministic, unshifted (AE-OT baseline)
+        return source.qmc_sample(None, n, start=start)
+    raise ValueError(f"unknown sampling {sampling!r}")
+
+
+@partial(jax.jit, static_argnames=("source", "sampling", "batch", "hess_batches", "num_targets", "chunk_size",
+                                   "band"))
+def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sampling, batch, hess_batches,
+              num_targets, chunk_size, band):
+    """Two independent half-samples of ``batch * n_batches`` points each; see :class:`Estimate`.
+
+    ``n_batches`` is traced (growing the sample size does not recompile); the
+    first ``hess_batches`` batches (static) also record each sample's two best
+    cells and score gap for the facet-area Hessian.
+    """
+    blocks = scores.with_heights(blocks, h)
+    key_a, key_b = jax.random.split(key)
+    n_batches = jnp.asarray(n_batches, jnp.uint32)
+    # "sobol": one fixed point set, the halves are consecutive index ranges.
+    start_b = n_batches * batch if sampling == "sobol" else jnp.uint32(0)
+
+    def draw(b):
+        start = b * batch
+        return (_draw(source, sampling, key_a, batch, start), _draw(source, sampling, key_b, batch, start + start_b))
+
+    def hess_body(carry, b):
+        counts_a, counts_b, sum_u = carry
+        xa, xb = draw(b)
+        ua, ia, va, ja = scores._map_chunks(lambda xc: scores._chunk_top2(xc, blocks), xa, chunk_size)
+        ub, ib, vb, jb = scores._map_chunks(lambda xc: scores._chunk_top2(xc, blocks), xb, chunk_size)
+        carry = (counts_a + jnp.bincount(ia, length=num_targets), counts_b + jnp.bincount(ib, length=num_targets),
+                 sum_u + jnp.sum(ua) + jnp.sum(ub))
+        return carry, (jnp.concatenate([ia, ib]), jnp.concatenate([ja, jb]), jnp.concatenate([ua - va, ub - vb]))
+
+    def mass_body(b, carry):
+        counts_a, counts_b, sum_u = carry
+        xa, xb = draw(b)
+        ua, ia = scores._map_chunks(lambda xc: scores._chunk_argmax(xc, blocks), xa, chunk_size)
+        ub, ib = scores._map_chunks(lambda xc: scores._chunk_argmax(xc, blocks), xb, chunk_size)
+        return (counts_a + jnp.bincount(ia, length=num_targets), counts_b + jnp.bincount(ib, length=num_targets),
+                sum_u + jnp.sum(ua) + jnp.sum(ub))
+
+    zeros = jnp.zeros(num_targets, jnp.int32)
+    carry = (zeros, zeros, jnp.float32(0.0))
+    per_sample = None
+    if hess_batches:
+        carry, per_sample = jax.lax.scan(hess_body, carry, jnp.arange(hess_batches, dtype=jnp.uint32))
+    counts_a, counts_b, sum_u = jax.lax.fori_loop(jnp.uint32(hess_batches), n_batches, mass_body, carry)
+    hessian = per_sample is not None
+    n_half = batch * n_batches
+    w_a = counts_a.astype(jnp.float32) / n_half
+    w_b = counts_b.astype(jnp.float32) / n_half
+    w = 0.5 * (w_a + w_b)
+    g = w - nu
+    edges = None
+    if hessian:
+        i1, i2, gap = (a.reshape(-1) for a in per_sample)
+        sub = gap[: min(gap.shape[0], 1 << 16)]
+        delta, median = jnp.quantile(sub, jnp.array([band, 0.5]))
+        delta = jnp.maximum(delta, 1e-12)
+        c = jnp.where(gap < delta, 1.0 / (2.0 * gap.shape[0] * delta), 0.0).astype(jnp.float32)
+        edges = (i1, i2, c, median)
+    return Estimate(
+        masses=w,
+        l1=jnp.sum(jnp.abs(g)),
+        noise_l1=0.5 * jnp.sum(jnp.abs(w_a - w_b)),
+        max_rel=jnp.max(jnp.abs(g) / nu),
+        l2=jnp.sqrt(jnp.sum(g * g)),
+        energy=sum_u / (2 * n_half) - jnp.dot(nu, h),
+        num_empty=jnp.sum((counts_a + counts_b) == 0).astype(jnp.int32),
+        edges=edges,
+    )
+
+
+class SemiDiscreteOT:
+    """Semi-discrete OT from a source measure onto weighted targets (Gu–Luo–Sun–Yau variational form).
+
+    Args:
+      source: ``UniformBox``, ``Gaussian``, ``Sampler`` or a function ``(key, n) -> (n, d)``.
+      targets: (K, d) array of target points (distinct rows).
+      weights: (K,) positive weights summing to 1 (default uniform).
+      normalize_weights: rescale ``weights`` to sum 1 instead of raising.
+      block_size, chunk_size: tile sizes of the scoring kernel (targets per block, samples per chunk).
+    """
+
+    def __init__(self, source, targets, weights=None, *, normalize_weights: bool = False,
+                 block_size: int | None = None, chunk_size: int | None = None):
+        self.source, self.targets, self.weights = validate_problem(
+            source, targets, weights, normalize_weights=normalize_weights)
+        k, d = self.targets.shape
+        self.block_size = scores.default_block_size(k, d) if block_size is None else int(block_size)
+        self.chunk_size = scores.default_chunk_size(1 << 30, d) if chunk_size is None else int(chunk_size)
+        if self.block_size < 1 or self.chunk_size < 1:
+            raise ValueError("block_size and chunk_size must be positive")
+        # Samples per facet-area Hessian estimate (and the default initial sample
+        # size): ~256 per target, so that most facets see a few samples in the band.
+        self.hessian_samples = 1 << int(np.clip(math.ceil(math.log2(256 * k)), 16, 21))
+        self._blocks = scores.block_targets(self.targets, jnp.zeros(k, jnp.float32), self.block_size)
+
+    @property
+    def num_targets(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.targets.shape[1])
+
+    def _sampling(self, wanted: str) -> str:
+        if wanted in ("rqmc", "sobol") and not hasattr(self.source, "qmc_sample"):
+            return "iid"
+        return wanted
+
+    def initial_h(self, kind: str = "voronoi") -> jax.Array:
+        """``"voronoi"``: h = -|y|^2/2 (cells = Voronoi cells, scores = -|x-y|^2/2 + const); ``"zero"``: h = 0."""
+        if kind == "zero":
+            return jnp.zeros(self.num_targets, jnp.float32)
+        if kind == "voronoi":
+            h = -0.5 * jnp.sum(self.targets * self.targets, axis=1)
+            return h - jnp.mean(h)
+        raise ValueError(f"unknown initial h {kind!r}")
+
+    def estimate(self, key: jax.Array, h: jax.Array, num_samples: int, *, sampling: str = "rqmc",
+                 hessian: bool = False, band: float = 0.05) -> Estimate:
+        """Estimate w(h), its error and noise from ``num_samples`` source points (two halves)."""
+        sampling = self._sampling(sampling)
+        half = max(1, int(num_samples) // 2)
+        batch = min(half, 1 << 14)
+        batch = max(self.chunk_size, batch - batch % self.chunk_size) if batch >= self.chunk_size else batch
+        n_batches = max(1, math.ceil(half / batch))
+        hess_batches = min(n_batches, max(1, self.hessian_samples // (2 * batch))) if hessian else 0
+        h = jnp.asarray(h, jnp.float32)
+        if h.shape != (self.num_targets,):
+            raise ValueError(f"h must have shape ({self.num_targets},), got {h.shape}")
+        return _estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
+                         batch=batch, hess_batches=hess_batches, num_targets=self.num_targets,
+                         chunk_size=min(self.chunk_size, batch), band=float(band))
+
+    def fit(self, key: jax.Array, *, tol: float = 0.01, max_steps: int | None = None,
+            batch_size: int | None = None, optimizer=None, h0=None, progress: bool | None = None,
+            callback=None) -> BrenierMap:
+        """Minimise the energy; stop when the optimizer's test passes (default: estimated
+        ||w - nu||_1 <= tol with noise <= tol/3) or after ``max_steps``.
+
+        ``batch_size``: initial samples per step (optimizer default otherwise);
+        ``callback(step, h, estimate)`` is called after each estimate (benchmarks
+        use it to snapshot iterates).  Returns the :class:`BrenierMap`, with
+        per-step :class:`Diagnostics` in ``.diagnostics``.
+        """
+        if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
+            raise ValueError(f"tol must be a positive number, got {tol!r}")
+        opt = damped_newton() if optimizer is None else optimizer
+        max_steps = opt.max_steps if max_steps is None else int(max_steps)
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        n = batch_size if batch_size is not None else opt.batch_size
+        if n is None:  # enough samples per cell for a usable facet-area estimate
+            n = self.hessian_samples
+        n = int(n)
+        if n < 2:
+            raise ValueError(f"batch_size must be >= 2, got {n}")
+        h = self.initial_h(opt.init_h) if h0 is None else jnp.asarray(h0, jnp.float32)
+        if h.shape != (self.num_targets,) or not bool(jnp.all(jnp.isfinite(h))):
+            raise ValueError(f"h0 must be a finite array of shape ({self.num_targets},)")
+        h = h - jnp.mean(h)
+        state = opt.init(h)
+        hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n")}
+        converged = False
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_steps, disable=not show, desc=f"semi-discrete OT ({opt.name})", leave=False)
+        t0 = time.perf_counter()
+        best_h = h
+        try:
+            for step in range(max_steps):
+                key, sub = jax.random.split(key)
+                est = self.estimate(sub, h, n, sampling=opt.sampling, hessian=opt.needs_hessian,
+                                    band=getattr(opt, "band", 0.1))
+                l1 = float(est.l1)
+                hist["l1"].append(l1)
+                hist["noise"].append(float(est.noise_l1))
+                hist["max_rel"].append(float(est.max_rel))
+                hist["energy"].append(float(est.energy))
+                hist["n"].append(n)
+                hist["time"].append(time.perf_counter() - t0)
+                if callback is not None:
+                    callback(step, h, est)
+                bar.update(1)
+                bar.set_postfix(l1=f"{l1:.4f}", n=n)
+                best_h = h
+                if opt.should_stop(est, tol, state):
+                    converged = True
+                    break
+                if step == max_steps - 1:
+                    break
+                h, state, accepted = opt.update(est, state, h, self.weights)
+                state, n = opt.grow(state, n)
+                n = opt.next_batch_size(est, n, tol, accepted)
+        finally:
+            bar.close()
+        diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
+                           tuple(hist["time"]), tuple(hist["n"]), converged, opt.name)
+        return BrenierMap(self.targets, self.weights, best_h, self.source, diag, self.block_size, self.chunk_size)
