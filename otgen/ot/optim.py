@@ -8,10 +8,13 @@ stop.  :class:`otgen.ot.solver.SemiDiscreteOT.fit` runs any of them.
 * :func:`damped_newton` (the default) — randomised-QMC cell masses, a Newton
   step with the facet-area Hessian estimated from the same samples (samples
   within ``delta`` of a facet, ``delta`` a small quantile of the score gaps),
-  solved matrix-free by preconditioned CG, with step halving when the
-  estimated error grows (Kitagawa–Mérigot–Thibert damping) and a sample size
-  that grows only when the estimate becomes noise-dominated.  Stops when the
-  estimated ||w - nu||_1 <= tol *and* that estimate's own noise is <= tol/3.
+  solved matrix-free by preconditioned CG.  Damping is Levenberg–Marquardt
+  (``H + lam diag(H)``) with back-tracking to the last accepted iterate when
+  the estimated error grows beyond its noise or a cell empties (in the spirit
+  of Kitagawa–Mérigot–Thibert), plus a trust region in units of the median
+  score gap.  The sample size grows only when the estimate becomes
+  noise-dominated.  Stops when the estimated ||w - nu||_1 <= tol *and* that
+  estimate's own measured noise is <= tol/3.
 * :func:`aeot_recipe` — the AE-OT/pyOMT baseline: the same unscrambled Sobol
   points every step, Adam without bias correction, h re-centred each step,
   sample count doubled after 30 steps without improvement of ||g||_2,
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -68,11 +72,12 @@ def facet_hessian_matvec(edges, num_targets: int):
 
 
 class NewtonState(NamedTuple):
-    step_scale: jax.Array  # current damping t in (0, 1]
-    prev_h: jax.Array  # h before the last step (to back-track)
-    prev_dir: jax.Array  # the last Newton direction
-    prev_l1: jax.Array  # estimated error at prev_h
-    prev_empty: jax.Array  # empty cells at prev_h
+    lam: float  # Levenberg-Marquardt damping: solve (H + lam * diag(H)) d = -g
+    prev_h: jax.Array | None  # last accepted iterate (to back-track to)
+    prev_g: jax.Array | None  # its gradient estimate
+    prev_edges: tuple | None  # its facet-area Hessian estimate
+    prev_l1: float
+    prev_empty: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +94,33 @@ class DampedNewton:
     band: float = 0.1  # fraction of samples used for the facet-area estimate
     cg_iters: int = 200
     cg_tol: float = 1e-4
-    min_scale: float = 1.0 / 64
+    lam0: float = 0.1  # initial Levenberg-Marquardt damping
+    lam_min: float = 1e-3
+    lam_max: float = 1e3
     max_steps: int = 200
     needs_hessian: bool = True
 
     def init(self, h0: jax.Array) -> NewtonState:
-        k = h0.shape[0]
-        return NewtonState(jnp.float32(1.0), h0, jnp.zeros(k, h0.dtype), jnp.float32(jnp.inf), jnp.int32(k))
+        return NewtonState(self.lam0, None, None, None, float("inf"), h0.shape[0])
 
     def update(self, est: Estimate, state: NewtonState, h: jax.Array, nu: jax.Array):
-        new_h, new_state, accepted = _newton_update(est, state, h, nu, self.cg_iters, self.cg_tol, self.min_scale,
-                                                     self.max_move)
-        return new_h, new_state, bool(accepted)
+        """One damped Newton step; returns (new h, new state, accepted).
+
+        If the estimated error at ``h`` grew by more than twice its noise, or a
+        cell emptied, ``h`` is rejected: back to the last accepted iterate with
+        the damping ``lam`` raised 8x (towards a diagonally preconditioned
+        gradient step).  Accepted steps lower ``lam`` 4x, down to ``lam_min``.
+        """
+        l1, empty = float(est.l1), int(est.num_empty)
+        worse = l1 > state.prev_l1 + 2.0 * float(est.noise_l1) or empty > state.prev_empty
+        if worse and state.prev_h is not None and state.lam < self.lam_max:
+            lam = state.lam * 8.0
+            d = _lm_direction(state.prev_g, state.prev_edges, nu, lam, self.cg_iters, self.cg_tol, self.max_move)
+            return _recentre(state.prev_h + d), state._replace(lam=lam), False
+        lam = max(state.lam / 4.0, self.lam_min)
+        g = est.masses - nu
+        d = _lm_direction(g, est.edges, nu, lam, self.cg_iters, self.cg_tol, self.max_move)
+        return _recentre(h + d), NewtonState(lam, h, g, est.edges, l1, empty), True
 
     def grow(self, state, n: int):
         return state, n
@@ -121,61 +141,34 @@ class DampedNewton:
         return float(est.l1) <= tol and float(est.noise_l1) <= self.stop_noise * tol
 
 
-def _newton_direction(est: Estimate, g: jax.Array, cg_iters: int, cg_tol: float, max_move: float) -> jax.Array:
+@jax.jit
+def _recentre(h):
+    return h - jnp.mean(h)
+
+
+@partial(jax.jit, static_argnames=("cg_iters",))
+def _lm_direction(g, edges, nu, lam, cg_iters, cg_tol, max_move):
+    """Solve (H + lam diag(H) + ridge) d = -g by Jacobi-preconditioned CG; mean-zero, trust-region capped."""
     k = g.shape[0]
-    matvec, diag = facet_hessian_matvec(est.edges, k)
+    matvec, diag = facet_hessian_matvec(edges, k)
     mean_diag = jnp.maximum(jnp.mean(diag), 1e-30)
-    # Cells with (almost) no facet samples — e.g. empty cells — get a gradient step
-    # of the typical curvature instead of an unbounded one; a tiny ridge removes the
-    # constant null space.
-    # The ridge (1e-3) also bounds the step of a facet-graph component that the
-    # samples left disconnected from the rest.
-    ridge = 1e-3 * mean_diag + jnp.where(diag < 1e-2 * mean_diag, mean_diag, 0.0)
-    precond = diag + ridge
+    # A cell of mass ~nu_i whose samples sit ~median_gap from its facets has
+    # curvature ~nu_i / median_gap.  Cells whose sampled curvature is far below
+    # that (few or no samples in the band: small or empty cells, high d) are
+    # floored at a tenth of it, so a noisy diagonal cannot produce a huge step.
+    # The 1e-3 ridge removes the constant null space and bounds a facet-graph
+    # component the samples left disconnected.
+    floor = 0.1 * nu / jnp.maximum(edges[3], 1e-30)
+    ridge = 1e-3 * mean_diag + jnp.maximum(floor - diag, 0.0)
+    shift = lam * diag + ridge
+    precond = diag + shift
 
-    def a(v):
-        return matvec(v) + ridge * v
-
-    d, _ = cg(a, -g, maxiter=cg_iters, tol=cg_tol, M=lambda v: v / precond)
+    d, _ = cg(lambda v: matvec(v) + shift * v, -g, maxiter=cg_iters, tol=cg_tol, M=lambda v: v / precond)
     d = d - jnp.mean(d)
     # Trust region: no height moves by more than `max_move` median score gaps (the
     # typical distance of a sample to its nearest facet) in one step.
-    cap = max_move * est.edges[3]
+    cap = max_move * edges[3]
     return d * jnp.minimum(1.0, cap / jnp.maximum(jnp.max(jnp.abs(d)), 1e-30))
-
-
-@jax.jit
-def _newton_jit_inner(est, state, h, nu, min_scale, direction):
-    # Back-track when the error grew beyond its noise, or cells emptied.
-    worse = (est.l1 > state.prev_l1 + 2.0 * est.noise_l1) | (est.num_empty > state.prev_empty)
-    can_halve = state.step_scale > min_scale
-    reject = worse & can_halve
-    half = 0.5 * state.step_scale
-    h_back = state.prev_h + half * state.prev_dir
-    t_acc = jnp.minimum(1.0, 2.0 * state.step_scale)
-    h_acc = h + t_acc * direction
-    new_h = jnp.where(reject, h_back, h_acc)
-    new_h = new_h - jnp.mean(new_h)
-    new_state = NewtonState(
-        step_scale=jnp.where(reject, half, t_acc),
-        prev_h=jnp.where(reject, state.prev_h, h),
-        prev_dir=jnp.where(reject, state.prev_dir, direction),
-        prev_l1=jnp.where(reject, state.prev_l1, est.l1),
-        prev_empty=jnp.where(reject, state.prev_empty, est.num_empty),
-    )
-    return new_h, new_state, ~reject
-
-
-def _direction(est, nu, cg_iters, cg_tol, max_move):
-    return _newton_direction(est, est.masses - nu, cg_iters, cg_tol, max_move)
-
-
-_direction_jit = jax.jit(_direction, static_argnums=(2,))
-
-
-def _newton_update(est, state, h, nu, cg_iters, cg_tol, min_scale, max_move):
-    direction = _direction_jit(est, nu, cg_iters, cg_tol, max_move)
-    return _newton_jit_inner(est, state, h, nu, min_scale, direction)
 
 
 # ---------------------------------------------------------------------------
