@@ -509,7 +509,9 @@ def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANSt
     _check_compatible(path, meta, cfg, data_digest)
     state, _ = load_pytree(path, like=init_state(cfg))
     state = jax.tree_util.tree_map(jnp.asarray, state)
-    return state, {k: [float(v) for v in vals] for k, vals in meta.get("history", {}).items()}
+    history = {k: [int(v) if k == "step" else float(v) for v in vals]
+               for k, vals in meta.get("history", {}).items()}
+    return state, history
 
 
 def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
