@@ -240,7 +240,7 @@ class SemiDiscreteOT:
 
         ``batch_size``: initial samples per step (optimizer default otherwise);
         ``callback(step, h, estimate)`` is called after each estimate (benchmarks
-        use it to snapshot iterates).  Returns the :class:`BrenierMap`, with
+        use it to snapshot iterates); returning True stops the fit there.  Returns the :class:`BrenierMap`, with
         per-step :class:`Diagnostics` in ``.diagnostics``.
         """
         if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
@@ -280,8 +280,9 @@ class SemiDiscreteOT:
                 hist["energy"].append(float(est.energy))
                 hist["n"].append(n)
                 hist["time"].append(time.perf_counter() - t0)
-                if callback is not None:
-                    callback(step, h, est)
+                if callback is not None and callback(step, h, est):
+                    best_h = h
+                    break
                 bar.update(1)
                 bar.set_postfix(l1=f"{l1:.4f}", n=n)
                 best_h = h
