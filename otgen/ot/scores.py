@@ -98,8 +98,10 @@ def block_targets(targets: jax.Array, h: jax.Array, block_size: int | None = Non
 
 def with_heights(blocks: TargetBlocks, h: jax.Array) -> TargetBlocks:
     """The same target blocks with new heights ``h`` (K,) — cheap, no copy of the targets."""
-    b = blocks.y.shape[1]
-    hb = _pad_rows(jnp.asarray(h, blocks.y.dtype), b, -jnp.inf).reshape(-1, b)
+    nb, b = blocks.y.shape[:2]
+    h = jnp.asarray(h, blocks.y.dtype)
+    # Pad to every block row (there may be whole padding blocks, e.g. for target sharding).
+    hb = jnp.pad(h, (0, nb * b - h.shape[0]), constant_values=-jnp.inf).reshape(nb, b)
     return blocks._replace(h=hb)
 
 

@@ -19,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from otgen.ot import scores
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
 from otgen.ot.measures import as_measure
 from otgen.ot.optim import Estimate, damped_newton
@@ -100,19 +103,17 @@ def _draw(source, sampling: str, key, n: int, start):
     raise ValueError(f"unknown sampling {sampling!r}")
 
 
-@partial(jax.jit, static_argnames=("source", "sampling", "batch", "hess_batches", "num_targets", "chunk_size",
-                                   "band"))
-def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sampling, batch, hess_batches,
-              num_targets, chunk_size, band):
-    """Two independent half-samples of ``batch * n_batches`` points each; see :class:`Estimate`.
+def _accumulate(blocks: scores.TargetBlocks, key, n_batches, *, source, sampling, batch, hess_batches, num_targets,
+                chunk_size, shards=1, sample_axis=None, target_axis=None):
+    """Counts of both half-samples, sum of u_h, and per-sample (i1, i2, gap) for the Hessian batches.
 
-    ``n_batches`` is traced (growing the sample size does not recompile); the
-    first ``hess_batches`` batches (static) also record each sample's two best
-    cells and score gap for the facet-area Hessian.
+    Global batch ``b`` always holds the same samples (sample indices ``b*batch ...``),
+    whichever device draws it: with ``shards`` sample devices, shard ``s`` takes
+    batches ``s, s + shards, ...``; histograms are then summed with ``psum``.
     """
-    blocks = scores.with_heights(blocks, h)
     key_a, key_b = jax.random.split(key)
     n_batches = jnp.asarray(n_batches, jnp.uint32)
+    shard = jnp.uint32(0) if sample_axis is None else lax.axis_index(sample_axis).astype(jnp.uint32)
     # "sobol": one fixed point set, the halves are consecutive index ranges.
     start_b = n_batches * batch if sampling == "sobol" else jnp.uint32(0)
 
@@ -120,20 +121,20 @@ def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sam
         start = b * batch
         return (_draw(source, sampling, key_a, batch, start), _draw(source, sampling, key_b, batch, start + start_b))
 
-    def hess_body(carry, b):
+    def hess_body(carry, j):
         counts_a, counts_b, sum_u = carry
-        xa, xb = draw(b)
-        ua, ia, va, ja = scores._map_chunks(lambda xc: scores._chunk_top2(xc, blocks), xa, chunk_size)
-        ub, ib, vb, jb = scores._map_chunks(lambda xc: scores._chunk_top2(xc, blocks), xb, chunk_size)
+        xa, xb = draw(j * shards + shard)
+        ua, ia, va, ja = sharding.top2_cells(xa, blocks, chunk_size, target_axis)
+        ub, ib, vb, jb = sharding.top2_cells(xb, blocks, chunk_size, target_axis)
         carry = (counts_a + jnp.bincount(ia, length=num_targets), counts_b + jnp.bincount(ib, length=num_targets),
                  sum_u + jnp.sum(ua) + jnp.sum(ub))
         return carry, (jnp.concatenate([ia, ib]), jnp.concatenate([ja, jb]), jnp.concatenate([ua - va, ub - vb]))
 
-    def mass_body(b, carry):
+    def mass_body(j, carry):
         counts_a, counts_b, sum_u = carry
-        xa, xb = draw(b)
-        ua, ia = scores._map_chunks(lambda xc: scores._chunk_argmax(xc, blocks), xa, chunk_size)
-        ub, ib = scores._map_chunks(lambda xc: scores._chunk_argmax(xc, blocks), xb, chunk_size)
+        xa, xb = draw(jnp.uint32(hess_batches) + j * shards + shard)
+        ua, ia = sharding.argmax_cells(xa, blocks, chunk_size, target_axis)
+        ub, ib = sharding.argmax_cells(xb, blocks, chunk_size, target_axis)
         return (counts_a + jnp.bincount(ia, length=num_targets), counts_b + jnp.bincount(ib, length=num_targets),
                 sum_u + jnp.sum(ua) + jnp.sum(ub))
 
@@ -141,17 +142,51 @@ def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sam
     carry = (zeros, zeros, jnp.float32(0.0))
     per_sample = None
     if hess_batches:
-        carry, per_sample = jax.lax.scan(hess_body, carry, jnp.arange(hess_batches, dtype=jnp.uint32))
-    counts_a, counts_b, sum_u = jax.lax.fori_loop(jnp.uint32(hess_batches), n_batches, mass_body, carry)
-    hessian = per_sample is not None
+        carry, per_sample = lax.scan(hess_body, carry, jnp.arange(hess_batches // shards, dtype=jnp.uint32))
+        per_sample = tuple(a.reshape(-1) for a in per_sample)
+    remaining = n_batches - jnp.uint32(hess_batches)
+    n_local = (remaining + jnp.uint32(shards - 1) - shard) // jnp.uint32(shards)
+    counts_a, counts_b, sum_u = lax.fori_loop(jnp.uint32(0), n_local, mass_body, carry)
+    if sample_axis is not None:
+        counts_a, counts_b, sum_u = (lax.psum(a, sample_axis) for a in (counts_a, counts_b, sum_u))
+    return counts_a, counts_b, sum_u, per_sample
+
+
+@partial(jax.jit, static_argnames=("source", "sampling", "batch", "hess_batches", "num_targets", "chunk_size",
+                                   "band", "mesh"))
+def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sampling, batch, hess_batches,
+              num_targets, chunk_size, band, mesh=None):
+    """Two independent half-samples of ``batch * n_batches`` points each; see :class:`Estimate`.
+
+    ``n_batches`` is traced (growing the sample size does not recompile); the
+    first ``hess_batches`` batches (static) also record each sample's two best
+    cells and score gap for the facet-area Hessian.  With a ``mesh``, batches
+    are spread over its sample axis and target blocks over its target axis.
+    """
+    blocks = scores.with_heights(blocks, h)
+    kw = dict(source=source, sampling=sampling, batch=batch, hess_batches=hess_batches, num_targets=num_targets,
+              chunk_size=chunk_size)
+    if mesh is None:
+        counts_a, counts_b, sum_u, per_sample = _accumulate(blocks, key, n_batches, **kw)
+    else:
+        shards = int(mesh.shape[sharding.SAMPLES])
+        fn = partial(_accumulate, shards=shards, sample_axis=sharding.SAMPLES, target_axis=sharding.TARGETS, **kw)
+        spec_blocks = scores.TargetBlocks(P(sharding.TARGETS), P(sharding.TARGETS), None)
+        per_spec = (P(sharding.SAMPLES),) * 3 if hess_batches else None
+        counts_a, counts_b, sum_u, per_sample = jax.shard_map(
+            fn, mesh=mesh, in_specs=(spec_blocks, P(), P()), out_specs=(P(), P(), P(), per_spec),
+            check_vma=False)(blocks, key, n_batches)
+        if per_sample is not None:  # shard-major -> batch-major: the single-device order
+            per_sample = tuple(a.reshape(shards, hess_batches // shards, -1).transpose(1, 0, 2).reshape(-1)
+                               for a in per_sample)
     n_half = batch * n_batches
     w_a = counts_a.astype(jnp.float32) / n_half
     w_b = counts_b.astype(jnp.float32) / n_half
     w = 0.5 * (w_a + w_b)
     g = w - nu
     edges = None
-    if hessian:
-        i1, i2, gap = (a.reshape(-1) for a in per_sample)
+    if per_sample is not None:
+        i1, i2, gap = per_sample
         sub = gap[: min(gap.shape[0], 1 << 16)]
         delta, median = jnp.quantile(sub, jnp.array([band, 0.5]))
         delta = jnp.maximum(delta, 1e-12)
@@ -178,10 +213,14 @@ class SemiDiscreteOT:
       weights: (K,) positive weights summing to 1 (default uniform).
       normalize_weights: rescale ``weights`` to sum 1 instead of raising.
       block_size, chunk_size: tile sizes of the scoring kernel (targets per block, samples per chunk).
+      mesh: optional ``jax.sharding.Mesh`` with axes ("samples", "targets") (see
+        :func:`otgen.ot.sharding.make_mesh`): Monte-Carlo batches are spread over the
+        sample axis, target blocks over the target axis.  The samples drawn are the
+        same as on one device, so cell counts are identical.
     """
 
     def __init__(self, source, targets, weights=None, *, normalize_weights: bool = False,
-                 block_size: int | None = None, chunk_size: int | None = None):
+                 block_size: int | None = None, chunk_size: int | None = None, mesh=None):
         self.source, self.targets, self.weights = validate_problem(
             source, targets, weights, normalize_weights=normalize_weights)
         k, d = self.targets.shape
@@ -193,6 +232,11 @@ class SemiDiscreteOT:
         # size): ~256 per target, so that most facets see a few samples in the band.
         self.hessian_samples = 1 << int(np.clip(math.ceil(math.log2(256 * k)), 16, 21))
         self._blocks = scores.block_targets(self.targets, jnp.zeros(k, jnp.float32), self.block_size)
+        self.mesh = mesh
+        self._shards = 1
+        if mesh is not None:
+            self._shards, _ = sharding.check_mesh(mesh)
+            self._blocks = sharding.shard_blocks(self._blocks, mesh)
 
     @property
     def num_targets(self) -> int:
@@ -221,16 +265,19 @@ class SemiDiscreteOT:
         """Estimate w(h), its error and noise from ``num_samples`` source points (two halves)."""
         sampling = self._sampling(sampling)
         half = max(1, int(num_samples) // 2)
-        batch = min(half, 1 << 14)
+        batch = min(max(1, half // self._shards), 1 << 14)
         batch = max(self.chunk_size, batch - batch % self.chunk_size) if batch >= self.chunk_size else batch
         n_batches = max(1, math.ceil(half / batch))
         hess_batches = min(n_batches, max(1, self.hessian_samples // (2 * batch))) if hessian else 0
+        if hessian:  # a whole number of Hessian batches per sample shard
+            hess_batches = max(self._shards, hess_batches - hess_batches % self._shards)
+        n_batches = max(n_batches, hess_batches)
         h = jnp.asarray(h, jnp.float32)
         if h.shape != (self.num_targets,):
             raise ValueError(f"h must have shape ({self.num_targets},), got {h.shape}")
         return _estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
                          batch=batch, hess_batches=hess_batches, num_targets=self.num_targets,
-                         chunk_size=min(self.chunk_size, batch), band=float(band))
+                         chunk_size=min(self.chunk_size, batch), band=float(band), mesh=self.mesh)
 
     def fit(self, key: jax.Array, *, tol: float = 0.01, max_steps: int | None = None,
             batch_size: int | None = None, optimizer=None, h0=None, progress: bool | None = None,
