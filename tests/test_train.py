@@ -187,3 +187,22 @@ def test_mnist_pacgan_trains_and_samples_images(tmp_path):
     assert all(np.isfinite(v).all() for v in result.history.values())
     x = result.sample(jax.random.key(0), 5)
     assert x.shape == (5, 28, 28, 1) and x.min() >= 0.0 and x.max() <= 1.0
+
+
+@pytest.mark.slow
+def test_pacgan2_learns_the_pacgan_ring_with_published_settings(tmp_path):
+    """End to end (about 1-2 min on 2 cores): published 2-D settings, 3000 steps, seed 0.
+
+    Measured with scripts/bench_gan.py --coverage: 8/8 modes, 46% high-quality samples.
+    The bounds below leave room for other BLAS/CPU numerics.
+    """
+    from otgen.eval.modes import mode_coverage
+
+    t = 2 * np.pi * np.arange(8) / 8
+    centres, std = np.stack([np.cos(t), np.sin(t)], 1), 0.01
+    rng = np.random.default_rng(0)
+    data = (centres[rng.integers(0, 8, 100_000)] + std * rng.standard_normal((100_000, 2))).astype(np.float32)
+    result = train_gan(GANConfig.for_toy("pacgan2", steps=3000, seed=0), data, tmp_path, progress=False)
+    m = mode_coverage(result.sample(jax.random.key(12345), 2500), centres, std)
+    assert m["modes_captured"] >= 6
+    assert m["high_quality_fraction"] > 0.2
