@@ -212,9 +212,11 @@ def accuracy_section(k, tol, budget, eval_log2, aeot_lrs, aeot_batch, pot_iters,
             break
         if t_acc is not None:
             print(f"speed-up of the default over {name}: {t_acc / ours:.1f}x")
-        else:
+        elif total >= ours:
             print(f"speed-up of the default over {name}: > {total / ours:.1f}x (baseline did not reach tol in "
-                  f"{total:.1f}s)")
+                  f"{total:.1f}s; best error {e:.4f})")
+        else:
+            print(f"{name}: did not reach tol (error {e:.4f} after {total:.1f}s); no ratio")
     return results
 
 

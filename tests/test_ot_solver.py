@@ -226,3 +226,24 @@ def test_normalize_weights_opt_in_and_other_errors():
         Gaussian(2, std=0.0)
     with pytest.raises(ValueError, match="returned shape"):
         Sampler(lambda k, n: jnp.zeros((n, 3)), dim=2).sample(jax.random.PRNGKey(0), 4)
+
+
+def test_d32_small_converges():
+    """Reduced high-dimensional case (default run): K = 500 in d = 32, tol 0.05, checked independently."""
+    y = jax.random.uniform(jax.random.PRNGKey(0), (500, 32))
+    bmap = SemiDiscreteOT(UniformBox(32), y).fit(jax.random.PRNGKey(1), tol=0.05, progress=False)
+    assert bmap.diagnostics.converged
+    w = _independent_masses_box(bmap, 20, seed=3)
+    # Owen-scrambled Sobol noise in d = 32 is close to plain MC: sqrt(2K / (pi N)) ~ 0.017 here.
+    assert np.abs(w - 1 / 500).sum() <= 0.05 + 0.017
+
+
+@pytest.mark.slow
+def test_d32_k10000_converges():
+    """The stated high-dimensional case: K = 10,000 uniform targets in [0,1]^32, tol 0.1."""
+    y = jax.random.uniform(jax.random.PRNGKey(0), (10_000, 32))
+    bmap = SemiDiscreteOT(UniformBox(32), y).fit(jax.random.PRNGKey(1), tol=0.1, progress=False)
+    assert bmap.diagnostics.converged
+    w = np.asarray(bmap.cell_masses(jax.random.PRNGKey(2), 1 << 23))
+    # i.i.d. noise floor at 2^23 samples: sqrt(2K / (pi N)) ~ 0.028, included in the bound.
+    assert np.abs(w - 1e-4).sum() <= 0.1 + 0.028
