@@ -29,6 +29,9 @@ _SCRIPT = textwrap.dedent("""
         counts = np.asarray(sharding.cell_counts_sharded(x, y, h, mesh, block_size=40))
         out[f"assign_equal_{s}x{t}"] = bool((idx == ref_idx).all())
         out[f"counts_equal_{s}x{t}"] = bool((counts == ref_counts).all())
+    bm = SemiDiscreteOT(UniformBox(8, -3.0, 3.0), y).fit(jax.random.PRNGKey(9), tol=0.5, max_steps=1, progress=False)
+    out["bmap_assign_mesh"] = bool((np.asarray(bm.assign(x, mesh=sharding.make_mesh(2, 2)))
+                                    == np.asarray(bm.assign(x))).all())
 
     yt = jax.random.uniform(jax.random.PRNGKey(3), (300, 2))
     single = SemiDiscreteOT(UniformBox(2), yt)
@@ -72,6 +75,10 @@ def results():
 def test_target_sharded_assign_and_counts_equal_unsharded(results, mesh):
     assert results[f"assign_equal_{mesh}"]
     assert results[f"counts_equal_{mesh}"]
+
+
+def test_brenier_map_assign_with_mesh(results):
+    assert results["bmap_assign_mesh"]
 
 
 def test_sharded_masses_equal_single_device(results):

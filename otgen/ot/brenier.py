@@ -72,6 +72,7 @@ class BrenierMap:
         self.diagnostics = Diagnostics() if diagnostics is None else diagnostics
         self.block_size = block_size
         self.chunk_size = chunk_size
+        self._blocks = None  # (h, targets, padded blocks), built on first use; not part of the pytree
 
     # -- pytree protocol ----------------------------------------------------
     def tree_flatten(self):
@@ -99,18 +100,31 @@ class BrenierMap:
     def _kw(self, block_size, chunk_size):
         return dict(block_size=block_size or self.block_size, chunk_size=chunk_size or self.chunk_size)
 
-    def assign(self, x, *, block_size=None, chunk_size=None) -> jax.Array:
-        """Cell index (n,) int32 of each row of ``x``."""
-        return scores.assign_cells(x, self.targets, self.h, **self._kw(block_size, chunk_size))
+    def _target_blocks(self, block_size=None):
+        """Targets padded into blocks, cached: a million-target map is not re-padded on every call."""
+        if block_size is not None and block_size != self.block_size:
+            return scores.block_targets(self.targets, self.h, block_size)
+        if self._blocks is None or self._blocks[0] is not self.h or self._blocks[1] is not self.targets:
+            self._blocks = (self.h, self.targets, scores.block_targets(self.targets, self.h, self.block_size))
+        return self._blocks[2]
 
-    def __call__(self, x, *, block_size=None, chunk_size=None) -> jax.Array:
+    def assign(self, x, *, block_size=None, chunk_size=None, mesh=None) -> jax.Array:
+        """Cell index (n,) int32 of each row of ``x``; with a ``mesh`` (see
+        :func:`otgen.ot.sharding.make_mesh`) samples and targets are sharded, same result."""
+        if mesh is not None:
+            from otgen.ot.sharding import assign_cells_sharded
+
+            return assign_cells_sharded(x, self.targets, self.h, mesh, **self._kw(block_size, chunk_size))
+        return scores.assign_cells(x, self._target_blocks(block_size), chunk_size=chunk_size or self.chunk_size)
+
+    def __call__(self, x, *, block_size=None, chunk_size=None, mesh=None) -> jax.Array:
         """The (discontinuous) OT map: ``targets[assign(x)]``, shape (n, d)."""
-        return jnp.take(jnp.asarray(self.targets), self.assign(x, block_size=block_size, chunk_size=chunk_size),
-                        axis=0)
+        idx = self.assign(x, block_size=block_size, chunk_size=chunk_size, mesh=mesh)
+        return jnp.take(jnp.asarray(self.targets), idx, axis=0)
 
     def potential(self, x, *, block_size=None, chunk_size=None) -> jax.Array:
         """Brenier potential u_h(x) = max_i <x, y_i> + h_i, shape (n,)."""
-        return scores.max_and_cells(x, self.targets, self.h, **self._kw(block_size, chunk_size))[0]
+        return scores.max_and_cells(x, self._target_blocks(block_size), chunk_size=chunk_size or self.chunk_size)[0]
 
     def top_k(self, x, k: int, *, block_size=None, chunk_size=None):
         """The ``k`` best (scores, indices) of each row of ``x``; see :func:`scores.top_k_cells`."""
@@ -136,7 +150,7 @@ class BrenierMap:
             raise ValueError(f"n_samples must be positive, got {n_samples}")
         if qmc and not hasattr(src, "qmc_sample"):
             raise ValueError(f"source {src.describe()['kind']} has no QMC sampler")
-        blocks = scores.block_targets(self.targets, self.h, self.block_size)
+        blocks = self._target_blocks()
         counts = np.zeros(self.num_targets, np.int64)
         n_batches = math.ceil(n_samples / max_batch)
         key_shift, key_iid = jax.random.split(key)

@@ -8,10 +8,12 @@ combined across the target axis with ``pmax``/``pmin`` (argmax, ties to the
 lowest global index, exactly as on one device) or an ``all_gather`` merge
 (top-2); histograms are summed across the sample axis with ``psum``.
 
-Multi-host: call ``jax.distributed.initialize()`` in every process before
-building the mesh from ``jax.devices()`` (all hosts' devices); the code here
-uses only ``shard_map`` collectives, which JAX runs across hosts unchanged.
-This path is not exercised by the tests (see the README section).
+Multi-host: call ``jax.distributed.initialize(...)`` in every process before
+building the mesh from ``jax.devices()`` (all processes' devices) and run the
+same program everywhere; only ``shard_map`` collectives are used.  On CPU set
+``jax.config.update("jax_cpu_collectives_implementation", "gloo")`` first.
+Tested with two processes on loopback (tests/test_ot_multihost.py); real
+multi-machine networks and GPUs are untested here.
 """
 
 from __future__ import annotations

@@ -33,13 +33,27 @@ _WEIGHT_SUM_TOL = 1e-5
 
 
 def _find_duplicate_rows(y: np.ndarray) -> tuple[int, int] | None:
-    rows = np.ascontiguousarray(y).view(np.dtype((np.void, y.dtype.itemsize * y.shape[1]))).ravel()
-    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
-    if np.all(counts == 1):
-        return None
-    dup = int(np.flatnonzero(counts > 1)[0])
-    members = np.flatnonzero(inverse.ravel() == dup)
-    return int(members[0]), int(members[1])
+    """First pair of identical rows, or None.
+
+    Rows are hashed by a random projection (O(K) extra memory, no sorted copy of
+    the targets); only rows with equal hashes are compared exactly.
+    """
+    proj = np.random.default_rng(0).standard_normal(y.shape[1])
+    key = y @ proj.astype(y.dtype)  # no float64 copy of the targets
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order[1:]] == key[order[:-1]])
+    for j in same:
+        a, b = sorted((int(order[j]), int(order[j + 1])))
+        if np.array_equal(y[a], y[b]):
+            return a, b
+    # Groups of 3+ equal hashes: compare every pair inside a group (rare).
+    for j in same:
+        group = order[j:][key[order[j:]] == key[order[j]]]
+        for u in range(len(group)):
+            for v in range(u + 1, len(group)):
+                if np.array_equal(y[group[u]], y[group[v]]):
+                    return tuple(sorted((int(group[u]), int(group[v]))))
+    return None
 
 
 def validate_problem(source, targets, weights=None, *, normalize_weights: bool = False):
@@ -60,7 +74,7 @@ def validate_problem(source, targets, weights=None, *, normalize_weights: bool =
         raise ValueError("targets have dimension 0")
     if not np.issubdtype(y.dtype, np.number):
         raise ValueError(f"targets must be numeric, got dtype {y.dtype}")
-    y = y.astype(np.float32)
+    y = y.astype(np.float32, copy=False)
     if not np.all(np.isfinite(y)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(y), axis=1))[0])
         raise ValueError(f"targets contain NaN or inf (first at row {bad})")
@@ -345,4 +359,7 @@ class SemiDiscreteOT:
             bar.close()
         diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
                            tuple(hist["time"]), tuple(hist["n"]), converged, opt.name)
-        return BrenierMap(self.targets, self.weights, best_h, self.source, diag, self.block_size, self.chunk_size)
+        bmap = BrenierMap(self.targets, self.weights, best_h, self.source, diag, self.block_size, self.chunk_size)
+        if self.mesh is None:  # hand over the padded blocks: no second copy of the targets
+            bmap._blocks = (best_h, self.targets, scores.with_heights(self._blocks, best_h))
+        return bmap
