@@ -392,6 +392,7 @@ def _toy_figure(records: list[dict], models: list[str], dists: list[str], path: 
             if j == 0:
                 ax.set_ylabel(model, fontsize=10)
     fig.suptitle("generated samples (orange) over training data (grey); first seed of each", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     save_figure(fig, path, dpi=90)
 
 
