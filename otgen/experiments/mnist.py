@@ -59,10 +59,12 @@ class MnistConfig:
     # semi-discrete OT from the source onto the codes (otgen.ot.SemiDiscreteOT)
     whiten: bool = True  # OT on PCA-whitened codes (an invertible affine change of latent coordinates)
     ot_source: str = "gaussian"  # "gaussian" (standard normal) or "uniform" (unit cube, as pyOMT)
-    ot_optimizer: str = "newton"  # "newton" (otgen's damped Newton) or "aeot" (pyOMT's Adam recipe)
-    ot_steps: int = 3
-    ot_batch: int = 65536  # Monte-Carlo source samples per step (initial, for the aeot recipe)
-    ot_lr: float = 5e-2  # aeot recipe only
+    ot_optimizer: str = "aeot"  # "aeot" (pyOMT's Adam recipe) or "newton" (otgen's damped Newton)
+    ot_init: str = "voronoi"  # initial h: "voronoi" (-|y|^2/2) or "zero" (pyOMT)
+    ot_sampling: str = "rqmc"  # aeot recipe: "rqmc" (fresh randomised Sobol each step) or "sobol" (pyOMT)
+    ot_steps: int = 25
+    ot_batch: int = 65536  # Monte-Carlo source samples per step (initial: the recipes may grow it)
+    ot_lr: float = 2e-2  # aeot recipe only
     ot_tol: float = 1e-2
     # extended generation (AE-OT: top-k neighbouring cells, angle threshold in radians)
     top_k: int = 20
@@ -85,6 +87,9 @@ class MnistConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ot_source not in ("gaussian", "uniform"):
             raise ValueError(f"ot_source must be 'gaussian' or 'uniform', got {self.ot_source!r}")
+        if self.ot_init not in ("voronoi", "zero") or self.ot_sampling not in ("rqmc", "sobol", "iid"):
+            raise ValueError(f"ot_init must be voronoi|zero and ot_sampling rqmc|sobol|iid, got "
+                             f"{self.ot_init!r}, {self.ot_sampling!r}")
         if self.ot_optimizer not in ("newton", "aeot"):
             raise ValueError(f"ot_optimizer must be 'newton' or 'aeot', got {self.ot_optimizer!r}")
         if not 0.0 < self.angle_threshold <= np.pi:
@@ -114,11 +119,12 @@ class MnistConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Small AE; OT on whitened codes from a Gaussian, starting at the Voronoi potential (already close
-    # to balanced there) with a few damped-Newton steps: the whole pipeline in < 15 min on 2 CPU cores.
+    # to balanced there), then 25 Adam steps (pyOMT's update) on 65536 fresh randomised-QMC samples
+    # each: the whole pipeline in < 15 min on 2 CPU cores.
     "quick": dict(ae=AEConfig(latent_dim=16, features=(16, 32), hidden=256, loss="bce"),
                   ae_epochs=6, ae_batch=128, ae_lr=2e-3,
-                  whiten=True, ot_source="gaussian", ot_optimizer="newton",
-                  ot_steps=3, ot_batch=65536, ot_lr=5e-2, ot_tol=1e-2,
+                  whiten=True, ot_source="gaussian", ot_optimizer="aeot", ot_init="voronoi", ot_sampling="rqmc",
+                  ot_steps=25, ot_batch=65536, ot_lr=2e-2, ot_tol=1e-2,
                   top_k=20, angle_threshold=0.7, gan_steps=3000),
     # AE-OT's public code (pyOMT): 100-d codes, Adam 1e-3, batch 512, MSE + 1e-5 L1 on the codes;
     # OT by Adam lr 5e-2 on h with 20 x 1000 quasi-Monte-Carlo samples per step, up to 20000 steps;
@@ -126,7 +132,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pair (64/128 conv channels, 1024 dense).  AE epochs: our choice (the code caps them at 500).
     "paper": dict(ae=AEConfig(latent_dim=100, features=(64, 128), hidden=1024, loss="mse", l1=1e-5),
                   ae_epochs=50, ae_batch=512, ae_lr=1e-3,
-                  whiten=False, ot_source="uniform", ot_optimizer="aeot",
+                  whiten=False, ot_source="uniform", ot_optimizer="aeot", ot_init="zero", ot_sampling="sobol",
                   ot_steps=20000, ot_batch=20000, ot_lr=5e-2, ot_tol=1e-2,
                   top_k=20, angle_threshold=0.7, gan_steps=20000),
 }
@@ -327,9 +333,10 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
     targets = (z - wt["mean"]) @ wt["proj"]
     save_pytree(rd.file(WHITEN_FILE), wt, {"whiten": cfg.whiten})
     if cfg.ot_optimizer == "newton":
-        opt = damped_newton(max_steps=cfg.ot_steps)
-    else:  # pyOMT: Adam without bias correction, 20 x 1000 Sobol points per step, doubled on stalls
-        opt = aeot_recipe(lr=cfg.ot_lr, batch_size=cfg.ot_batch, max_steps=cfg.ot_steps)
+        opt = damped_newton(max_steps=cfg.ot_steps, init_h=cfg.ot_init)
+    else:  # pyOMT's update: Adam without bias correction, h re-centred, samples doubled on stalls
+        opt = aeot_recipe(lr=cfg.ot_lr, batch_size=cfg.ot_batch, max_steps=cfg.ot_steps, init_h=cfg.ot_init,
+                          sampling=cfg.ot_sampling)
     solver = SemiDiscreteOT(_source(cfg, targets.shape[1]), targets.astype(np.float32))
     bmap = solver.fit(_keys(cfg.seed)["ot"], tol=cfg.ot_tol, max_steps=cfg.ot_steps, batch_size=cfg.ot_batch,
                       optimizer=opt, progress=cfg.progress)
