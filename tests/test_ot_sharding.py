@@ -47,15 +47,15 @@ _SCRIPT = textwrap.dedent("""
     out["mc_distance"] = float(jnp.abs(a.masses - c.masses).sum())
     out["mc_noise"] = float(a.noise_l1 + c.noise_l1)
 
-    f1 = single.fit(jax.random.PRNGKey(6), tol=0.01, progress=False)
-    f2 = sharded.fit(jax.random.PRNGKey(6), tol=0.01, progress=False)
-    f3 = sharded.fit(jax.random.PRNGKey(6), tol=0.01, progress=False)
+    f1 = single.fit(jax.random.PRNGKey(6), tol=0.02, progress=False)
+    f2 = sharded.fit(jax.random.PRNGKey(6), tol=0.02, progress=False)
+    f3 = sharded.fit(jax.random.PRNGKey(6), tol=0.02, progress=False)
     out["fit_converged"] = bool(f1.diagnostics.converged and f2.diagnostics.converged)
     out["fit_reproducible"] = bool((np.asarray(f2.h) == np.asarray(f3.h)).all())
     out["h_max_diff"] = float(jnp.abs(f1.h - f2.h).max())
     out["h_spread"] = float(jnp.std(f1.h))
-    w1 = f1.cell_masses(jax.random.PRNGKey(7), 1 << 22, qmc=True)
-    w2 = f2.cell_masses(jax.random.PRNGKey(7), 1 << 22, qmc=True)
+    w1 = f1.cell_masses(jax.random.PRNGKey(7), 1 << 20, qmc=True)
+    w2 = f2.cell_masses(jax.random.PRNGKey(7), 1 << 20, qmc=True)
     out["fit_l1_single"] = float(jnp.abs(w1 - f1.weights).sum())
     out["fit_l1_sharded"] = float(jnp.abs(w2 - f2.weights).sum())
     print("RESULT " + json.dumps(out))
@@ -89,6 +89,6 @@ def test_sharded_masses_equal_single_device(results):
 def test_sharded_fit_converges_to_the_same_h(results):
     assert results["fit_converged"]
     assert results["fit_reproducible"]
-    assert results["fit_l1_single"] <= 0.01 and results["fit_l1_sharded"] <= 0.01
+    assert results["fit_l1_single"] <= 0.02 and results["fit_l1_sharded"] <= 0.02
     # Identical samples; only float summation order differs across devices.
     assert results["h_max_diff"] <= 0.02 * results["h_spread"]
