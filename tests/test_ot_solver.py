@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import qmc
 
 from otgen.checkpoint import CheckpointError, save_pytree
-from otgen.ot import BrenierMap, Gaussian, Sampler, SemiDiscreteOT, UniformBox, aeot_recipe, optim, scores
+from otgen.ot import BrenierMap, Gaussian, Sampler, SemiDiscreteOT, UniformBox, aeot_recipe, optim
 
 
 def _independent_masses_box(bmap, n_log2, seed, low=0.0, high=1.0):

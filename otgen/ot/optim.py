@@ -19,6 +19,13 @@ stop.  :class:`otgen.ot.solver.SemiDiscreteOT.fit` runs any of them.
   points every step, Adam without bias correction, h re-centred each step,
   sample count doubled after 30 steps without improvement of ||g||_2,
   stop at ||g||_2 < 2e-3.
+
+An optimizer is any object with the fields ``name``, ``sampling`` ("rqmc",
+"iid" or "sobol"), ``init_h``, ``batch_size``, ``max_steps``, ``needs_hessian``
+and the methods ``init(h0) -> state``, ``update(estimate, state, h, nu) ->
+(h, state, accepted)``, ``grow(state, n) -> (state, n)``,
+``next_batch_size(estimate, n, tol, accepted) -> n`` and
+``should_stop(estimate, tol, state) -> bool``.
 """
 
 from __future__ import annotations
@@ -85,7 +92,7 @@ class DampedNewton:
     name: str = "damped_newton"
     sampling: str = "rqmc"  # "rqmc" for box/Gaussian sources, falls back to "iid" otherwise
     init_h: str = "voronoi"  # h0 = -|y|^2/2: cells start as Voronoi cells, all non-empty
-    batch_size: int | None = None  # initial samples per step; None: ~64 per target (2^14..2^22)
+    batch_size: int | None = None  # initial samples per step; None: ~256 per target (2^16..2^21)
     max_batch_size: int = 1 << 24
     growth: int = 16  # largest sample-size factor in one step
     noise_ratio: float = 0.3  # grow when noise_l1 > noise_ratio * l1
@@ -207,7 +214,7 @@ class AEOTRecipe:
             best, bad = state.best_l2, state.bad_steps + 1
         return new_h, AdamState(m, v, best, bad), True
 
-    def next_batch_size(self, est: Estimate, n: int, tol: float, accepted: bool, state=None) -> int:
+    def next_batch_size(self, est: Estimate, n: int, tol: float, accepted: bool) -> int:
         return n
 
     def grow(self, state: AdamState, n: int) -> tuple[AdamState, int]:

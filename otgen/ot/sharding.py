@@ -18,8 +18,6 @@ multi-machine networks and GPUs are untested here.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,8 +155,3 @@ def cell_counts_sharded(x, targets, h, mesh: Mesh, *, block_size=None, chunk_siz
                                in_specs=(P(SAMPLES), scores.TargetBlocks(P(TARGETS), P(TARGETS), None)),
                                out_specs=P(), check_vma=False))
     return fn(xp, blocks)
-
-
-def batches_for_shard(total: int, shards: int) -> int:
-    """Round a batch count up to a multiple of the number of sample shards."""
-    return int(math.ceil(total / shards) * shards)
