@@ -192,8 +192,10 @@ def mnist_runner(preset: str, data_dir, n_samples: int | None, gan_steps: int | 
     def run_one(spec: RunSpec):
         from otgen.experiments.mnist import make_config, run
 
+        # --gan-steps is the GANs' budget only: AE-OT's configuration (and run directory) stays the preset's.
+        steps = gan_steps if spec.model != "aeot" else None
         return run(make_config(preset, model=spec.model, out=str(spec.out), data_dir=data_dir, seed=spec.seed,
-                               n_samples=n_samples, gan_steps=gan_steps, progress=progress))
+                               n_samples=n_samples, gan_steps=steps, progress=progress))
 
     return run_one
 
@@ -517,6 +519,7 @@ def collect_mnist(specs: list[RunSpec]) -> list[dict]:
             rec.update(status="failed", error=f"metrics.json has no classifier metrics ({m.get('evaluation')})")
         else:
             rec.update(status="ok", wall_seconds=_wall_seconds(spec.out), **m)
+            rec["created"] = (_read_json(spec.out / "config.json") or {}).get("created")
         records.append(rec)
     return records
 
@@ -584,6 +587,9 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
     fails = [r for r in records if r["status"] == "failed"]
     if fails:
         lines += ["## Failed runs", ""] + [f"- {r['model']} seed {r['seed']}: {r.get('error')}" for r in fails] + [""]
+    lines += ["## Runs", ""] + [
+        f"- {r['model']} seed {r['seed']}: `{r['out']}` (configured {r.get('created')}; stage seconds "
+        f"{json.dumps(r.get('stage_seconds', {}))})" for r in records if r["status"] == "ok"] + [""]
     _mnist_figure(records, models, report_dir / "mnist_samples.png")
     lines += ["## Samples", "", "![generated digits](mnist_samples.png)", ""]
     path = report_dir / "mnist.md"
