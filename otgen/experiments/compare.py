@@ -212,12 +212,14 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _wall_seconds(out: Path) -> float | None:
+    # A staged pipeline's own record (MNIST) sums every stage across resumed calls; compare.json
+    # only times the last call of this command.
+    stages = _read_json(out / "stages.json")
+    if stages:
+        return float(sum(v.get("seconds", 0.0) for v in stages.values()))
     t = _read_json(out / TIMING_FILE)
     if t and "wall_seconds" in t:
         return float(t["wall_seconds"])
-    stages = _read_json(out / "stages.json")  # the MNIST pipeline records each stage's seconds
-    if stages:
-        return float(sum(v.get("seconds", 0.0) for v in stages.values()))
     return None
 
 
@@ -590,6 +592,10 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
     fails = [r for r in records if r["status"] == "failed"]
     if fails:
         lines += ["## Failed runs", ""] + [f"- {r['model']} seed {r['seed']}: {r.get('error')}" for r in fails] + [""]
+    missing = [r for r in records if r["status"] == "missing"]
+    if missing:
+        lines += [f"{len(missing)} planned runs have no results yet (not run or interrupted): "
+                  + ", ".join(f"{r['model']} seed {r['seed']}" for r in missing) + ".", ""]
     lines += ["## Runs", ""] + [
         f"- {r['model']} seed {r['seed']}: `{r['out']}` (configured {r.get('created')}; stage seconds "
         f"{json.dumps(r.get('stage_seconds', {}))})" for r in records if r["status"] == "ok"] + [""]
