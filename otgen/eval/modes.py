@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mode_coverage", "mode_coverage_for_toy", "assign_to_modes", "kl_divergence"]
+__all__ = ["mode_coverage", "mode_coverage_for_toy", "support_coverage", "assign_to_modes", "kl_divergence"]
 
 # Distance computations are done in blocks of this many samples so that
 # (n, M) matrices stay small even for 10^5 samples and 10^3 modes.
@@ -148,14 +148,49 @@ def mode_coverage(samples, centres, std, weights=None, *, strict_fraction: float
     }
 
 
-def mode_coverage_for_toy(samples, toy, **kwargs) -> dict[str, Any]:
-    """:func:`mode_coverage` for a toy object with ``.centres``, ``.std`` and ``.weights``.
+def support_coverage(samples, curve, component, noise: float, weights, *, strict_fraction: float = 0.25,
+                     hq_radius: float = 3.0) -> dict[str, Any]:
+    """Coverage of a toy made of noisy curves (no Gaussian modes): each piece counts as a mode.
 
-    Raises ``ValueError`` for toys without Gaussian modes (``centres`` None),
-    where mode counting has no meaning.
+    A sample is HQ when its distance to the nearest point of the dense ``curve``
+    (P, d) is below ``hq_radius * noise``; it belongs to that point's piece
+    (``component`` (P,) int).  Returns the same keys as :func:`mode_coverage`.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    component = np.asarray(component)
+    weights = np.asarray(weights, dtype=np.float64)
+    if component.shape != (curve.shape[0],):
+        raise ValueError(f"component must have shape ({curve.shape[0]},), got {component.shape}")
+    # Each curve point is a zero-width "mode" of std ``noise``: reuse the nearest-mode assignment.
+    index, dist = assign_to_modes(samples, curve, noise)
+    n, m = index.shape[0], weights.shape[0]
+    hq = dist < hq_radius
+    hist = np.bincount(component[index[hq]], minlength=m)
+    expected = n * weights
+    return {
+        "n_samples": int(n),
+        "n_modes": int(m),
+        "modes_captured": int(np.count_nonzero(hist)),
+        "modes_captured_strict": int(np.count_nonzero((hist >= strict_fraction * expected) & (weights > 0))),
+        "high_quality_fraction": float(hq.mean()),
+        "reverse_kl": kl_divergence(hist, weights),
+        "mode_histogram": [int(c) for c in hist],
+        "nonfinite_fraction": float(np.mean(index < 0)),
+        "strict_fraction": float(strict_fraction),
+        "hq_radius": float(hq_radius),
+    }
+
+
+def mode_coverage_for_toy(samples, toy, **kwargs) -> dict[str, Any]:
+    """:func:`mode_coverage` for a toy with ``.centres``, ``.std`` and ``.weights``, or
+    :func:`support_coverage` for a curve toy (``.curve``, ``.component``, ``.noise``, ``.weights``).
+
+    Raises ``ValueError`` for a toy with neither (mode coverage is undefined for it).
     """
     centres = getattr(toy, "centres", None)
-    if centres is None:
-        name = getattr(toy, "name", type(toy).__name__)
-        raise ValueError(f"toy {name!r} has no Gaussian modes; mode coverage is undefined for it")
-    return mode_coverage(samples, centres, toy.std, getattr(toy, "weights", None), **kwargs)
+    if centres is not None:
+        return mode_coverage(samples, centres, toy.std, getattr(toy, "weights", None), **kwargs)
+    if getattr(toy, "curve", None) is not None:
+        return support_coverage(samples, toy.curve, toy.component, toy.noise, toy.weights, **kwargs)
+    name = getattr(toy, "name", type(toy).__name__)
+    raise ValueError(f"toy {name!r} has no Gaussian modes and no curves; mode coverage is undefined for it")

@@ -298,7 +298,7 @@ def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) 
         config = _read_json(spec.out / "config.json") or {}
         rec["runner"] = (config.get("config") or {}).get("runner", "otgen.experiments.toy") \
             if isinstance(config.get("config"), dict) else "otgen.experiments.toy"
-        if getattr(toy, "centres", None) is not None:
+        if getattr(toy, "centres", None) is not None or getattr(toy, "curve", None) is not None:
             rec.update(mode_coverage_for_toy(samples, toy))
         else:
             metrics = _read_json(spec.out / "metrics.json") or {}
@@ -435,8 +435,13 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
     verdict = []
     for dist in dists:
         toy = _safe_toy(get_toy, dist)
-        n_modes = len(toy.centres) if toy is not None and getattr(toy, "centres", None) is not None else None
-        desc = f"{n_modes} modes" if n_modes else "no Gaussian modes: only a support-distance HQ rule"
+        if toy is not None and getattr(toy, "centres", None) is not None:
+            desc = f"{len(toy.centres)} modes"
+        elif toy is not None and getattr(toy, "curve", None) is not None:
+            desc = (f"{len(toy.weights)} noisy curve(s), each counted as a mode; HQ = within 3 noise std "
+                    "of the curve")
+        else:
+            desc = "no Gaussian modes: only a support-distance HQ rule"
         lines += [f"## {dist} ({desc})", ""]
         lines += ["| model | seeds ok | modes captured | strict | % high quality | KL | wall time (s) |",
                   "|---|---|---|---|---|---|---|"]

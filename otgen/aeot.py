@@ -1,0 +1,178 @@
+"""The AE-OT pipeline: encode data, solve semi-discrete OT onto the codes, extend, decode.
+
+    model = AEOT(encoder, decoder, ot=OTOptions(...), extension=ExtensionOptions(...))
+    model.fit(data, key)          # codes -> (optional whitening) -> SemiDiscreteOT -> ExtendedMap
+    x_new = model.sample(key, n)  # n fresh source samples -> extended map -> unwhiten -> decoder
+
+In 2-D the encoder and decoder are the identity (the default).  For images the
+MNIST experiment encodes with its autoencoder and calls :meth:`AEOT.fit_codes`
+and :meth:`AEOT.sample_codes` stage by stage (each result saved in the run
+directory); this module knows nothing of networks: ``encoder``/``decoder`` are
+plain functions of arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+
+from otgen.ot import Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
+from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
+from otgen.ot.warm_start import discrete_ot_heights
+
+__all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "identity"]
+
+
+def identity(x):
+    return x
+
+
+class Whitening(NamedTuple):
+    """An invertible affine change of code coordinates: ``w = (z - mean) @ proj + offset``."""
+
+    mean: np.ndarray  # (d,)
+    proj: np.ndarray  # (d, d)
+    unproj: np.ndarray  # (d, d), the inverse of proj
+    offset: np.ndarray  # (d,)
+
+    def apply(self, z) -> np.ndarray:
+        return ((np.asarray(z, np.float32) - self.mean) @ self.proj + self.offset).astype(np.float32)
+
+    def invert(self, w) -> np.ndarray:
+        return ((np.asarray(w, np.float32) - self.offset) @ self.unproj + self.mean).astype(np.float32)
+
+    @classmethod
+    def identity(cls, dim: int) -> "Whitening":
+        eye = np.eye(dim, dtype=np.float32)
+        zero = np.zeros(dim, np.float32)
+        return cls(zero, eye, eye, zero)
+
+
+def fit_whitening(z, source: str = "gaussian", eps: float = 1e-6) -> Whitening:
+    """PCA whitening of codes ``z`` (n, d), fitted in float64, placed on the source's support.
+
+    ``"gaussian"``: mean 0, identity covariance, like N(0, I).  ``"uniform"``: the
+    whitened codes are then scaled uniformly and shifted into [0.02, 0.98]^d, so
+    that every target's Voronoi cell meets the unit cube (the damped Newton
+    solver starts from Voronoi cells, which must all have mass).  Near-zero
+    variances are floored at ``eps`` times the largest, so the map stays invertible.
+    """
+    z = np.asarray(z, np.float64)
+    mean = z.mean(0)
+    evals, evecs = np.linalg.eigh(np.cov(z - mean, rowvar=False).reshape(z.shape[1], z.shape[1]))
+    scale = np.sqrt(np.maximum(evals, eps * max(evals.max(), eps)))
+    proj, unproj = evecs / scale, (evecs * scale).T
+    offset = np.zeros(z.shape[1])
+    if source == "uniform":
+        s = 0.48 / max(float(np.max(np.abs((z - mean) @ proj))), 1e-12)
+        proj, unproj, offset = proj * s, unproj / s, np.full(z.shape[1], 0.5)
+    elif source != "gaussian":
+        raise ValueError(f"source must be 'gaussian' or 'uniform', got {source!r}")
+    return Whitening(*(a.astype(np.float32) for a in (mean, proj, unproj, offset)))
+
+
+@dataclasses.dataclass(frozen=True)
+class OTOptions:
+    """How the latent OT problem is set up and solved (see :mod:`otgen.ot`)."""
+
+    source: str = "uniform"  # "uniform" (unit cube, as AE-OT) or "gaussian" (standard normal)
+    whiten: bool = True  # solve on PCA-whitened codes placed on the source's support (see fit_whitening)
+    optimizer: str = "newton"  # "newton" (otgen's damped Newton) or "aeot" (pyOMT's Adam recipe)
+    tol: float = 0.02  # stop at estimated ||w - nu||_1 <= tol
+    max_steps: int = 30
+    batch_size: int | None = None  # Monte-Carlo samples per step (optimizer default if None)
+    lr: float = 2e-2  # aeot recipe only
+    init_h: str = "discrete"  # "discrete" (exact discrete-OT warm start, otgen.ot.warm_start; falls back to
+    #                           Voronoi when K is too large for it), "voronoi" (-|y|^2/2) or "zero"
+    sampling: str = "rqmc"  # aeot recipe only: "rqmc", "sobol" (pyOMT) or "iid"
+
+    def __post_init__(self):
+        if self.source not in ("uniform", "gaussian"):
+            raise ValueError(f"source must be 'uniform' or 'gaussian', got {self.source!r}")
+        if self.init_h not in ("discrete", "voronoi", "zero"):
+            raise ValueError(f"init_h must be 'discrete', 'voronoi' or 'zero', got {self.init_h!r}")
+        if self.optimizer not in ("newton", "aeot"):
+            raise ValueError(f"optimizer must be 'newton' or 'aeot', got {self.optimizer!r}")
+        if not self.tol > 0 or self.max_steps < 1:
+            raise ValueError(f"need tol > 0 and max_steps >= 1, got {self.tol}, {self.max_steps}")
+
+    def measure(self, dim: int):
+        return Gaussian(dim=dim) if self.source == "gaussian" else UniformBox(dim=dim)
+
+    def make_optimizer(self):
+        if self.optimizer == "newton":
+            return damped_newton(max_steps=self.max_steps, init_h=self._fallback_init)
+        return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, max_steps=self.max_steps,
+                           init_h=self._fallback_init, sampling=self.sampling)
+
+    @property
+    def _fallback_init(self) -> str:
+        return "voronoi" if self.init_h == "discrete" else self.init_h
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtensionOptions:
+    """AE-OT's extended generation (see :mod:`otgen.ot.extension`)."""
+
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD  # radians, on standardised codes
+    top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 1, 20))
+    num_samples: int | None = None  # source samples for the cell barycentres (None: 64 per cell)
+
+
+class AEOT:
+    """Autoencoder + semi-discrete OT + AE-OT extension, as one generator.
+
+    Args:
+      encoder, decoder: functions of arrays (identity by default: 2-D toys).
+      ot: :class:`OTOptions`.  extension: :class:`ExtensionOptions`.
+    After :meth:`fit` (or :meth:`fit_codes`), ``.latent_map`` is the
+    :class:`~otgen.ot.extension.ExtendedMap` and ``.whitening`` the code transform.
+    """
+
+    def __init__(self, encoder: Callable = identity, decoder: Callable = identity, *,
+                 ot: OTOptions = OTOptions(), extension: ExtensionOptions = ExtensionOptions()):
+        self.encoder, self.decoder = encoder, decoder
+        self.ot, self.extension = ot, extension
+        self.latent_map: ExtendedMap | None = None
+        self.whitening: Whitening | None = None
+
+    def fit(self, data, key: jax.Array, *, progress: bool | None = None) -> "AEOT":
+        """Encode ``data`` and fit the latent map onto the codes; returns ``self``."""
+        return self.fit_codes(np.asarray(self.encoder(data)), key, progress=progress)
+
+    def fit_codes(self, codes, key: jax.Array, *, progress: bool | None = None) -> "AEOT":
+        """Solve OT from the source onto ``codes`` (K, d) and build the extension; returns ``self``."""
+        z = np.asarray(codes)
+        if z.ndim != 2 or z.shape[0] < 2:
+            raise ValueError(f"codes must have shape (K, d) with K >= 2, got {z.shape}")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("codes contain NaN or inf")
+        self.whitening = fit_whitening(z, self.ot.source) if self.ot.whiten else Whitening.identity(z.shape[1])
+        targets = self.whitening.apply(z)
+        k_init, k_ot, k_ext = jax.random.split(key, 3)
+        solver = SemiDiscreteOT(self.ot.measure(z.shape[1]), targets)
+        h0 = None
+        if self.ot.init_h == "discrete":
+            h0 = discrete_ot_heights(solver.source, solver.targets, solver.weights, k_init)
+        bmap = solver.fit(k_ot, tol=self.ot.tol, max_steps=self.ot.max_steps, batch_size=self.ot.batch_size,
+                          optimizer=self.ot.make_optimizer(), h0=h0, progress=progress)
+        self.latent_map = extend(bmap, k_ext, angle_threshold=self.extension.angle_threshold,
+                                 top_k=self.extension.top_k, num_samples=self.extension.num_samples)
+        return self
+
+    def _require_fit(self) -> ExtendedMap:
+        if self.latent_map is None:
+            raise ValueError("this AEOT model is not fitted: call fit(data, key) first")
+        return self.latent_map
+
+    def sample_codes(self, key: jax.Array, n: int) -> np.ndarray:
+        """``n`` new codes (n, d) in the encoder's coordinates."""
+        w = np.asarray(self._require_fit().generate(key, n))
+        return self.whitening.invert(w)
+
+    def sample(self, key: jax.Array, n: int) -> np.ndarray:
+        """``n`` new samples: new codes through the decoder."""
+        return np.asarray(self.decoder(self.sample_codes(key, n)))
