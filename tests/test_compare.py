@@ -6,6 +6,7 @@ the report's numbers are known in closed form.  All randomness is seeded.
 """
 
 import argparse
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,40 +141,12 @@ def test_mean_std_formatting():
     assert compare._mean_std([1.0, math.inf], 2) == "inf (1/2 seeds)"
 
 
-def test_builtin_pacgan_mixtures_match_their_definition():
-    import jax
-
-    ring = compare._builtin_toy("ring8")
-    np.testing.assert_allclose(np.linalg.norm(ring.centres, axis=1), 1.0)
-    grid = compare._builtin_toy("grid25")
-    assert sorted(set(grid.centres[:, 0])) == [-4.0, -2.0, 0.0, 2.0, 4.0] and len(grid.centres) == 25
-    x = grid.sample(jax.random.key(0), 20000)
-    from otgen.eval.modes import mode_coverage_for_toy
-
-    out = mode_coverage_for_toy(x, grid)
-    # exact draws: all 25 modes; HQ = P(chi2_2 < 9) = 1 - exp(-4.5)
-    assert out["modes_captured"] == 25
-    assert out["high_quality_fraction"] == pytest.approx(1 - math.exp(-4.5), abs=0.004)
-    with pytest.raises(ValueError, match="only ring8 and grid25"):
-        compare._builtin_toy("spiral")
-
-
-def test_runs_are_scored_against_the_mixture_stored_with_them(tmp_path):
-    spec = compare.plan("toy", tmp_path, ["gan"], ["ring8"], [0])[0]
-    rd = RunDir(spec.out)
-    centres = np.array([[0.0, 0.0], [10.0, 0.0]])
-    rd.write_json(compare.TOY_FILE, {"name": "ring8", "centres": centres.tolist(), "std": 0.1,
-                                     "weights": [0.5, 0.5]})
-    rd.save_array("samples.npy", np.zeros((10, 2)))
-    rd.write_json("metrics.json", {})
-    (rec,) = compare.collect_toy([spec], get_toy=_fake_toy)  # the registry's ring8 would give 0 modes
-    assert rec["modes_captured"] == 1 and rec["n_modes"] == 2 and rec["high_quality_fraction"] == 1.0
-
-
-@pytest.mark.slow
-def test_fallback_gan_run_end_to_end(tmp_path):
-    spec = compare.plan("toy", tmp_path, ["pacgan2"], ["ring8"], [0])[0]
-    m = compare.gan_toy_run(spec, n_samples=500, steps=50, n_train=2000)
-    assert (spec.out / "samples.npy").exists() and m["n_samples"] == 500
+def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
+    # compare runs `otgen toy` itself; the report recomputes the metrics from samples.npy.
+    spec = compare.plan("toy", tmp_path, ["gan"], ["grid25"], [0])[0]
+    compare.toy_runner(n_samples=500, steps=20)(spec)
+    stored = json.loads((spec.out / "metrics.json").read_text())
     (rec,) = compare.collect_toy([spec])
-    assert rec["modes_captured"] == m["modes_captured"]
+    assert rec["status"] == "ok" and rec["n_modes"] == 25
+    for k in ("modes_captured", "high_quality_fraction", "reverse_kl"):
+        assert rec[k] == stored[k]

@@ -38,8 +38,6 @@ TOY_MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
 DEFAULT_TOY_DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 MNIST_QUICK_MODELS = ("aeot", "gan", "wgan-gp", "pacgan2")
 TIMING_FILE = "compare.json"  # written by this command into each run directory it ran
-TOY_FILE = "toy.json"  # the mixture a fallback run was trained on
-FALLBACK_RUNNER = "otgen compare fallback (otgen.train directly)"
 ERROR_FILE = "compare_error.json"
 
 # PacGAN paper (Lin et al. 2018), Table 1 (10 trials) and Table 3; quoted for orientation only.
@@ -128,61 +126,15 @@ def _filtered_kwargs(cls, **kwargs) -> dict:
     return {k: v for k, v in kwargs.items() if k in names and v is not None}
 
 
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def gan_toy_run(spec: RunSpec, n_samples: int, steps: int | None, n_train: int = 100_000) -> dict:
-    """Fallback while ``otgen.experiments.toy`` is absent: a GAN baseline trained by
-    ``otgen.train`` directly on ``n_train`` points of the toy (PacGAN uses 100,000)."""
-    import jax
-
-    from otgen.eval.modes import mode_coverage_for_toy
-    from otgen.rundir import RunDir
-    from otgen.train import GAN_MODELS, GANConfig, train_gan
-
-    if spec.model not in GAN_MODELS:
-        raise RuntimeError(f"no runner for {spec.model!r}: otgen.experiments.toy is not available yet")
-    toy = _get_toy(spec.dist)
-    k_data, k_sample = jax.random.split(jax.random.key(spec.seed))
-    data = np.asarray(toy.sample(k_data, n_train), np.float32)
-    cfg = GANConfig.for_toy(spec.model, seed=spec.seed, **({"steps": steps} if steps else {}))
-    rd = RunDir(spec.out)
-    # The mixture this run was trained on, so it is scored against the same one later.
-    rd.write_json(TOY_FILE, {"name": spec.dist, "centres": np.asarray(toy.centres).tolist(),
-                             "std": np.asarray(toy.std).tolist(), "weights": np.asarray(toy.weights).tolist()})
-    rd.write_config({"runner": FALLBACK_RUNNER, "gan": dataclasses.asdict(cfg),
-                     "dist": spec.dist, "n_train": n_train, "n_samples": n_samples}, seed=spec.seed)
-    result = train_gan(cfg, data, rd.file("gan"), resume=True, progress=False)
-    samples = np.asarray(result.sample(k_sample, n_samples))
-    rd.save_array("samples.npy", samples)
-    rd.save_array("data.npy", data[:n_samples])
-    metrics = {"model": spec.model, "dist": spec.dist, "seed": spec.seed, "steps": cfg.steps,
-               "train_seconds": result.train_seconds, **mode_coverage_for_toy(samples, toy)}
-    rd.write_json("metrics.json", metrics)
-    return metrics
-
-
 def toy_runner(n_samples: int, steps: int | None) -> Callable[[RunSpec], Any]:
-    if not _has_module("otgen.experiments.toy"):
-        return lambda spec: gan_toy_run(spec, n_samples, steps)
+    """Each toy run is ``otgen toy`` (:func:`otgen.experiments.toy.run`) with the spec's model, toy and seed."""
 
     def run_one(spec: RunSpec):
         from otgen.experiments.toy import ToyRunConfig, run
 
-        cfg = ToyRunConfig(**_filtered_kwargs(ToyRunConfig, model=spec.model, dist=spec.dist, out=str(spec.out),
-                                              seed=spec.seed, n_samples=n_samples, steps=steps))
-        result = run(cfg)
-        if not is_done(spec):  # the runner is expected to write it; make sure the run counts as done
-            from otgen.rundir import RunDir
-
-            RunDir(spec.out).write_json("metrics.json", result if isinstance(result, dict) else {})
-        return result
+        return run(ToyRunConfig(**_filtered_kwargs(ToyRunConfig, model=spec.model, dist=spec.dist, out=str(spec.out),
+                                                   seed=spec.seed, n_samples=n_samples, steps=steps,
+                                                   progress=False)))
 
     return run_one
 
@@ -223,47 +175,10 @@ def _wall_seconds(out: Path) -> float | None:
     return None
 
 
-def _builtin_toy(name: str):
-    """PacGAN's two mixtures (its public configs), used only while otgen.data.toys is absent."""
-    from types import SimpleNamespace
-
-    import jax
-
-    if name == "ring8":
-        t = 2 * np.pi * np.arange(8) / 8
-        centres, std = np.stack([np.cos(t), np.sin(t)], axis=1), 0.01
-    elif name == "grid25":
-        g = np.arange(-4.0, 5.0, 2.0)
-        centres, std = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2), 0.05
-    else:
-        raise ValueError(f"unknown toy {name!r}: otgen.data.toys is not available, only ring8 and grid25 are built in")
-    m = len(centres)
-
-    def sample(key, n):
-        k1, k2 = jax.random.split(key)
-        idx = np.asarray(jax.random.randint(k1, (n,), 0, m))
-        return centres[idx] + std * np.asarray(jax.random.normal(k2, (n, 2)))
-
-    return SimpleNamespace(name=name, centres=centres, std=std, weights=np.full(m, 1.0 / m), sample=sample)
-
-
 def _get_toy(name: str):
-    if not _has_module("otgen.data.toys"):
-        return _builtin_toy(name)
     from otgen.data import toys
 
     return toys.get(name)
-
-
-def _support_quality(samples: np.ndarray, reference: np.ndarray, radius: float) -> float:
-    """Fraction of samples within ``radius`` of the nearest reference point (toys without modes)."""
-    from otgen.eval.fid import _inside
-
-    ok = np.all(np.isfinite(samples), axis=1)
-    if not ok.any():
-        return 0.0
-    hit = _inside(samples[ok], reference, np.full(len(reference), radius))
-    return float(hit.sum() / len(samples))
 
 
 def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
@@ -287,22 +202,7 @@ def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) 
             records.append(rec)
             continue
         samples = np.load(samples_path, allow_pickle=False).astype(np.float64)
-        stored = _read_json(spec.out / TOY_FILE)
-        if stored:
-            from types import SimpleNamespace
-
-            toy = SimpleNamespace(name=stored["name"], centres=np.asarray(stored["centres"]),
-                                  std=np.asarray(stored["std"]), weights=np.asarray(stored["weights"]))
-        else:
-            toy = get_toy(spec.dist)
-        config = _read_json(spec.out / "config.json") or {}
-        rec["runner"] = (config.get("config") or {}).get("runner", "otgen.experiments.toy") \
-            if isinstance(config.get("config"), dict) else "otgen.experiments.toy"
-        if getattr(toy, "centres", None) is not None or getattr(toy, "curve", None) is not None:
-            rec.update(mode_coverage_for_toy(samples, toy))
-        else:
-            metrics = _read_json(spec.out / "metrics.json") or {}
-            rec.update({k: metrics[k] for k in ("high_quality_fraction",) if k in metrics})
+        rec.update(mode_coverage_for_toy(samples, get_toy(spec.dist)))
         records.append(rec)
     return records
 
@@ -442,6 +342,7 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
                     "of the curve")
         else:
             desc = "no Gaussian modes: only a support-distance HQ rule"
+        n_modes = len(toy.weights) if toy is not None and getattr(toy, "weights", None) is not None else None
         lines += [f"## {dist} ({desc})", ""]
         lines += ["| model | seeds ok | modes captured | strict | % high quality | KL | wall time (s) |",
                   "|---|---|---|---|---|---|---|"]
@@ -461,12 +362,6 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
             lines += ["", f"Published, for orientation: {PUBLISHED_TOY[dist]}. PacGAN's runs train for 400 "
                       "epochs of 100,000 points at batch 100 (400,000 generator steps)."]
         lines.append("")
-    n_fallback = sum(r.get("runner") == FALLBACK_RUNNER for r in records)
-    if n_fallback:
-        lines += [f"Note: {n_fallback} of {len(records)} runs were made by `otgen compare`'s fallback "
-                  "(GANs trained by `otgen.train` directly on 100,000 points of PacGAN's mixtures, scored "
-                  "against the mixture stored in each run's `toy.json`) because `otgen.experiments.toy` "
-                  "was not available when they ran.", ""]
     fails = [r for r in records if r["status"] == "failed"]
     lines += ["## What the numbers say", ""] + [f"- {v}" for v in verdict] + [""]
     if fails:
