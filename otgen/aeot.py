@@ -19,11 +19,14 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
-from otgen.ot import Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
+from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
+from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
 from otgen.ot.warm_start import discrete_ot_heights
 
-__all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "identity"]
+__all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity"]
+
+_WHITENING_FORMAT = "otgen-whitening-v1"
 
 
 def identity(x):
@@ -49,6 +52,24 @@ class Whitening(NamedTuple):
         eye = np.eye(dim, dtype=np.float32)
         zero = np.zeros(dim, np.float32)
         return cls(zero, eye, eye, zero)
+
+    def save(self, path) -> None:
+        """Atomic, pickle-free ``.npz`` (via :mod:`otgen.checkpoint`)."""
+        save_pytree(path, dict(self._asdict()), {"format": _WHITENING_FORMAT})
+
+    @classmethod
+    def load(cls, path) -> "Whitening":
+        flat, meta = load_pytree(path)
+        if meta.get("format") != _WHITENING_FORMAT:
+            raise CheckpointError(f"{path} is not a saved code whitening (format {meta.get('format')!r})")
+        try:
+            arrays = {f: np.asarray(flat[f"['{f}']"], np.float32) for f in cls._fields}
+        except KeyError as e:
+            raise CheckpointError(f"{path}: missing array {e}") from None
+        d = arrays["mean"].shape[0]
+        if any(arrays[f].shape != (d, d) for f in ("proj", "unproj")) or arrays["offset"].shape != (d,):
+            raise CheckpointError(f"{path}: inconsistent shapes {[a.shape for a in arrays.values()]}")
+        return cls(**arrays)
 
 
 def fit_whitening(z, source: str = "gaussian", eps: float = 1e-6) -> Whitening:
@@ -122,6 +143,29 @@ class ExtensionOptions:
     num_samples: int | None = None  # source samples for the cell barycentres (None: 64 per cell)
 
 
+def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
+                    progress: bool | None = None) -> tuple[Whitening, BrenierMap]:
+    """Semi-discrete OT from ``ot``'s source onto (whitened) ``codes`` (K, d): returns (whitening, map).
+
+    With ``ot.init_h == "discrete"`` the solver starts from the discrete-OT warm start
+    (:mod:`otgen.ot.warm_start`) when K is small enough for it, else from Voronoi heights.
+    """
+    z = np.asarray(codes)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"codes must have shape (K, d) with K >= 2, got {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("codes contain NaN or inf")
+    whitening = fit_whitening(z, ot.source) if ot.whiten else Whitening.identity(z.shape[1])
+    k_init, k_ot = jax.random.split(key)
+    solver = SemiDiscreteOT(ot.measure(z.shape[1]), whitening.apply(z))
+    h0 = None
+    if ot.init_h == "discrete":
+        h0 = discrete_ot_heights(solver.source, solver.targets, solver.weights, k_init)
+    bmap = solver.fit(k_ot, tol=ot.tol, max_steps=ot.max_steps, batch_size=ot.batch_size,
+                      optimizer=ot.make_optimizer(), h0=h0, progress=progress)
+    return whitening, bmap
+
+
 class AEOT:
     """Autoencoder + semi-discrete OT + AE-OT extension, as one generator.
 
@@ -145,20 +189,8 @@ class AEOT:
 
     def fit_codes(self, codes, key: jax.Array, *, progress: bool | None = None) -> "AEOT":
         """Solve OT from the source onto ``codes`` (K, d) and build the extension; returns ``self``."""
-        z = np.asarray(codes)
-        if z.ndim != 2 or z.shape[0] < 2:
-            raise ValueError(f"codes must have shape (K, d) with K >= 2, got {z.shape}")
-        if not np.all(np.isfinite(z)):
-            raise ValueError("codes contain NaN or inf")
-        self.whitening = fit_whitening(z, self.ot.source) if self.ot.whiten else Whitening.identity(z.shape[1])
-        targets = self.whitening.apply(z)
-        k_init, k_ot, k_ext = jax.random.split(key, 3)
-        solver = SemiDiscreteOT(self.ot.measure(z.shape[1]), targets)
-        h0 = None
-        if self.ot.init_h == "discrete":
-            h0 = discrete_ot_heights(solver.source, solver.targets, solver.weights, k_init)
-        bmap = solver.fit(k_ot, tol=self.ot.tol, max_steps=self.ot.max_steps, batch_size=self.ot.batch_size,
-                          optimizer=self.ot.make_optimizer(), h0=h0, progress=progress)
+        k_ot, k_ext = jax.random.split(key)
+        self.whitening, bmap = solve_latent_ot(codes, self.ot, k_ot, progress=progress)
         self.latent_map = extend(bmap, k_ext, angle_threshold=self.extension.angle_threshold,
                                  top_k=self.extension.top_k, num_samples=self.extension.num_samples)
         return self

@@ -129,34 +129,3 @@ def test_tiny_gan_baseline_through_the_same_command(tmp_path):
     assert samples.shape == (30, 28, 28) and samples.dtype == np.uint8
     assert (out / "samples.png").is_file() and (out / "gan" / "checkpoint.npz").is_file()
     assert exp.run(cfg)["ran"] == []
-
-
-def test_whitening_is_exact_and_invertible():
-    rng = np.random.default_rng(0)
-    z = rng.normal(size=(2000, 3)) @ np.array([[3.0, 0, 0], [1.0, 0.5, 0], [0, 2.0, 0.1]]) + 5.0
-    wt = exp.fit_whitening(z)
-    w = (z - wt["mean"]) @ wt["proj"]
-    np.testing.assert_allclose(np.cov(w, rowvar=False), np.eye(3), atol=1e-3)
-    np.testing.assert_allclose(w @ wt["unproj"] + wt["mean"], z, rtol=1e-4, atol=1e-4)
-
-
-def test_extended_codes_respect_the_angle_threshold():
-    import jax
-    from otgen.ot import BrenierMap, Gaussian
-
-    rng = np.random.default_rng(1)
-    y = rng.normal(size=(50, 2)).astype(np.float32)
-    bmap = BrenierMap(y, np.full(50, 1 / 50, np.float32), -0.5 * (y ** 2).sum(1), Gaussian(dim=2))
-    key = jax.random.key(0)
-    # Threshold ~0: no facet is regular, so every code is a target itself (pure OT map).
-    z0 = exp.extended_codes(bmap, key, 200, top_k=5, angle_threshold=1e-9)
-    assert np.min(np.linalg.norm(z0[:, None] - y[None], axis=-1), axis=1).max() < 1e-6
-    # Threshold pi: each code lies on the segment from its own cell's target towards its runner-up,
-    # at most halfway (it stays on its own side).
-    z = exp.extended_codes(bmap, key, 200, top_k=2, angle_threshold=np.pi)
-    x = np.asarray(bmap.source.sample(jax.random.split(key)[0], 200))
-    _, idx = bmap.top_k(x, 2)
-    a, b = y[np.asarray(idx)[:, 0]], y[np.asarray(idx)[:, 1]]
-    t = np.sum((z - a) * (b - a), 1) / np.sum((b - a) ** 2, 1)
-    np.testing.assert_allclose(a + t[:, None] * (b - a), z, atol=1e-5)
-    assert t.min() >= 0 and t.max() <= 0.5 and t.std() > 0.05

@@ -72,6 +72,23 @@ def test_whitening_round_trip_and_placement():
             np.testing.assert_allclose(np.cov(t, rowvar=False), np.eye(4), atol=1e-3)
 
 
+def test_whitening_save_load_round_trip_and_corruption(tmp_path):
+    from otgen.aeot import Whitening
+    from otgen.checkpoint import CheckpointError, save_pytree
+
+    w = fit_whitening(np.random.default_rng(1).normal(size=(100, 3)), "uniform")
+    w.save(tmp_path / "w.npz")
+    back = Whitening.load(tmp_path / "w.npz")
+    for a, b in zip(w, back):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "bad.npz").write_bytes((tmp_path / "w.npz").read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        Whitening.load(tmp_path / "bad.npz")
+    save_pytree(tmp_path / "other.npz", {"mean": np.zeros(3)}, {"format": "something-else"})
+    with pytest.raises(CheckpointError, match="not a saved code whitening"):
+        Whitening.load(tmp_path / "other.npz")
+
+
 def test_aeot_object_rejects_bad_codes_and_unfitted_use():
     model = AEOT(ot=OTOptions(max_steps=2))
     with pytest.raises(ValueError, match="not fitted"):

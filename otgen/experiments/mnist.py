@@ -300,99 +300,51 @@ def stage_encode(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
 WHITEN_FILE = "whitening.npz"
 
 
-def fit_whitening(z: np.ndarray, eps: float = 1e-6) -> dict:
-    """PCA whitening ``w = (z - mean) @ proj`` with its inverse ``z = w @ unproj + mean`` (float64 fit)."""
-    z = np.asarray(z, np.float64)
-    mean = z.mean(0)
-    evals, evecs = np.linalg.eigh(np.cov(z - mean, rowvar=False).reshape(z.shape[1], z.shape[1]))
-    scale = np.sqrt(np.maximum(evals, eps * max(evals.max(), eps)))
-    return {"mean": mean.astype(np.float32), "proj": (evecs / scale).astype(np.float32),
-            "unproj": (evecs * scale).T.astype(np.float32)}
+def _ot_options(cfg: MnistConfig):
+    from otgen.aeot import OTOptions
 
-
-def _source(cfg: MnistConfig, dim: int):
-    from otgen.ot import Gaussian, UniformBox
-
-    return Gaussian(dim=dim) if cfg.ot_source == "gaussian" else UniformBox(dim=dim)
+    return OTOptions(source=cfg.ot_source, whiten=cfg.whiten, optimizer=cfg.ot_optimizer, tol=cfg.ot_tol,
+                     max_steps=cfg.ot_steps, batch_size=cfg.ot_batch, lr=cfg.ot_lr, init_h=cfg.ot_init,
+                     sampling=cfg.ot_sampling)
 
 
 def stage_fit_ot(rd, cfg: MnistConfig) -> None:
-    """Semi-discrete OT from the source onto the (whitened) codes; writes whitening.npz and brenier.npz."""
-    from otgen.checkpoint import save_pytree
-    from otgen.ot import SemiDiscreteOT, aeot_recipe, damped_newton
+    """Semi-discrete OT from the source onto the (whitened) codes (otgen.aeot); writes whitening.npz, brenier.npz."""
+    from otgen.aeot import solve_latent_ot
 
     if not rd.has(LATENTS_FILE):
         raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
     z = rd.load_array(LATENTS_FILE)
-    if cfg.whiten:
-        wt = fit_whitening(z)
-    else:
-        d = z.shape[1]
-        wt = {"mean": np.zeros(d, np.float32), "proj": np.eye(d, dtype=np.float32),
-              "unproj": np.eye(d, dtype=np.float32)}
-    targets = (z - wt["mean"]) @ wt["proj"]
-    save_pytree(rd.file(WHITEN_FILE), wt, {"whiten": cfg.whiten})
-    if cfg.ot_optimizer == "newton":
-        opt = damped_newton(max_steps=cfg.ot_steps, init_h=cfg.ot_init)
-    else:  # pyOMT's update: Adam without bias correction, h re-centred, samples doubled on stalls
-        opt = aeot_recipe(lr=cfg.ot_lr, batch_size=cfg.ot_batch, max_steps=cfg.ot_steps, init_h=cfg.ot_init,
-                          sampling=cfg.ot_sampling)
-    solver = SemiDiscreteOT(_source(cfg, targets.shape[1]), targets.astype(np.float32))
-    bmap = solver.fit(_keys(cfg.seed)["ot"], tol=cfg.ot_tol, max_steps=cfg.ot_steps, batch_size=cfg.ot_batch,
-                      optimizer=opt, progress=cfg.progress)
-    bmap.save(rd.file(OT_FILE))
+    whitening, bmap = solve_latent_ot(z, _ot_options(cfg), _keys(cfg.seed)["ot"], progress=cfg.progress)
+    whitening.save(rd.file(WHITEN_FILE))
+    bmap.save(rd.file(OT_FILE))  # last: marks the stage done
     diag = bmap.diagnostics
     if diag.l1_error:
         _log(cfg, f"fit-ot: {len(z)} codes, {len(diag.l1_error)} steps, estimated ||w - nu||_1 "
                   f"{diag.l1_error[-1]:.3f} (noise {diag.noise_l1[-1]:.3f})")
 
 
-def extended_codes(bmap, key, n: int, top_k: int, angle_threshold: float, chunk: int = 2000) -> np.ndarray:
-    """AE-OT-style extended generation: new codes between the OT targets, never across singular facets.
-
-    A source sample ``x`` lies in cell ``i`` (best score).  Among its ``top_k`` best cells, the first
-    ``j != i`` whose supporting plane normal ``(y_j, -1)`` makes an angle <= ``angle_threshold`` with
-    ``(y_i, -1)`` is a regular neighbour; the code is ``(1 - t) y_i + t y_j`` with ``t ~ U(0, 1/2)``
-    (it stays on its own cell's side).  With no regular neighbour the code is ``y_i`` itself.
-    (A stand-in until the AE-OT engineer's ``otgen.ot.extension`` lands; same rule as pyOMT's
-    pair generation, with a random instead of a fixed interpolation weight.)
-    """
+def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
+    """AE-OT's extended generation (otgen.ot.extension) of new codes, decoded to digits."""
     import jax
 
-    y = np.asarray(bmap.targets, np.float32)
-    normals = np.concatenate([y, -np.ones((len(y), 1), np.float32)], axis=1)
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    k = min(int(top_k), len(y))
-    k_src, k_t = jax.random.split(key)
-    x = np.asarray(bmap.source.sample(k_src, n))
-    t = 0.5 * np.asarray(jax.random.uniform(k_t, (n,)))
-    out = np.empty((n, y.shape[1]), np.float32)
-    for s in range(0, n, chunk):
-        _, idx = bmap.top_k(x[s:s + chunk], k)
-        idx = np.asarray(idx)
-        cos = np.einsum("nd,nkd->nk", normals[idx[:, 0]], normals[idx[:, 1:]])
-        ok = np.arccos(np.clip(cos, -1.0, 1.0)) <= angle_threshold
-        has = ok.any(axis=1)
-        j = idx[np.arange(len(idx)), 1 + np.argmax(ok, axis=1)]
-        tt = np.where(has, t[s:s + chunk], 0.0)[:, None]
-        out[s:s + chunk] = (1.0 - tt) * y[idx[:, 0]] + tt * y[j]
-    return out
-
-
-def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
-    from otgen.checkpoint import load_pytree
+    from otgen.aeot import Whitening
     from otgen.models.autoencoder import decode_batched
     from otgen.ot import BrenierMap
+    from otgen.ot.extension import extend
 
     if not rd.has(OT_FILE):
         raise ValueError(f"{rd.file(OT_FILE)} is missing: run the fit-ot stage first")
     model, params, _ = _load_ae_params(rd, cfg)
     bmap = BrenierMap.load(rd.file(OT_FILE))
-    wt, _ = load_pytree(rd.file(WHITEN_FILE))
-    unproj, mean = np.asarray(wt["['unproj']"]), np.asarray(wt["['mean']"])
-    w = extended_codes(bmap, _keys(cfg.seed)["generate"], cfg.n_samples, cfg.top_k, cfg.angle_threshold)
-    z = (w @ unproj + mean).astype(np.float32)  # back to the decoder's coordinates
+    whitening = Whitening.load(rd.file(WHITEN_FILE))
+    k_ext, k_gen = jax.random.split(_keys(cfg.seed)["generate"])
+    ext = extend(bmap, k_ext, angle_threshold=cfg.angle_threshold, top_k=min(cfg.top_k, bmap.num_targets))
+    codes, moved = ext.map_with_info(bmap.source.sample(k_gen, cfg.n_samples))
+    z = whitening.invert(np.asarray(codes))  # back to the decoder's coordinates
     rd.save_array(GEN_LATENTS_FILE, z)
+    _log(cfg, f"generate: {100 * float(np.mean(np.asarray(moved))):.1f}% of codes interpolated between "
+              f"neighbouring cells (angle threshold {cfg.angle_threshold} rad, top-{ext.top_k})")
     return _to_uint8(decode_batched(model, params, z, 1000, progress=cfg.progress))
 
 
