@@ -140,7 +140,7 @@ class ExtensionOptions:
 
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD  # radians, on standardised codes
     top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 1, 20))
-    num_samples: int | None = None  # source samples for the cell barycentres (None: 64 per cell)
+    num_samples: int | None = None  # source samples for the cell barycentres (None: 16 per cell)
 
 
 def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,

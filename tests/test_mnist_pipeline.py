@@ -27,7 +27,7 @@ def tiny_config(out, **kw):
 
 def test_presets_and_overrides():
     q, p = exp.make_config("quick"), exp.make_config("paper")
-    assert p.ae.latent_dim == 100 and p.top_k == 20 and p.angle_threshold == 0.7  # AE-OT public code
+    assert p.ae.latent_dim == 100 and p.top_k == 20 and p.angle_threshold == 0.35  # top-20 as AE-OT public code
     assert q.ae.latent_dim < p.ae.latent_dim and q.ot_steps < p.ot_steps and q.ae_epochs < p.ae_epochs
     c = exp.make_config("quick", latent_dim=8, ot_steps=None, stages=["encode", "train-ae"])
     assert c.ae.latent_dim == 8 and c.ot_steps == q.ot_steps

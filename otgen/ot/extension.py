@@ -221,15 +221,15 @@ def extend(bmap: BrenierMap, key: jax.Array, *, angle_threshold: float = DEFAULT
         a smaller angle are interpolated with, others never (0: the pure semi-discrete map).
       top_k: neighbour candidates per sample, including its own cell (default
         :func:`default_top_k`); 1 also gives the pure semi-discrete map.
-      num_samples: source samples for the barycentres (default 64 per cell, between
-        2^16 and 2^22).
+      num_samples: source samples for the barycentres (default 16 per cell, between
+        2^16 and 2^20: 1M samples cost ~100 s for 60,000 codes in 16-d on 2 CPU cores).
     """
     threshold = _check_threshold(angle_threshold)
     k = default_top_k(bmap.num_targets, bmap.dim) if top_k is None else int(top_k)
     if not 1 <= k <= bmap.num_targets:
         raise ValueError(f"top_k must be between 1 and the number of targets ({bmap.num_targets}), got {top_k}")
     if num_samples is None:
-        num_samples = int(np.clip(64 * bmap.num_targets, 1 << 16, 1 << 22))
+        num_samples = int(np.clip(16 * bmap.num_targets, 1 << 16, 1 << 20))
     bary, counts = cell_barycentres(bmap, key, num_samples)
     y_std, _, _ = standardise(bmap.targets)
     return ExtendedMap(bmap, bary, counts, unit_normals(y_std), threshold, k)
