@@ -22,7 +22,6 @@ import numpy as np
 from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
-from otgen.ot.warm_start import discrete_ot_heights
 
 __all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity"]
 
@@ -125,13 +124,9 @@ class OTOptions:
 
     def make_optimizer(self):
         if self.optimizer == "newton":
-            return damped_newton(max_steps=self.max_steps, init_h=self._fallback_init)
+            return damped_newton(max_steps=self.max_steps, init_h=self.init_h)
         return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, max_steps=self.max_steps,
-                           init_h=self._fallback_init, sampling=self.sampling)
-
-    @property
-    def _fallback_init(self) -> str:
-        return "voronoi" if self.init_h == "discrete" else self.init_h
+                           init_h=self.init_h, sampling=self.sampling)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,13 +151,9 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     if not np.all(np.isfinite(z)):
         raise ValueError("codes contain NaN or inf")
     whitening = fit_whitening(z, ot.source) if ot.whiten else Whitening.identity(z.shape[1])
-    k_init, k_ot = jax.random.split(key)
     solver = SemiDiscreteOT(ot.measure(z.shape[1]), whitening.apply(z))
-    h0 = None
-    if ot.init_h == "discrete":
-        h0 = discrete_ot_heights(solver.source, solver.targets, solver.weights, k_init)
-    bmap = solver.fit(k_ot, tol=ot.tol, max_steps=ot.max_steps, batch_size=ot.batch_size,
-                      optimizer=ot.make_optimizer(), h0=h0, progress=progress)
+    bmap = solver.fit(key, tol=ot.tol, max_steps=ot.max_steps, batch_size=ot.batch_size,
+                      optimizer=ot.make_optimizer(), progress=progress)
     return whitening, bmap
 
 

@@ -91,7 +91,8 @@ class NewtonState(NamedTuple):
 class DampedNewton:
     name: str = "damped_newton"
     sampling: str = "rqmc"  # "rqmc" for box/Gaussian sources, falls back to "iid" otherwise
-    init_h: str = "voronoi"  # h0 = -|y|^2/2: cells start as Voronoi cells, all non-empty
+    init_h: str = "voronoi"  # h0 = -|y|^2/2 (Voronoi cells); "discrete": exact discrete-OT warm start,
+    #                          for clustered targets or a source far from the targets (otgen.ot.warm_start)
     batch_size: int | None = None  # initial samples per step; None: ~256 per target (2^16..2^21)
     max_batch_size: int = 1 << 24
     growth: int = 16  # largest sample-size factor in one step

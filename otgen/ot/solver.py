@@ -265,10 +265,20 @@ class SemiDiscreteOT:
             return "iid"
         return wanted
 
-    def initial_h(self, kind: str = "voronoi") -> jax.Array:
-        """``"voronoi"``: h = -|y|^2/2 (cells = Voronoi cells, scores = -|x-y|^2/2 + const); ``"zero"``: h = 0."""
+    def initial_h(self, kind: str = "voronoi", key: jax.Array | None = None) -> jax.Array:
+        """``"voronoi"``: h = -|y|^2/2 (cells = Voronoi cells, scores = -|x-y|^2/2 + const); ``"zero"``: h = 0;
+        ``"discrete"``: target duals of an exact discrete OT problem (:mod:`otgen.ot.warm_start`; needs
+        ``key``), robust for clustered targets or a source far from the targets; Voronoi when K is too large.
+        """
         if kind == "zero":
             return jnp.zeros(self.num_targets, jnp.float32)
+        if kind == "discrete":
+            from otgen.ot.warm_start import discrete_ot_heights
+
+            if key is None:
+                raise ValueError("the 'discrete' initial h needs a PRNG key")
+            h = discrete_ot_heights(self.source, self.targets, self.weights, key)
+            return self.initial_h("voronoi") if h is None else h
         if kind == "voronoi":
             h = -0.5 * jnp.sum(self.targets * self.targets, axis=1)
             return h - jnp.mean(h)
@@ -316,7 +326,11 @@ class SemiDiscreteOT:
         n = int(n)
         if n < 2:
             raise ValueError(f"batch_size must be >= 2, got {n}")
-        h = self.initial_h(opt.init_h) if h0 is None else jnp.asarray(h0, jnp.float32)
+        if h0 is None and opt.init_h == "discrete":
+            key, k_init = jax.random.split(key)
+            h = self.initial_h("discrete", k_init)
+        else:
+            h = self.initial_h(opt.init_h) if h0 is None else jnp.asarray(h0, jnp.float32)
         if h.shape != (self.num_targets,) or not bool(jnp.all(jnp.isfinite(h))):
             raise ValueError(f"h0 must be a finite array of shape ({self.num_targets},)")
         h = h - jnp.mean(h)
