@@ -122,17 +122,23 @@ def mode_coverage(samples, centres, std, weights=None, *, strict_fraction: float
     Non-finite samples (a diverged generator) count as low quality, not as errors.
     """
     centres, std, weights = _as_centres_std_weights(centres, std, weights)
-    if not (0.0 < strict_fraction <= 1.0):
-        raise ValueError(f"strict_fraction must be in (0, 1], got {strict_fraction}")
-    if not hq_radius > 0:
-        raise ValueError(f"hq_radius must be > 0, got {hq_radius}")
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.shape[0] == 0:
         raise ValueError(f"samples must have shape (n, d) with n >= 1, got {samples.shape}")
     index, dist = assign_to_modes(samples, centres, std)
-    n, m = samples.shape[0], centres.shape[0]
+    return _summary(index, dist, weights, strict_fraction, hq_radius)
+
+
+def _summary(mode: np.ndarray, dist: np.ndarray, weights: np.ndarray, strict_fraction: float,
+             hq_radius: float) -> dict[str, Any]:
+    """The coverage metrics from each sample's mode (-1: non-finite) and std-normalised distance."""
+    if not (0.0 < strict_fraction <= 1.0):
+        raise ValueError(f"strict_fraction must be in (0, 1], got {strict_fraction}")
+    if not hq_radius > 0:
+        raise ValueError(f"hq_radius must be > 0, got {hq_radius}")
+    n, m = mode.shape[0], weights.shape[0]
     hq = dist < hq_radius
-    hist = np.bincount(index[hq], minlength=m)
+    hist = np.bincount(mode[hq], minlength=m)
     expected = n * weights
     return {
         "n_samples": int(n),
@@ -142,7 +148,7 @@ def mode_coverage(samples, centres, std, weights=None, *, strict_fraction: float
         "high_quality_fraction": float(hq.mean()),
         "reverse_kl": kl_divergence(hist, weights),
         "mode_histogram": [int(c) for c in hist],
-        "nonfinite_fraction": float(np.mean(index < 0)),
+        "nonfinite_fraction": float(np.mean(mode < 0)),
         "strict_fraction": float(strict_fraction),
         "hq_radius": float(hq_radius),
     }
@@ -161,24 +167,15 @@ def support_coverage(samples, curve, component, noise: float, weights, *, strict
     weights = np.asarray(weights, dtype=np.float64)
     if component.shape != (curve.shape[0],):
         raise ValueError(f"component must have shape ({curve.shape[0]},), got {component.shape}")
+    if weights.ndim != 1 or component.min() < 0 or component.max() >= weights.shape[0]:
+        raise ValueError(f"component indices must index the {weights.shape[0]} piece weights")
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 2 or samples.shape[0] == 0:
+        raise ValueError(f"samples must have shape (n, d) with n >= 1, got {samples.shape}")
     # Each curve point is a zero-width "mode" of std ``noise``: reuse the nearest-mode assignment.
     index, dist = assign_to_modes(samples, curve, noise)
-    n, m = index.shape[0], weights.shape[0]
-    hq = dist < hq_radius
-    hist = np.bincount(component[index[hq]], minlength=m)
-    expected = n * weights
-    return {
-        "n_samples": int(n),
-        "n_modes": int(m),
-        "modes_captured": int(np.count_nonzero(hist)),
-        "modes_captured_strict": int(np.count_nonzero((hist >= strict_fraction * expected) & (weights > 0))),
-        "high_quality_fraction": float(hq.mean()),
-        "reverse_kl": kl_divergence(hist, weights),
-        "mode_histogram": [int(c) for c in hist],
-        "nonfinite_fraction": float(np.mean(index < 0)),
-        "strict_fraction": float(strict_fraction),
-        "hq_radius": float(hq_radius),
-    }
+    piece = np.where(index >= 0, component[np.maximum(index, 0)], -1)
+    return _summary(piece, dist, weights, strict_fraction, hq_radius)
 
 
 def mode_coverage_for_toy(samples, toy, **kwargs) -> dict[str, Any]:
