@@ -32,7 +32,7 @@ class ToyRunConfig:
     """One toy run.  ``steps``: generator updates for a GAN, maximum OT steps for AE-OT (None: defaults)."""
 
     model: str = "aeot"
-    dist: str | None = "ring8"  # a built-in toy (otgen.data.toys.names()), or None with ``data``
+    dist: str | None = None  # a built-in toy (otgen.data.toys.names()); ring8 when neither dist nor data is given
     data: str | None = None  # path of a user .npy (n, d) array, used instead of ``dist``
     out: str = "runs/toy"
     seed: int = 0
@@ -49,8 +49,10 @@ class ToyRunConfig:
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
-        if (self.dist is None) == (self.data is None):
-            raise ValueError("give exactly one of a toy distribution (--dist) or a data file (--data)")
+        if self.dist is not None and self.data is not None:
+            raise ValueError("give a toy distribution (--dist) or a data file (--data), not both")
+        if self.dist is None and self.data is None:
+            object.__setattr__(self, "dist", "ring8")
         if self.n_train < 2 or self.n_samples < 1:
             raise ValueError(f"need n_train >= 2 and n_samples >= 1, got {self.n_train}, {self.n_samples}")
         if self.steps is not None and self.steps < 1:
@@ -165,13 +167,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="GANs: continue from the run's checkpoint.npz")
     parser.add_argument("--angle-threshold", type=float, default=None,
                         help="AE-OT: dihedral-angle threshold in radians on standardised codes (default 0.1)")
-    parser.add_argument("--top-k", type=int, default=None, help="AE-OT: neighbour candidates (default d + 1)")
+    parser.add_argument("--top-k", type=int, default=None, help="AE-OT: neighbour candidates incl. the own cell (default min(d + 1, 20))")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def main(args: argparse.Namespace) -> int:
-    dist = args.dist if (args.dist or args.data) else "ring8"
-    cfg = ToyRunConfig(model=args.model, dist=dist, data=args.data, out=args.out, seed=args.seed,
+    cfg = ToyRunConfig(model=args.model, dist=args.dist, data=args.data, out=args.out, seed=args.seed,
                        n_train=args.n_train, n_samples=args.n_samples, steps=args.steps, resume=args.resume,
                        progress=not args.no_progress, angle_threshold=args.angle_threshold, top_k=args.top_k)
     metrics = run(cfg)
