@@ -4,11 +4,11 @@
     model.fit(data, key)          # codes -> (optional whitening) -> SemiDiscreteOT -> ExtendedMap
     x_new = model.sample(key, n)  # n fresh source samples -> extended map -> unwhiten -> decoder
 
-In 2-D the encoder and decoder are the identity (the default).  For images the
-MNIST experiment encodes with its autoencoder and calls :meth:`AEOT.fit_codes`
-and :meth:`AEOT.sample_codes` stage by stage (each result saved in the run
-directory); this module knows nothing of networks: ``encoder``/``decoder`` are
-plain functions of arrays.
+In 2-D the encoder and decoder are the identity (the default).  The MNIST
+experiment runs the same steps as resumable stages, each saving its result in
+the run directory: its autoencoder encodes, :func:`solve_latent_ot` fits the
+whitening and the map, :func:`otgen.ot.extension.extend` generates.  This module
+knows nothing of networks: ``encoder``/``decoder`` are plain functions of arrays.
 """
 
 from __future__ import annotations
