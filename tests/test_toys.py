@@ -75,9 +75,9 @@ def test_load_npy_accepts_good_data_and_names_every_problem(tmp_path):
         np.save(tmp_path / name, arr)
         with pytest.raises(ValueError, match=msg):
             toys.load_npy(tmp_path / name)
-    np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="not a readable numeric .npy"):
-        toys.load_npy(tmp_path / "obj.npy")
+    np.save(tmp_path / "records.npy", np.zeros((3, 2), dtype=[("a", "f4")]))  # structured: not numbers
+    with pytest.raises(ValueError, match="dtype"):
+        toys.load_npy(tmp_path / "records.npy")
     (tmp_path / "junk.npy").write_bytes(b"not an npy file")
     with pytest.raises(ValueError, match="not a readable numeric .npy"):
         toys.load_npy(tmp_path / "junk.npy")
