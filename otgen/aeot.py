@@ -116,6 +116,8 @@ class OTOptions:
             raise ValueError(f"init_h must be 'discrete', 'voronoi' or 'zero', got {self.init_h!r}")
         if self.optimizer not in ("newton", "aeot"):
             raise ValueError(f"optimizer must be 'newton' or 'aeot', got {self.optimizer!r}")
+        if self.sampling not in ("rqmc", "sobol", "iid"):
+            raise ValueError(f"sampling must be 'rqmc', 'sobol' or 'iid', got {self.sampling!r}")
         if not self.tol > 0 or self.max_steps < 1:
             raise ValueError(f"need tol > 0 and max_steps >= 1, got {self.tol}, {self.max_steps}")
 

@@ -44,6 +44,10 @@ def test_presets_and_overrides():
     ({"angle_threshold": 4.0}, "angle_threshold"),
     ({"ot_steps": 0}, "ot_steps"),
     ({"model": "vae"}, "model must be"),
+    ({"ot_source": "cauchy"}, "ot_\\* settings: source"),
+    ({"ot_init": "random"}, "ot_\\* settings: init_h"),
+    ({"ot_sampling": "halton"}, "ot_\\* settings: sampling"),
+    ({"ot_optimizer": "sgd"}, "ot_\\* settings: optimizer"),
 ])
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError, match=msg):

@@ -59,7 +59,7 @@ class MnistConfig:
     whiten: bool = True  # OT on PCA-whitened codes (an invertible affine change of latent coordinates)
     ot_source: str = "gaussian"  # "gaussian" (standard normal) or "uniform" (unit cube, as pyOMT)
     ot_optimizer: str = "aeot"  # "aeot" (pyOMT's Adam recipe) or "newton" (otgen's damped Newton)
-    ot_init: str = "voronoi"  # initial h: "voronoi" (-|y|^2/2) or "zero" (pyOMT)
+    ot_init: str = "voronoi"  # initial h: "voronoi" (-|y|^2/2), "zero" (pyOMT) or "discrete" (warm start)
     ot_sampling: str = "rqmc"  # aeot recipe: "rqmc" (fresh randomised Sobol each step) or "sobol" (pyOMT)
     ot_steps: int = 25
     ot_batch: int = 65536  # Monte-Carlo source samples per step (initial: the recipes may grow it)
@@ -86,13 +86,10 @@ class MnistConfig:
         for name in ("ae_epochs", "ae_batch", "ot_steps", "ot_batch", "top_k", "gan_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.ot_source not in ("gaussian", "uniform"):
-            raise ValueError(f"ot_source must be 'gaussian' or 'uniform', got {self.ot_source!r}")
-        if self.ot_init not in ("voronoi", "zero") or self.ot_sampling not in ("rqmc", "sobol", "iid"):
-            raise ValueError(f"ot_init must be voronoi|zero and ot_sampling rqmc|sobol|iid, got "
-                             f"{self.ot_init!r}, {self.ot_sampling!r}")
-        if self.ot_optimizer not in ("newton", "aeot"):
-            raise ValueError(f"ot_optimizer must be 'newton' or 'aeot', got {self.ot_optimizer!r}")
+        try:  # the ot_* fields are otgen.aeot.OTOptions: one place checks them
+            _ot_options(self)
+        except ValueError as e:
+            raise ValueError(f"invalid ot_* settings: {e}") from None
         if not 0.0 <= self.angle_threshold <= np.pi:
             raise ValueError(f"angle_threshold must be in [0, pi] radians, got {self.angle_threshold}")
         if self.model != "aeot":
