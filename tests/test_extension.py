@@ -7,15 +7,14 @@ import jax
 import numpy as np
 import pytest
 
-from otgen.ot import BrenierMap, SemiDiscreteOT, UniformBox
+from otgen.ot import BrenierMap, SemiDiscreteOT, UniformBox, damped_newton
 from otgen.ot.extension import dihedral_angle, extend, standardise, unit_normals
 from otgen.ot.warm_start import discrete_ot_heights
 
 
 def _fit(targets, tol=0.02, seed=0):
     solver = SemiDiscreteOT(UniformBox(dim=targets.shape[1]), targets)
-    h0 = discrete_ot_heights(solver.source, solver.targets, solver.weights, jax.random.key(seed + 100))
-    return solver.fit(jax.random.key(seed), tol=tol, h0=h0, progress=False)
+    return solver.fit(jax.random.key(seed), tol=tol, progress=False, optimizer=damped_newton(init_h="discrete"))
 
 
 @pytest.fixture(scope="module")
