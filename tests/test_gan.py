@@ -52,7 +52,7 @@ def test_discriminator_input_is_m_times_the_sample_dimension(model):
 
 def test_packed_image_discriminator_takes_m_channels():
     cfg = GANConfig.for_mnist("pacgan3", conv_dim=4)
-    kernel = shapes_of(cfg).d_params["Conv_0"]["kernel"]
+    kernel = shapes_of(cfg).d_params["StridedConv_0"]["kernel"]
     assert kernel.shape[2] == 3  # (kh, kw, in_channels, out)
 
 
@@ -80,7 +80,8 @@ def test_maxout_is_the_max_over_pieces_of_a_linear_map():
     x = jax.random.normal(KEY, (6, 5))
     params = layer.init(jax.random.key(1), x)["params"]
     w, b = np.asarray(params["Dense_0"]["kernel"]), np.asarray(params["Dense_0"]["bias"])
-    expected = (np.asarray(x) @ w + b).reshape(6, 3, 4).max(axis=-1)
+    # unit j is the max of columns j, j + 3, j + 6, j + 9 (pieces-major layout)
+    expected = (np.asarray(x) @ w + b).reshape(6, 4, 3).max(axis=1)
     np.testing.assert_allclose(np.asarray(layer.apply({"params": params}, x)), expected, rtol=1e-5, atol=1e-6)
 
 
