@@ -15,6 +15,15 @@ Compilation is excluded (one warm-up call per variant).  Usage::
 
     nice python scripts/bench_gan.py --batch 500 --steps 200
 
+With ``--images`` it measures the 28x28 networks instead: the strided
+(transposed) convolutions of ``otgen.models.layers`` against Flax's
+``nn.Conv``/``nn.ConvTranspose`` (the same function) in one DCGAN gradient
+evaluation (both players, batch ``--image-batch``) and one training step of the
+``paper`` autoencoder (batch 512), then steps/s of ``train_gan``'s loop for
+each model on MNIST-shaped data::
+
+    nice python scripts/bench_gan.py --images --image-batch 50
+
 With ``--coverage`` it instead trains every model for ``--budget`` steps on the
 PacGAN paper's 2-D mixtures (ring8: 8 modes on the unit circle, std 0.01;
 grid25: 5x5 grid of spacing 2, std 0.05; 100,000 training points as in the
@@ -100,6 +109,73 @@ def time_split_players(cfg, data, steps):
     return steps / (time.perf_counter() - t)
 
 
+def time_call(fn, *args, repeats: int = 3) -> float:
+    """Seconds per call of a jitted ``fn`` (compilation excluded)."""
+    block(fn(*args))
+    t = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*args)
+    block(out)
+    return (time.perf_counter() - t) / repeats
+
+
+def images(args) -> int:
+    import flax.linen as nn
+    import optax
+
+    from otgen.models import autoencoder as ae
+    from otgen.models.gan import DCGANDiscriminator, DCGANGenerator
+    from otgen.models.gan_losses import gan_discriminator_loss, gan_generator_loss
+
+    b = args.image_batch
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"jax {jax.__version__} on {jax.default_backend()}")
+    print(f"\n## seconds per gradient evaluation: Flax convolutions vs otgen.models.layers (same function)")
+    print(f"{'workload':40s} {'flax':>9s} {'otgen':>9s} {'speed-up':>9s}")
+    key = jax.random.key(0)
+    real = jax.random.uniform(key, (b, 28, 28, 1))
+    z = jax.random.normal(key, (b, 128))
+    timings = {}
+    for name, conv, conv_t in (("flax", nn.Conv, nn.ConvTranspose), ("otgen", None, None)):
+        kw_g = {} if conv_t is None else {"conv_transpose": conv_t}
+        kw_d = {} if conv is None else {"conv": conv}
+        g, d = DCGANGenerator(**kw_g), DCGANDiscriminator(**kw_d)
+        g_vars = g.init(key, z, train=False)
+        d_vars = d.init(key, real)
+
+        def joint(g_params, d_params, g=g, d=d, g_vars=g_vars):
+            fake, _ = g.apply({"params": g_params, "batch_stats": g_vars["batch_stats"]}, z, train=True,
+                              mutable=["batch_stats"])
+            d_loss = gan_discriminator_loss(d.apply({"params": d_params}, real),
+                                            d.apply({"params": d_params}, jax.lax.stop_gradient(fake)))
+            g_loss = gan_generator_loss(d.apply({"params": jax.lax.stop_gradient(d_params)}, fake))
+            return d_loss + g_loss
+
+        grad = jax.jit(jax.grad(joint, argnums=(0, 1)))
+        timings[("dcgan", name)] = time_call(grad, g_vars["params"], d_vars["params"])
+
+        cfg = ae.AEConfig(latent_dim=100, features=(64, 128), hidden=1024, loss="mse", l1=1e-5)
+        kw = {} if conv is None else {"conv": conv, "conv_transpose": conv_t}
+        model = ae.Autoencoder(cfg.latent_dim, cfg.features, cfg.hidden, **kw)
+        opt = optax.adam(1e-3)
+        state = ae.init_train_state(key, model, opt)
+        step = jax.jit(ae.make_train_step(model, opt, cfg))
+        x = jax.random.uniform(key, (512, 28, 28, 1))
+        timings[("ae", name)] = time_call(step, state, x, repeats=2)
+    for work, label in (("dcgan", f"DCGAN G+D gradients, batch {b}"), ("ae", "paper AE train step, batch 512")):
+        f, o = timings[(work, "flax")], timings[(work, "otgen")]
+        print(f"{label:40s} {f:8.3f}s {o:8.3f}s {f / o:8.1f}x")
+
+    print(f"\n## steps/s per model on 28x28 images (train_gan's loop, batch {b})")
+    print(f"{'model':10s} {'steps/s':>9s} {'s/step':>9s} {f'{args.budget} steps':>12s}")
+    data = jax.random.uniform(key, (5000, 28, 28, 1))
+    for model in args.models:
+        cfg = GANConfig.for_mnist(model, batch_size=b, log_every=args.chunk)
+        rate = time_scan(cfg, data, args.chunk, args.chunk)
+        print(f"{model:10s} {rate:9.2f} {1 / rate:9.3f} {args.budget / rate / 60:9.1f} min", flush=True)
+    return 0
+
+
 def pacgan_mixture(name: str) -> tuple[np.ndarray, float]:
     """Mode centres and std of the PacGAN paper's 2-D mixtures (from its public config)."""
     if name == "ring8":
@@ -156,7 +232,11 @@ def main(argv=None) -> int:
     p.add_argument("--dists", nargs="*", default=["ring8", "grid25"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/bench_gan", help="run directories for --coverage")
+    p.add_argument("--images", action="store_true", help="28x28 networks: layer comparison and steps/s")
+    p.add_argument("--image-batch", type=int, default=50)
     args = p.parse_args(argv)
+    if args.images:
+        return images(args)
     if args.coverage:
         return coverage(args)
     steps = max(args.chunk, args.steps // args.chunk * args.chunk)

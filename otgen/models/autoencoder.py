@@ -8,6 +8,9 @@ batch norm so that encoding is a pure function of the parameters):
     decoder: Dense(hidden) -> ReLU -> Dense(7*7*features[-1]) -> ReLU
              -> [ConvTranspose 4x4 stride 2 -> ReLU] ... -> ConvTranspose to 1 channel (logits)
 
+The strided convolutions are ``otgen.models.layers``' matrix-product forms of
+Flax's ``Conv``/``ConvTranspose`` (same function, much faster gradients on CPU).
+
 The decoder returns logits; :meth:`Autoencoder.decode` applies the sigmoid, giving images
 in [0, 1].  Training minimises per-pixel binary cross-entropy (sharper digits than MSE)
 or MSE, plus an optional L1 penalty on the codes (AE-OT's public code uses 1e-5).
@@ -16,13 +19,15 @@ or MSE, plus an optional L1 penalty on the codes (AE-OT's public code uses 1e-5)
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from otgen.models.layers import StridedConv, StridedConvTranspose
 
 __all__ = ["AEConfig", "Encoder", "Decoder", "Autoencoder", "AETrainState", "make_autoencoder",
            "init_train_state", "ae_loss", "make_train_step", "fit_autoencoder", "encode_batched",
@@ -57,11 +62,12 @@ class Encoder(nn.Module):
     latent_dim: int
     features: tuple[int, ...]
     hidden: int
+    conv: Any = StridedConv  # or nn.Conv: the same function (scripts/bench_gan.py times both)
 
     @nn.compact
     def __call__(self, x):
         for f in self.features:
-            x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.2)
+            x = nn.leaky_relu(self.conv(f, (4, 4), (2, 2))(x), 0.2)
         x = x.reshape(x.shape[0], -1)
         x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)
         return nn.Dense(self.latent_dim)(x)
@@ -70,6 +76,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     features: tuple[int, ...]
     hidden: int
+    conv_transpose: Any = StridedConvTranspose  # or nn.ConvTranspose
 
     @nn.compact
     def __call__(self, z):
@@ -78,18 +85,20 @@ class Decoder(nn.Module):
         x = nn.relu(nn.Dense(side * side * self.features[-1])(x))
         x = x.reshape(x.shape[0], side, side, self.features[-1])
         for f in reversed(self.features[:-1]):
-            x = nn.relu(nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME")(x))
-        return nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME")(x)  # logits
+            x = nn.relu(self.conv_transpose(f, (4, 4), (2, 2))(x))
+        return self.conv_transpose(1, (4, 4), (2, 2))(x)  # logits
 
 
 class Autoencoder(nn.Module):
     latent_dim: int
     features: tuple[int, ...]
     hidden: int
+    conv: Any = StridedConv
+    conv_transpose: Any = StridedConvTranspose
 
     def setup(self):
-        self.encoder = Encoder(self.latent_dim, self.features, self.hidden)
-        self.decoder = Decoder(self.features, self.hidden)
+        self.encoder = Encoder(self.latent_dim, self.features, self.hidden, self.conv)
+        self.decoder = Decoder(self.features, self.hidden, self.conv_transpose)
 
     def __call__(self, x):
         """(reconstruction logits, codes) of images ``x`` (n, 28, 28, 1) in [0, 1]."""
