@@ -71,7 +71,7 @@ class MnistConfig:
     top_k: int = 20
     angle_threshold: float = 0.35
     # GAN baselines
-    gan_steps: int = 3000
+    gan_steps: int = 2000
 
     # Fields that may change between runs in one run directory without invalidating it.
     RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out")
@@ -123,7 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   ae_epochs=6, ae_batch=128, ae_lr=2e-3,
                   whiten=True, ot_source="gaussian", ot_optimizer="aeot", ot_init="voronoi", ot_sampling="rqmc",
                   ot_steps=25, ot_batch=65536, ot_lr=2e-2, ot_tol=1e-2,
-                  top_k=20, angle_threshold=0.35, gan_steps=3000),
+                  top_k=20, angle_threshold=0.35, gan_steps=2000),
     # AE-OT's public code (pyOMT): 100-d codes, Adam 1e-3, batch 512, MSE + 1e-5 L1 on the codes;
     # OT by Adam lr 5e-2 on h with 20 x 1000 quasi-Monte-Carlo samples per step, up to 20000 steps;
     # generation from the top-20 cells (pyOMT's threshold 0.7 is on raw codes; otgen's threshold is on
