@@ -114,10 +114,24 @@ def test_resume_from_checkpoint_is_exact(tmp_path):
     ({"features": (4, 8, 16)}, "features"),
     ({"loss": "l2"}, "loss"),
     ({"l1": -1.0}, "l1"),
+    ({"channels": 0}, "channels"),
 ])
 def test_bad_config(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         AEConfig(**kwargs)
+
+
+def test_colour_images_round_trip_their_channels():
+    """channels=3 (Stacked MNIST): codes from RGB images, RGB images from codes; grey input is refused."""
+    model = make_autoencoder(AEConfig(latent_dim=5, features=(4, 8), hidden=8, channels=3))
+    params = init_train_state(jax.random.key(1), model, optax.adam(1e-3)).params
+    x = np.concatenate([blobs(4)] * 3, axis=-1)
+    z = encode_batched(model, params, x, batch_size=3)
+    assert z.shape == (4, 5)
+    y = decode_batched(model, params, z, batch_size=3)
+    assert y.shape == (4, 28, 28, 3) and 0.0 <= y.min() and y.max() <= 1.0
+    with pytest.raises(ValueError, match="expected images"):
+        encode_batched(model, params, blobs(4))
 
 
 def test_decode_rejects_wrong_code_dim(model_and_params):

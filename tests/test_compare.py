@@ -134,6 +134,31 @@ def test_mnist_report_from_run_directories(tmp_path):
     assert (tmp_path / "mnist_samples.png").exists()
 
 
+def test_stacked_report_from_run_directories(tmp_path):
+    specs = compare.plan("stacked", tmp_path / "runs", ["aeot", "gan"], ["quick"], range(1))
+    for s in specs:
+        rd = RunDir(s.out)
+        rd.save_array("samples.npy", np.zeros((20, 28, 28, 3), np.uint8))
+        modes = 1000 if s.model == "aeot" else 99
+        rd.write_json("metrics.json", {"modes_covered": modes, "kl_uniform": 0.05 if modes == 1000 else 3.4,
+                                       "max_mode_fraction": 0.002})
+        rd.write_json("stages.json", {"train": {"seconds": 10.0}})
+    reference = [{"modes_covered": 1000, "kl_uniform": 0.02, "max_mode_fraction": 0.0015,
+                  "true_modes_covered": 1000, "true_kl_uniform": 0.019}]
+    records = compare.collect_mnist(specs, metric="modes_covered")
+    compare.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
+    report = (tmp_path / "stacked.md").read_text()
+    assert "| real Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | - |" in report
+    assert "| aeot | 1/1 | 1000.0 | 0.050 | 0.0020 | 10 |" in report
+    assert "| gan | 1/1 | 99.0 | 3.400 |" in report
+    assert (tmp_path / "stacked_samples.png").exists()
+    # a run without metrics is reported, not silently dropped
+    (specs[1].out / "metrics.json").unlink()
+    compare.write_stacked_report(reference, tmp_path, "cmd", compare.collect_mnist(specs, "modes_covered"),
+                                 ["aeot", "gan"])
+    assert "- gan seed 0: missing" in (tmp_path / "stacked.md").read_text()
+
+
 def test_mean_std_formatting():
     assert compare._mean_std([1.0, 3.0], 1) == "2.0 ± 1.4"
     assert compare._mean_std([0.5], 2, 100.0) == "50.00"

@@ -216,8 +216,12 @@ def load_mnist(split: str, data_dir=None, *, download: bool = True, verify: bool
 
 
 def to_unit_float(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(n, 28, 28)`` -> float32 ``(n, 28, 28, 1)`` in [0, 1] (the networks' input)."""
+    """uint8 ``(n, 28, 28)`` -> float32 ``(n, 28, 28, 1)`` in [0, 1] (the networks' input).
+
+    Images that already carry a channel axis, ``(n, 28, 28, C)``, keep it.
+    """
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images, got {images.dtype}")
-    return (images.astype(np.float32) / 255.0)[..., None]
+    x = images.astype(np.float32) / 255.0
+    return x[..., None] if x.ndim == 3 else x

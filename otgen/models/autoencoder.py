@@ -1,4 +1,4 @@
-"""A convolutional autoencoder for 28x28 grey images (Flax linen), and its optax training loop.
+"""A convolutional autoencoder for 28x28 images (Flax linen), and its optax training loop.
 
 Architecture (the InfoGAN-style MNIST networks that AE-OT's comparison uses, without
 batch norm so that encoding is a pure function of the parameters):
@@ -6,7 +6,7 @@ batch norm so that encoding is a pure function of the parameters):
     encoder: [Conv 4x4 stride 2 -> leaky ReLU] x len(features)  (28 -> 14 -> 7)
              -> Dense(hidden) -> leaky ReLU -> Dense(latent_dim)
     decoder: Dense(hidden) -> ReLU -> Dense(7*7*features[-1]) -> ReLU
-             -> [ConvTranspose 4x4 stride 2 -> ReLU] ... -> ConvTranspose to 1 channel (logits)
+             -> [ConvTranspose 4x4 stride 2 -> ReLU] ... -> ConvTranspose to `channels` (logits)
 
 The strided convolutions are ``otgen.models.layers``' matrix-product forms of
 Flax's ``Conv``/``ConvTranspose`` (same function, much faster gradients on CPU).
@@ -31,9 +31,9 @@ from otgen.models.layers import StridedConv, StridedConvTranspose
 
 __all__ = ["AEConfig", "Encoder", "Decoder", "Autoencoder", "AETrainState", "make_autoencoder",
            "init_train_state", "ae_loss", "make_train_step", "fit_autoencoder", "encode_batched",
-           "decode_batched", "reconstruction_mse"]
+           "decode_batched", "reconstruction_mse", "image_shape"]
 
-IMAGE_SHAPE = (28, 28, 1)
+IMAGE_SIDE = 28
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +43,7 @@ class AEConfig:
     hidden: int = 256  # dense width between the conv stack and the code
     loss: str = "bce"  # "bce" (sigmoid cross-entropy) or "mse"
     l1: float = 0.0  # weight of the mean |z| penalty
+    channels: int = 1  # image channels: 1 for MNIST, 3 for Stacked MNIST
 
     def __post_init__(self):
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -56,6 +57,8 @@ class AEConfig:
             raise ValueError(f"loss must be 'bce' or 'mse', got {self.loss!r}")
         if self.l1 < 0:
             raise ValueError(f"l1 must be >= 0, got {self.l1}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
 
 
 class Encoder(nn.Module):
@@ -77,6 +80,7 @@ class Decoder(nn.Module):
     features: tuple[int, ...]
     hidden: int
     conv_transpose: Any = StridedConvTranspose  # or nn.ConvTranspose
+    channels: int = 1
 
     @nn.compact
     def __call__(self, z):
@@ -86,7 +90,7 @@ class Decoder(nn.Module):
         x = x.reshape(x.shape[0], side, side, self.features[-1])
         for f in reversed(self.features[:-1]):
             x = nn.relu(self.conv_transpose(f, (4, 4), (2, 2))(x))
-        return self.conv_transpose(1, (4, 4), (2, 2))(x)  # logits
+        return self.conv_transpose(self.channels, (4, 4), (2, 2))(x)  # logits
 
 
 class Autoencoder(nn.Module):
@@ -95,13 +99,14 @@ class Autoencoder(nn.Module):
     hidden: int
     conv: Any = StridedConv
     conv_transpose: Any = StridedConvTranspose
+    channels: int = 1
 
     def setup(self):
         self.encoder = Encoder(self.latent_dim, self.features, self.hidden, self.conv)
-        self.decoder = Decoder(self.features, self.hidden, self.conv_transpose)
+        self.decoder = Decoder(self.features, self.hidden, self.conv_transpose, self.channels)
 
     def __call__(self, x):
-        """(reconstruction logits, codes) of images ``x`` (n, 28, 28, 1) in [0, 1]."""
+        """(reconstruction logits, codes) of images ``x`` (n, 28, 28, channels) in [0, 1]."""
         z = self.encoder(x)
         return self.decoder(z), z
 
@@ -116,7 +121,7 @@ class Autoencoder(nn.Module):
 
 
 def make_autoencoder(cfg: AEConfig) -> Autoencoder:
-    return Autoencoder(cfg.latent_dim, cfg.features, cfg.hidden)
+    return Autoencoder(cfg.latent_dim, cfg.features, cfg.hidden, channels=cfg.channels)
 
 
 class AETrainState(NamedTuple):
@@ -126,12 +131,12 @@ class AETrainState(NamedTuple):
 
 
 def init_train_state(key, model: Autoencoder, optimizer: optax.GradientTransformation) -> AETrainState:
-    params = model.init(key, jnp.zeros((1,) + IMAGE_SHAPE, jnp.float32))["params"]
+    params = model.init(key, jnp.zeros((1,) + image_shape(model), jnp.float32))["params"]
     return AETrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
 def ae_loss(params, model: Autoencoder, x, cfg: AEConfig):
-    """(loss, per-pixel MSE of the reconstruction) on a batch ``x`` (n, 28, 28, 1) in [0, 1]."""
+    """(loss, per-pixel MSE of the reconstruction) on a batch ``x`` (n, 28, 28, C) in [0, 1]."""
     logits, z = model.apply({"params": params}, x)
     recon = nn.sigmoid(logits)
     mse = jnp.mean((recon - x) ** 2)
@@ -159,7 +164,7 @@ def fit_autoencoder(key, x: np.ndarray, model: Autoencoder, optimizer: optax.Gra
                     cfg: AEConfig, state: AETrainState, epochs: int, batch_size: int, start_epoch: int = 0,
                     on_epoch_end: Callable[[int, AETrainState, dict], None] | None = None,
                     progress: bool = True) -> tuple[AETrainState, list[dict]]:
-    """Train epochs ``start_epoch .. epochs-1`` on ``x`` (n, 28, 28, 1) float32 in [0, 1].
+    """Train epochs ``start_epoch .. epochs-1`` on ``x`` (n, 28, 28, C) float32 in [0, 1].
 
     Epoch ``e`` shuffles with ``fold_in(key, e)``, so a run resumed from the state saved
     after epoch ``e`` continues exactly as the uninterrupted run would.  The last partial
@@ -169,8 +174,8 @@ def fit_autoencoder(key, x: np.ndarray, model: Autoencoder, optimizer: optax.Gra
     from tqdm.auto import tqdm
 
     x = np.asarray(x, np.float32)
-    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"expected images (n, 28, 28, 1), got {x.shape}")
+    if x.ndim != 4 or x.shape[1:] != image_shape(model):
+        raise ValueError(f"expected images (n, {', '.join(map(str, image_shape(model)))}), got {x.shape}")
     n = len(x)
     batch_size = min(batch_size, n)
     if batch_size < 1:
@@ -196,6 +201,20 @@ def fit_autoencoder(key, x: np.ndarray, model: Autoencoder, optimizer: optax.Gra
     return state, history
 
 
+def image_shape(model: Autoencoder) -> tuple[int, int, int]:
+    return IMAGE_SIDE, IMAGE_SIDE, model.channels
+
+
+def _as_batch(model: Autoencoder, images) -> np.ndarray:
+    """float32 (n, 28, 28, C); grey (n, 28, 28) gets its channel axis."""
+    images = np.asarray(images, np.float32)
+    if images.ndim == 3 and model.channels == 1:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[1:] != image_shape(model):
+        raise ValueError(f"expected images (n, {', '.join(map(str, image_shape(model)))}), got {images.shape}")
+    return images
+
+
 def _batched(fn, inputs: np.ndarray, batch_size: int, progress: bool, desc: str) -> np.ndarray:
     """Apply a jitted ``fn`` to fixed-size batches (last one zero-padded), so it compiles once."""
     from tqdm.auto import tqdm
@@ -212,29 +231,25 @@ def _batched(fn, inputs: np.ndarray, batch_size: int, progress: bool, desc: str)
 
 
 def encode_batched(model: Autoencoder, params, images, batch_size: int = 1000, progress: bool = False) -> np.ndarray:
-    """Codes (n, latent_dim) float32 of images (n, 28, 28[, 1]) in [0, 1]; memory O(batch_size)."""
-    images = np.asarray(images, np.float32)
-    if images.ndim == 3:
-        images = images[..., None]
+    """Codes (n, latent_dim) float32 of images (n, 28, 28, C) (grey: also (n, 28, 28)) in [0, 1]; memory O(batch_size)."""
+    images = _as_batch(model, images)
     fn = jax.jit(lambda b: model.apply({"params": params}, b, method=Autoencoder.encode))
     out = _batched(fn, images, batch_size, progress, "encode")
     return out.reshape(len(images), model.latent_dim).astype(np.float32)
 
 
 def decode_batched(model: Autoencoder, params, codes, batch_size: int = 1000, progress: bool = False) -> np.ndarray:
-    """Images (n, 28, 28, 1) float32 in [0, 1] decoded from codes (n, latent_dim)."""
+    """Images (n, 28, 28, C) float32 in [0, 1] decoded from codes (n, latent_dim)."""
     codes = np.asarray(codes, np.float32)
     if codes.ndim != 2 or codes.shape[1] != model.latent_dim:
         raise ValueError(f"expected codes (n, {model.latent_dim}), got {codes.shape}")
     fn = jax.jit(lambda b: model.apply({"params": params}, b, method=Autoencoder.decode))
     out = _batched(fn, codes, batch_size, progress, "decode")
-    return out.reshape((len(codes),) + IMAGE_SHAPE).astype(np.float32)
+    return out.reshape((len(codes),) + image_shape(model)).astype(np.float32)
 
 
 def reconstruction_mse(model: Autoencoder, params, images, batch_size: int = 1000) -> float:
     """Mean per-pixel squared error of decode(encode(x)) on images in [0, 1]."""
-    images = np.asarray(images, np.float32)
-    if images.ndim == 3:
-        images = images[..., None]
+    images = _as_batch(model, images)
     recon = decode_batched(model, params, encode_batched(model, params, images, batch_size), batch_size)
     return float(np.mean((recon - images) ** 2))
