@@ -130,7 +130,7 @@ def images(args) -> int:
     b = args.image_batch
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
           f"jax {jax.__version__} on {jax.default_backend()}")
-    print(f"\n## seconds per gradient evaluation: Flax convolutions vs otgen.models.layers (same function)")
+    print("\n## seconds per gradient evaluation: Flax convolutions vs otgen.models.layers (same function)")
     print(f"{'workload':40s} {'flax':>9s} {'otgen':>9s} {'speed-up':>9s}")
     key = jax.random.key(0)
     real = jax.random.uniform(key, (b, 28, 28, 1))

@@ -282,7 +282,7 @@ def _load_ae_params(rd, cfg: MnistConfig):
 
 def stage_train_ae(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
     from otgen.checkpoint import load_pytree, save_pytree
-    from otgen.data.mnist import load_mnist, to_unit_float
+    from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import fit_autoencoder, reconstruction_mse, decode_batched, encode_batched
     from otgen.plotting import image_grid, loss_curves
 

@@ -8,7 +8,6 @@ with a million targets is evaluated in bounded memory.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, NamedTuple
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
 from otgen.ot import scores
-from otgen.ot.measures import measure_from_description
+from otgen.ot.measures import measure_from_description, sample_batches
 
 __all__ = ["BrenierMap", "Diagnostics"]
 
@@ -148,18 +147,9 @@ class BrenierMap:
         n_samples = int(n_samples)
         if n_samples < 1:
             raise ValueError(f"n_samples must be positive, got {n_samples}")
-        if qmc and not hasattr(src, "qmc_sample"):
-            raise ValueError(f"source {src.describe()['kind']} has no QMC sampler")
         blocks = self._target_blocks()
         counts = np.zeros(self.num_targets, np.int64)
-        n_batches = math.ceil(n_samples / max_batch)
-        key_shift, key_iid = jax.random.split(key)
-        for b, k in enumerate(jax.random.split(key_iid, n_batches)):
-            n = min(max_batch, n_samples - b * max_batch)
-            if qmc:  # one digital shift, consecutive index ranges: together a single net
-                x = src.qmc_sample(key_shift, n, start=b * max_batch)
-            else:
-                x = src.sample(k, n)
+        for x in sample_batches(src, key, n_samples, max_batch, qmc=qmc):
             counts += np.asarray(scores.cell_counts(x, blocks, chunk_size=self.chunk_size))
         return jnp.asarray(counts / n_samples, jnp.float32)
 

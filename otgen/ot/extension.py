@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from otgen.ot.brenier import BrenierMap
+from otgen.ot.measures import sample_batches
 
 __all__ = ["ExtendedMap", "extend", "cell_barycentres", "unit_normals", "dihedral_angle",
            "default_top_k", "DEFAULT_ANGLE_THRESHOLD"]
@@ -115,10 +116,7 @@ def cell_barycentres(bmap: BrenierMap, key: jax.Array, num_samples: int, *,
     k, d = bmap.num_targets, bmap.dim
     sums = jnp.zeros((k, d), jnp.float32)
     counts = jnp.zeros((k,), jnp.int32)
-    qmc = hasattr(src, "qmc_sample")
-    for b, start in enumerate(range(0, num_samples, batch)):
-        n = min(batch, num_samples - start)
-        x = src.qmc_sample(key, n, start=start) if qmc else src.sample(jax.random.fold_in(key, b), n)
+    for x in sample_batches(src, key, num_samples, batch, qmc=hasattr(src, "qmc_sample")):
         idx = bmap.assign(x)
         sums = sums + jax.ops.segment_sum(x, idx, num_segments=k)
         counts = counts + jnp.bincount(idx, length=k)

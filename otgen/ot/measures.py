@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["UniformBox", "Gaussian", "Sampler", "sobol_points", "measure_from_description"]
+__all__ = ["UniformBox", "Gaussian", "Sampler", "sobol_points", "sample_batches", "measure_from_description"]
 
 _BITS = 32
 
@@ -163,6 +163,25 @@ class Sampler:
 
     def describe(self) -> dict:
         return {"kind": "sampler", "dim": self.dim, "name": self.name}
+
+
+def sample_batches(source, key: jax.Array, n: int, batch: int, qmc: bool = False):
+    """Yield ``n`` samples of ``source`` in batches of at most ``batch`` (memory O(batch)).
+
+    ``qmc=True``: one randomised Sobol net (a single digital shift, consecutive
+    index ranges), so the batches together are exactly the net of size ``n``;
+    otherwise i.i.d. draws, each batch from its own subkey.
+    """
+    n, batch = int(n), int(batch)
+    if n < 1 or batch < 1:
+        raise ValueError(f"need n >= 1 samples and batch >= 1, got n={n}, batch={batch}")
+    if qmc and not hasattr(source, "qmc_sample"):
+        raise ValueError(f"source {source.describe()['kind']} has no QMC sampler")
+    n_batches = -(-n // batch)
+    key_shift, key_iid = jax.random.split(key)
+    for b, k in enumerate(jax.random.split(key_iid, n_batches)):
+        size = min(batch, n - b * batch)
+        yield source.qmc_sample(key_shift, size, start=b * batch) if qmc else source.sample(k, size)
 
 
 def as_measure(source, dim_hint: int | None = None):
