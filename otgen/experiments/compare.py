@@ -225,6 +225,13 @@ def _mean_std(values: list[float], digits: int, scale: float = 1.0) -> str:
     return f"{mean:.{digits}f} ± {float(np.std(vals, ddof=1)):.{digits}f}"
 
 
+def _table_row(label: str, recs: list[dict], columns: list[tuple[str, int]]) -> str:
+    """A markdown row: label, seeds ok / planned, then mean ± std over the ok records of each (key, digits)."""
+    ok = [r for r in recs if r.get("status", "ok") == "ok"]
+    cells = [label, f"{len(ok)}/{len(recs)}"] + [_mean_std([r.get(k) for r in ok], d) for k, d in columns]
+    return "| " + " | ".join(cells) + " |"
+
+
 def _machine() -> str:
     try:
         import jax
@@ -476,12 +483,9 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
     for model in models:
         recs = [r for r in records if r["model"] == model]
         ok = [r for r in recs if r["status"] == "ok"]
-        lines.append(f"| {model} | {len(ok)}/{len(recs)} | {_mean_std([r['classes_covered'] for r in ok], 1)} | "
-                     f"{_mean_std([r.get('classes_covered_strict') for r in ok], 1)} | "
-                     f"{_mean_std([r['kl_uniform'] for r in ok], 4)} | {_mean_std([r['fid'] for r in ok], 2)} | "
-                     f"{_mean_std([r.get('precision') for r in ok], 3)} | "
-                     f"{_mean_std([r.get('recall') for r in ok], 3)} | "
-                     f"{_mean_std([r.get('wall_seconds') for r in ok], 0)} |")
+        lines.append(_table_row(model, recs, [("classes_covered", 1), ("classes_covered_strict", 1),
+                                              ("kl_uniform", 4), ("fid", 2), ("precision", 3), ("recall", 3),
+                                              ("wall_seconds", 0)]))
         if ok:
             all10 = sum(r["classes_covered"] == 10 for r in ok)
             kl_max = max(r["kl_uniform"] for r in ok)
@@ -552,18 +556,11 @@ def write_stacked_report(reference: list[dict], report_dir: Path, command: str, 
     if budget:
         lines += [f"Budget: {budget}", ""]
     lines += ["| samples | seeds ok | modes | KL to uniform | max share | wall time (s) |", "|---|---|---|---|---|---|"]
+    columns = [("modes_covered", 1), ("kl_uniform", 3), ("max_mode_fraction", 4), ("wall_seconds", 0)]
     if reference:
-        lines.append(f"| real Stacked MNIST (26,000 draws) | {len(reference)}/{len(reference)} | "
-                     f"{_mean_std([r['modes_covered'] for r in reference], 1)} | "
-                     f"{_mean_std([r['kl_uniform'] for r in reference], 3)} | "
-                     f"{_mean_std([r.get('max_mode_fraction') for r in reference], 4)} | - |")
+        lines.append(_table_row("real Stacked MNIST (26,000 draws)", reference, columns))
     for model in models:
-        recs = [r for r in records if r["model"] == model]
-        ok = [r for r in recs if r["status"] == "ok"]
-        lines.append(f"| {model} | {len(ok)}/{len(recs)} | {_mean_std([r['modes_covered'] for r in ok], 1)} | "
-                     f"{_mean_std([r['kl_uniform'] for r in ok], 3)} | "
-                     f"{_mean_std([r.get('max_mode_fraction') for r in ok], 4)} | "
-                     f"{_mean_std([r.get('wall_seconds') for r in ok], 0)} |")
+        lines.append(_table_row(model, [r for r in records if r["model"] == model], columns))
     if reference:
         lines += ["", "The real-data row checks the metric itself (true labels: "
                   f"{_mean_std([r['true_modes_covered'] for r in reference], 1)} modes, KL "

@@ -58,14 +58,23 @@ def subpixel_taps(kernel_size: int, stride: int) -> tuple[np.ndarray, int]:
     return taps, d_min
 
 
-class StridedConv(nn.Module):
-    """``nn.Conv(features, kernel_size, strides, padding="SAME")`` as one matrix product."""
+class _StridedLayer(nn.Module):
+    """The fields and parameters shared with Flax's ``Conv``/``ConvTranspose`` (same names and shapes)."""
 
     features: int
     kernel_size: tuple[int, int]
     strides: tuple[int, int]
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    def _kernel_and_bias(self, in_features: int):
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, in_features, self.features))
+        return kernel, self.param("bias", self.bias_init, (self.features,))
+
+
+class StridedConv(_StridedLayer):
+    """``nn.Conv(features, kernel_size, strides, padding="SAME")`` as one matrix product."""
 
     @nn.compact
     def __call__(self, x):
@@ -73,8 +82,7 @@ class StridedConv(nn.Module):
         if sh != sw:
             raise ValueError(f"StridedConv needs equal strides, got {self.strides}")
         cin = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features))
-        bias = self.param("bias", self.bias_init, (self.features,))
+        kernel, bias = self._kernel_and_bias(cin)
         (ph, pw) = lax.padtype_to_pads(x.shape[1:3], (kh, kw), (sh, sw), "SAME")
         out_h, out_w = -(-x.shape[1] // sh), -(-x.shape[2] // sw)
         xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
@@ -82,14 +90,8 @@ class StridedConv(nn.Module):
         return cols @ kernel.reshape(kh * kw * cin, self.features) + bias
 
 
-class StridedConvTranspose(nn.Module):
+class StridedConvTranspose(_StridedLayer):
     """``nn.ConvTranspose(features, kernel_size, strides, padding="SAME")`` in sub-pixel form."""
-
-    features: int
-    kernel_size: tuple[int, int]
-    strides: tuple[int, int]
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
     @nn.compact
     def __call__(self, x):
@@ -98,8 +100,7 @@ class StridedConvTranspose(nn.Module):
             raise ValueError(f"StridedConvTranspose needs square kernels and equal strides, "
                              f"got {self.kernel_size}, {self.strides}")
         k, s, cin, cout = kh, sh, x.shape[-1], self.features
-        kernel = self.param("kernel", self.kernel_init, (k, k, cin, cout))
-        bias = self.param("bias", self.bias_init, (cout,))
+        kernel, bias = self._kernel_and_bias(cin)
         taps, d_min = subpixel_taps(k, s)  # (s, w): static index tables
         w = taps.shape[1]
         # phase kernel P[di, dj, c, a, b, o] = kernel[taps[a, di], taps[b, dj], c, o] (0 where no tap)
