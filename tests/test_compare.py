@@ -148,7 +148,7 @@ def test_stacked_report_from_run_directories(tmp_path):
     records = compare.collect_mnist(specs, metric="modes_covered")
     compare.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
     report = (tmp_path / "stacked.md").read_text()
-    assert "| real Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | - |" in report
+    assert "| real Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | — |" in report
     assert "| aeot | 1/1 | 1000.0 | 0.050 | 0.0020 | 10 |" in report
     assert "| gan | 1/1 | 99.0 | 3.400 |" in report
     assert (tmp_path / "stacked_samples.png").exists()
