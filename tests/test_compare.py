@@ -144,7 +144,7 @@ def test_stacked_report_from_run_directories(tmp_path):
                                        "max_mode_fraction": 0.002})
         rd.write_json("stages.json", {"train": {"seconds": 10.0}})
     reference = [{"modes_covered": 1000, "kl_uniform": 0.02, "max_mode_fraction": 0.0015,
-                  "true_modes_covered": 1000, "true_kl_uniform": 0.019}]
+                  "true_modes_covered": 1000, "true_kl_uniform": 0.019, "wall_seconds": 4.0}]
     records = compare.collect_mnist(specs, metric="modes_covered")
     compare.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
     report = (tmp_path / "stacked.md").read_text()
