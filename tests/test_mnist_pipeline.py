@@ -135,7 +135,6 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     np.testing.assert_array_equal(np.load(out / "samples.npy"), samples)
 
 
-@pytest.mark.slow  # compiling the DCGAN pair takes about a minute on 2 shared cores
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
 def test_tiny_gan_baseline_through_the_same_command(tmp_path):
     out = tmp_path / "gan"
