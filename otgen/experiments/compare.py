@@ -45,6 +45,8 @@ PUBLISHED_TOY = {
     "ring8": "PacGAN paper (10 trials): GAN 6.3 modes / 98.2% HQ / KL 0.45; PacGAN2 7.9 / 95.6% / 0.07",
     "grid25": "PacGAN paper (10 trials): GAN 17.3 modes / 94.8% HQ / KL 0.70; PacGAN4 24.8 / 93.6% / 0.04",
 }
+# The report cannot know whether other jobs shared the cores while the runs trained.
+_WALL_TIME_NOTE = "on the machine above (other jobs may have shared its cores: a rough figure)."
 PUBLISHED_STACKED = ("PacGAN paper, Stacked MNIST (26,000 samples): DCGAN 99 modes / KL 3.40; "
                      "VEEGAN 150 / 2.95; PacDCGAN2 1000 / 0.06")
 
@@ -335,7 +337,7 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
               ">= 1 HQ sample (PacGAN's rule); *strict*: >= 1/4 of its expected share. KL = KL(HQ mode "
               "histogram || true mode weights) (PacGAN's \"reverse KL\"). Metrics are recomputed from each "
               "run's `samples.npy`; mean ± sample std over seeds; wall time is the whole run (training + "
-              "sampling) on the machine above, shared with other jobs, so only rough.", ""]
+              "sampling) " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
     by = {}
@@ -474,7 +476,7 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
               "the 10,000 test images (not comparable with Inception FIDs)"
               + (f"; 10,000 real training digits score FID {floor:.2f} (the floor)" if floor is not None else "")
               + ". Precision/recall: Kynkäänniemi et al. (k = 3) in the same features. Mean ± sample std over "
-              "seeds; wall time = training + generation on the machine above, shared with other jobs.", ""]
+              "seeds; wall time = training + generation " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
     lines += ["| model | seeds ok | classes | strict | KL to uniform | FID | precision | recall | wall time (s) |",
@@ -552,7 +554,7 @@ def write_stacked_report(reference: list[dict], report_dir: Path, command: str, 
               "draw for every model and seed). Modes: the digit triple the project's classifier reads in the three "
               "channels of each of 26,000 samples; KL = KL(mode histogram || uniform over 1,000); "
               "max share = the most frequent mode's fraction (uniform: 0.001). Mean ± sample std over seeds; "
-              "wall time = training + generation on the machine above, shared with other jobs.", ""]
+              "wall time = training + generation " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
     lines += ["| samples | seeds ok | modes | KL to uniform | max share | wall time (s) |", "|---|---|---|---|---|---|"]
