@@ -57,8 +57,8 @@ def test_bad_config(kw, msg):
 def test_stacked_dataset_config():
     c = exp.make_config("quick", dataset="stacked")
     assert c.channels == 3 and c.ae.channels == 3 and c.n_samples == 26000  # the VEEGAN/PacGAN protocol
-    assert c.ae.latent_dim == exp.STACKED_AE["quick"]["latent_dim"]
-    assert c.ae_epochs == exp.STACKED_PRESET["quick"]["ae_epochs"] != exp.PRESETS["quick"]["ae_epochs"]
+    assert c.ae.latent_dim == exp.STACKED_PRESETS["quick"]["ae"]["latent_dim"]
+    assert c.ae_epochs == exp.STACKED_PRESETS["quick"]["ae_epochs"] != exp.PRESETS["quick"]["ae_epochs"]
     assert exp.make_config("quick", dataset="stacked", ae_epochs=5).ae_epochs == 5  # an override wins
     assert exp.make_config("quick", dataset="stacked", n_samples=50).n_samples == 50
     assert exp.make_config("quick").channels == 1
