@@ -173,9 +173,7 @@ def fit_autoencoder(key, x: np.ndarray, model: Autoencoder, optimizer: optax.Gra
     """
     from tqdm.auto import tqdm
 
-    x = np.asarray(x, np.float32)
-    if x.ndim != 4 or x.shape[1:] != image_shape(model):
-        raise ValueError(f"expected images (n, {', '.join(map(str, image_shape(model)))}), got {x.shape}")
+    x = _check_images(model, np.asarray(x, np.float32))
     n = len(x)
     batch_size = min(batch_size, n)
     if batch_size < 1:
@@ -205,14 +203,19 @@ def image_shape(model: Autoencoder) -> tuple[int, int, int]:
     return IMAGE_SIDE, IMAGE_SIDE, model.channels
 
 
-def _as_batch(model: Autoencoder, images) -> np.ndarray:
-    """float32 (n, 28, 28, C); grey (n, 28, 28) gets its channel axis."""
-    images = np.asarray(images, np.float32)
-    if images.ndim == 3 and model.channels == 1:
-        images = images[..., None]
+def _check_images(model: Autoencoder, images: np.ndarray) -> np.ndarray:
+    """``images`` itself, if it is a batch (n, 28, 28, C) of the model's image shape; else a clear error."""
     if images.ndim != 4 or images.shape[1:] != image_shape(model):
         raise ValueError(f"expected images (n, {', '.join(map(str, image_shape(model)))}), got {images.shape}")
     return images
+
+
+def _as_batch(model: Autoencoder, images) -> np.ndarray:
+    """float32 (n, 28, 28, C); grey (n, 28, 28) gets its channel axis (training input must carry it)."""
+    images = np.asarray(images, np.float32)
+    if images.ndim == 3 and model.channels == 1:
+        images = images[..., None]
+    return _check_images(model, images)
 
 
 def _batched(fn, inputs: np.ndarray, batch_size: int, progress: bool, desc: str) -> np.ndarray:

@@ -16,7 +16,8 @@ Two families, one per data type:
   norm; the discriminator has none, because the WGAN-GP penalty is defined per
   sample and batch norm would couple the samples of a batch.  The strided
   (transposed) convolutions are ``otgen.models.layers``' matrix-product forms of
-  Flax's, the same function with ~19x cheaper gradients on CPU.
+  Flax's: the same function, its G+D gradients 8.7x faster on CPU
+  (``scripts/bench_gan.py --images``).
 
 Packing (PacGAN): the discriminator sees ``m`` samples concatenated along the
 last axis (features for vectors, channels for images); see :func:`pack`.  The

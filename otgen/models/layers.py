@@ -2,9 +2,9 @@
 
 XLA's CPU backend runs a stride-1 convolution through a fast library kernel, but
 the gradient of a *strided* convolution and the transposed convolution itself
-(an input-dilated convolution) fall back to a slow generic loop: on 2 cores a
-DCGAN step at batch 50 took 3.2 s, ~20x its floating-point cost
-(``scripts/bench_gan.py --mnist`` measures it against these layers).
+(an input-dilated convolution) fall back to a slow generic loop: on 2 cores the
+DCGAN's generator + discriminator gradients at batch 50 take 1.39 s with Flax's
+layers and 0.16 s with these (``scripts/bench_gan.py --images``).
 
 :class:`StridedConv` and :class:`StridedConvTranspose` compute exactly the same
 function as ``flax.linen.Conv`` / ``ConvTranspose`` with ``padding="SAME"`` and
