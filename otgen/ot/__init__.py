@@ -9,9 +9,9 @@ from otgen.ot.measures import Gaussian, Sampler, UniformBox
 from otgen.ot.optim import aeot_recipe, damped_newton
 from otgen.ot.scores import assign_cells, cell_counts, cell_masses, top_k_cells
 from otgen.ot.sharding import make_mesh
-from otgen.ot.solver import SemiDiscreteOT
+from otgen.ot.solver import NotConvergedError, NotConvergedWarning, SemiDiscreteOT
 
 __all__ = [
-    "SemiDiscreteOT", "BrenierMap", "Diagnostics", "UniformBox", "Gaussian", "Sampler",
+    "SemiDiscreteOT", "NotConvergedWarning", "NotConvergedError", "BrenierMap", "Diagnostics", "UniformBox", "Gaussian", "Sampler",
     "damped_newton", "aeot_recipe", "assign_cells", "cell_counts", "cell_masses", "top_k_cells", "make_mesh",
 ]

@@ -27,11 +27,17 @@ _FORMAT = "otgen-brenier-map-v1"
 class Diagnostics(NamedTuple):
     """Per-step history of a fit (tuples, so the map stays hashable as static pytree data).
 
-    ``l1_error``: estimated ||w - nu||_1 at the step's h; ``noise_l1``: the
+    ``l1_error``: estimated ||w - nu||_1 at the step's h (fresh samples); ``noise_l1``: the
     estimated Monte-Carlo noise of that estimate (half the L1 distance between
-    two independent half-sample estimates); ``max_rel_error``: max_i |w_i - nu_i| / nu_i;
-    ``energy``: estimate of E(h) = E_mu[u_h] - <nu, h>; ``wall_time``: seconds since
-    the fit started; ``num_samples``: samples used at the step.
+    two independent half-sample estimates); ``chi2``: the unbiased marginal chi-square
+    error sum_i (w_a,i - nu_i)(w_b,i - nu_i) / nu_i of the two halves; ``max_rel_error``:
+    max_i |w_i - nu_i| / nu_i; ``energy``: estimate of E(h) = E_mu[u_h] - <nu, h>;
+    ``wall_time``: seconds since the fit started; ``num_samples``: samples used at the step;
+    ``step_size``: the line-search step taken after the step's estimate (0: rejected).
+    ``converged``: the optimizer's stopping test passed at step ``best_step`` (the
+    returned heights); otherwise ``best_step`` is the step of lowest estimated error.
+    ``stop_reason``: "converged", "max_steps", "time_budget", "noise_floor" or "callback";
+    ``notes``: every fallback and safeguard that fired (start chosen, steps rejected...).
     """
 
     l1_error: tuple[float, ...] = ()
@@ -42,6 +48,27 @@ class Diagnostics(NamedTuple):
     num_samples: tuple[int, ...] = ()
     converged: bool = False
     optimizer: str = ""
+    chi2: tuple[float, ...] = ()
+    step_size: tuple[float, ...] = ()
+    best_step: int = -1
+    stop_reason: str = ""
+    tol: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def final_l1(self) -> float:
+        """Estimated L1 error of the returned heights (``nan`` for an empty history)."""
+        if not self.l1_error:
+            return float("nan")
+        return self.l1_error[self.best_step if self.best_step >= 0 else -1]
+
+    def summary(self) -> str:
+        """One line: "converged (L1 0.0081 <= tol 0.01, 7 steps)" or why not."""
+        n, tol = len(self.l1_error), "?" if self.tol is None else f"{self.tol:g}"
+        if self.converged:
+            return f"converged (L1 {self.final_l1:.4f} <= tol {tol}, {n} steps)"
+        return (f"not converged (L1 {self.final_l1:.4f} > tol {tol} after {n} steps; "
+                f"stopped by {self.stop_reason or 'unknown'})")
 
     def as_dict(self) -> dict[str, Any]:
         d = self._asdict()

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["UniformBox", "Gaussian", "Sampler", "sobol_points", "sample_batches", "measure_from_description"]
+__all__ = ["UniformBox", "Gaussian", "Sampler", "sobol_points", "sample_batches", "measure_from_description",
+           "moments"]
 
 _BITS = 32
 
@@ -60,8 +61,10 @@ def sobol_points(key: jax.Array | None, n: int, dim: int, start: int | jax.Array
     if key is not None:
         shift = jax.random.bits(key, (dim,), dtype=jnp.uint32)
         pts = pts ^ shift[None, :]
-    # Top 24 bits -> float32 exactly; +half an ulp keeps points off the faces.
-    return ((pts >> 8).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-24)
+    # Top 23 bits -> float32 exactly, +half an ulp keeps points off the faces: the largest
+    # point is 1 - 2^-24, exact in float32.  (With 24 bits, k + 0.5 is not representable for
+    # k >= 2^23 and the top point rounded to 1.0, where the Gaussian's inverse CDF is inf.)
+    return ((pts >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23)
 
 
 def _as_vector(value, dim: int, name: str) -> tuple[float, ...]:
@@ -205,3 +208,22 @@ def measure_from_description(desc: dict):
     if kind == "sampler":
         return None
     raise ValueError(f"unknown source measure description {desc!r}")
+
+
+def moments(source, key: jax.Array | None = None, n: int = 1 << 14) -> tuple[np.ndarray, float]:
+    """``(mean (d,), rms radius)`` of a measure: exact for boxes and Gaussians, from ``n``
+    i.i.d. samples (fixed ``key``) for a user sampler.  The solver brings the targets to
+    this location and spread before solving (the cells are invariant under that change)."""
+    if isinstance(source, UniformBox):
+        lo, hi = np.asarray(source.low), np.asarray(source.high)
+        return 0.5 * (lo + hi), float(np.sqrt(np.sum((hi - lo) ** 2) / 12.0))
+    if isinstance(source, Gaussian):
+        return np.asarray(source.mean), float(np.sqrt(np.sum(np.square(source.std))))
+    x = np.asarray(source.sample(jax.random.PRNGKey(0) if key is None else key, n), np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"source {source.describe()['kind']!r} returned NaN or inf samples")
+    mean = x.mean(axis=0)
+    rms = float(np.sqrt(np.mean(np.sum((x - mean) ** 2, axis=1))))
+    if not rms > 0:
+        raise ValueError(f"source {source.describe()['kind']!r} has zero spread (all samples equal)")
+    return mean, rms

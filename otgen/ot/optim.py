@@ -8,13 +8,14 @@ stop.  :class:`otgen.ot.solver.SemiDiscreteOT.fit` runs any of them.
 * :func:`damped_newton` (the default) — randomised-QMC cell masses, a Newton
   step with the facet-area Hessian estimated from the same samples (samples
   within ``delta`` of a facet, ``delta`` a small quantile of the score gaps),
-  solved matrix-free by preconditioned CG.  Damping is Levenberg–Marquardt
-  (``H + lam diag(H)``) with back-tracking to the last accepted iterate when
-  the estimated error grows beyond its noise or a cell empties (in the spirit
-  of Kitagawa–Mérigot–Thibert), plus a trust region in units of the median
-  score gap.  The sample size grows only when the estimate becomes
-  noise-dominated.  Stops when the estimated ||w - nu||_1 <= tol *and* that
-  estimate's own measured noise is <= tol/3.
+  solved matrix-free by preconditioned CG, Levenberg–Marquardt damped
+  (``H + damping diag(H)``) and capped by a trust region in median score gaps.
+  Globalised by the step rule of Kitagawa–Mérigot–Thibert: a backtracking line
+  search on the same samples (common random numbers) that demands a decrease
+  of the error and keeps every resolved cell above half its mass.  The sample
+  size grows when the estimate becomes noise-dominated or a line search fails.
+  Stops when the estimated ||w - nu||_1 <= tol *and* that estimate's own
+  measured noise is <= tol/3.
 * :func:`aeot_recipe` — the AE-OT/pyOMT baseline: the same unscrambled Sobol
   points every step, Adam without bias correction, h re-centred each step,
   sample count doubled after 30 steps without improvement of ||g||_2,
@@ -22,10 +23,11 @@ stop.  :class:`otgen.ot.solver.SemiDiscreteOT.fit` runs any of them.
 
 An optimizer is any object with the fields ``name``, ``sampling`` ("rqmc",
 "iid" or "sobol"), ``init_h``, ``batch_size``, ``max_steps``, ``needs_hessian``
-and the methods ``init(h0) -> state``, ``update(estimate, state, h, nu) ->
-(h, state, accepted)``, ``grow(state, n) -> (state, n)``,
-``next_batch_size(estimate, n, tol, accepted) -> n`` and
-``should_stop(estimate, tol, state) -> bool``.
+and the methods ``init(h0) -> state``, ``update(estimate, state, h, nu, probe) ->
+(h, state, step_size)`` (``probe(h')`` re-estimates on the same samples; 0 = rejected),
+``next_batch_size(estimate, state, n, tol, step_size) -> (state, n)``,
+``should_stop(estimate, tol, state) -> bool`` and ``unreachable(estimate, n, tol) -> bool``
+(the requested tol cannot be certified at the largest sample size).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.sparse.linalg import cg
 
 __all__ = ["Estimate", "NewtonState", "AdamState", "DampedNewton", "AEOTRecipe", "damped_newton", "aeot_recipe",
@@ -53,7 +56,9 @@ class Estimate(NamedTuple):
     l2: jax.Array  # ||w - nu||_2 (the AE-OT stopping quantity)
     energy: jax.Array  # E_mu[u_h] - <nu, h>
     num_empty: jax.Array  # cells with no sample
-    edges: tuple | None = None  # (i1, i2, weight) per sample: facet-area Hessian, or None
+    edges: tuple | None = None  # (i1, i2, weight, median gap) per sample: facet-area Hessian, or None
+    chi2: jax.Array | float = float("nan")  # unbiased sum_i (w_a,i - nu_i)(w_b,i - nu_i) / nu_i
+    num_samples: int = 0  # both halves together
 
 
 def facet_hessian_matvec(edges, num_targets: int):
@@ -79,20 +84,15 @@ def facet_hessian_matvec(edges, num_targets: int):
 
 
 class NewtonState(NamedTuple):
-    lam: float  # Levenberg-Marquardt damping: solve (H + lam * diag(H)) d = -g
-    prev_h: jax.Array | None  # last accepted iterate (to back-track to)
-    prev_g: jax.Array | None  # its gradient estimate
-    prev_edges: tuple | None  # its facet-area Hessian estimate
-    prev_l1: float
-    prev_empty: int
+    rejected: int  # consecutive steps whose line search found no acceptable point
 
 
 @dataclasses.dataclass(frozen=True)
 class DampedNewton:
     name: str = "damped_newton"
     sampling: str = "rqmc"  # "rqmc" for box/Gaussian sources, falls back to "iid" otherwise
-    init_h: str = "voronoi"  # h0 = -|y|^2/2 (Voronoi cells); "discrete": exact discrete-OT warm start,
-    #                          for clustered targets or a source far from the targets (otgen.ot.warm_start)
+    init_h: str = "auto"  # "auto": discrete-OT start for K <= discrete_max_k, multiscale above
+    #                       (otgen.ot.warm_start); "discrete", "multiscale", "voronoi" or "zero" to force one
     batch_size: int | None = None  # initial samples per step; None: ~256 per target (2^16..2^21)
     max_batch_size: int = 1 << 24
     growth: int = 16  # largest sample-size factor in one step
@@ -102,51 +102,76 @@ class DampedNewton:
     band: float = 0.1  # fraction of samples used for the facet-area estimate
     cg_iters: int = 200
     cg_tol: float = 1e-4
-    lam0: float = 0.1  # initial Levenberg-Marquardt damping
-    lam_min: float = 1e-3
-    lam_max: float = 1e3
+    damping: float = 1e-3  # Levenberg-Marquardt: solve (H + damping * diag H) d = -g; the line search globalises
+    max_halvings: int = 8  # line search: step sizes 1, 1/2, ..., 2^-max_halvings
+    decrease: float = 0.25  # accept step t when L1(h + t d) <= (1 - decrease * t) L1(h) (same samples)
+    mass_floor: float = 0.5  # ... and no cell falls below mass_floor * min(w_i(h), nu_i)
     max_steps: int = 200
     needs_hessian: bool = True
 
     def init(self, h0: jax.Array) -> NewtonState:
-        return NewtonState(self.lam0, None, None, None, float("inf"), h0.shape[0])
+        return NewtonState(0)
 
-    def update(self, est: Estimate, state: NewtonState, h: jax.Array, nu: jax.Array):
-        """One damped Newton step; returns (new h, new state, accepted).
+    def update(self, est: Estimate, state: NewtonState, h: jax.Array, nu: jax.Array, probe, capture=None):
+        """One globalised damped Newton step; returns (new h, new state, step size taken).
 
-        If the estimated error at ``h`` grew by more than twice its noise, or a
-        cell emptied, ``h`` is rejected: back to the last accepted iterate with
-        the damping ``lam`` raised 8x (towards a diagonally preconditioned
-        gradient step).  Accepted steps lower ``lam`` 4x, down to ``lam_min``.
+        The step rule of Kitagawa, Merigot & Thibert (JEMS 2019), with Monte-Carlo masses:
+        the Newton direction ``d`` (Levenberg-Marquardt damped, trust-region capped) is
+        tried at ``t = 1, 1/2, 1/4, ...``; ``probe(h')`` re-estimates the masses on *the
+        same samples* as ``est`` (common random numbers, so the comparison is not drowned
+        in Monte-Carlo noise).  ``t`` is accepted when the L1 error falls by the factor
+        ``1 - decrease * t`` and no cell loses more than half of ``min(w_i, nu_i)``
+        (cells resolved by fewer than 4 samples are exempt).  If no ``t`` passes, ``h``
+        is kept (step size 0) and the caller grows the sample (a better Hessian estimate).
+
+        Empty cells have no facet samples, so Newton cannot see how far to raise them.
+        First, ``capture(h, idx)`` gives for each empty cell the raise of its height
+        alone that gives it its mass ``nu_i`` (an exact coordinate minimisation of the
+        convex energy, on a sample); that move is taken when it lowers the error.
         """
-        l1, empty = float(est.l1), int(est.num_empty)
-        worse = l1 > state.prev_l1 + 2.0 * float(est.noise_l1) or empty > state.prev_empty
-        if worse and state.prev_h is not None and state.lam < self.lam_max:
-            lam = state.lam * 8.0
-            d = _lm_direction(state.prev_g, state.prev_edges, nu, lam, self.cg_iters, self.cg_tol, self.max_move)
-            return _recentre(state.prev_h + d), state._replace(lam=lam), False
-        lam = max(state.lam / 4.0, self.lam_min)
+        l1 = float(est.l1)
+        if capture is not None:
+            empty = np.flatnonzero((np.asarray(est.masses) == 0) & (np.asarray(nu) * est.num_samples >= 1.0))
+            if empty.size:
+                h_try = _recentre(h.at[empty].add(capture(h, empty)))
+                if float(probe(h_try).l1) < l1:
+                    return h_try, state, 1.0
         g = est.masses - nu
-        d = _lm_direction(g, est.edges, nu, lam, self.cg_iters, self.cg_tol, self.max_move)
-        return _recentre(h + d), NewtonState(lam, h, g, est.edges, l1, empty), True
+        d = _lm_direction(g, est.edges, nu, self.damping, self.cg_iters, self.cg_tol, self.max_move)
+        floor = self.mass_floor * jnp.minimum(est.masses, nu)
+        floor = jnp.where(floor * est.num_samples >= 2.0, floor, 0.0)
+        if bool(jnp.all(jnp.isfinite(d))):
+            t = 1.0
+            for _ in range(self.max_halvings + 1):
+                h_try = _recentre(h + t * d)
+                trial = probe(h_try)
+                if (float(trial.l1) <= (1.0 - self.decrease * t) * l1
+                        and bool(jnp.all(trial.masses >= floor))):
+                    return h_try, NewtonState(0), t
+                t *= 0.5
+        return h, NewtonState(state.rejected + 1), 0.0
 
-    def grow(self, state, n: int):
-        return state, n
-
-    def next_batch_size(self, est: Estimate, n: int, tol: float, accepted: bool) -> int:
-        """Grow the sample size only when the estimate is noise-dominated, by the factor
-        the noise needs if it falls like 1/sqrt(N) (conservative: RQMC noise falls faster)."""
+    def next_batch_size(self, est: Estimate, state: NewtonState, n: int, tol: float, step_size: float):
+        """Returns (state, n).  Grow the sample size when the estimate is noise-dominated, by the factor the
+        noise needs if it falls like 1/sqrt(N) (conservative: RQMC noise falls faster),
+        or 4x after a step the line search could not accept (a better Hessian estimate)."""
+        if step_size == 0.0:
+            return state, int(min(4 * n, self.max_batch_size))
         l1, noise = float(est.l1), float(est.noise_l1)
         target = self.noise_ratio * l1
         if l1 <= 2 * tol:  # close to the end: aim straight at the certifying noise level
             target = min(target, 0.8 * self.stop_noise * tol)
-        if not accepted or noise <= target:
-            return n
+        if noise <= target:
+            return state, n
         factor = min(max((noise / target) ** 2, 2.0), float(self.growth))
-        return int(min(n * 2 ** math.ceil(math.log2(factor)), self.max_batch_size))
+        return state, int(min(n * 2 ** math.ceil(math.log2(factor)), self.max_batch_size))
 
     def should_stop(self, est: Estimate, tol: float, state) -> bool:
         return float(est.l1) <= tol and float(est.noise_l1) <= self.stop_noise * tol
+
+    def unreachable(self, est: Estimate, n: int, tol: float) -> bool:
+        """The largest sample still leaves the estimate too noisy to certify ``tol``."""
+        return n >= self.max_batch_size and float(est.noise_l1) > self.stop_noise * tol
 
 
 @jax.jit
@@ -206,25 +231,25 @@ class AEOTRecipe:
     def init(self, h0: jax.Array) -> AdamState:
         return AdamState(jnp.zeros_like(h0), jnp.zeros_like(h0), float("inf"), 0)
 
-    def update(self, est: Estimate, state: AdamState, h: jax.Array, nu: jax.Array):
+    def update(self, est: Estimate, state: AdamState, h: jax.Array, nu: jax.Array, probe=None, capture=None):
         m, v, new_h = _adam_no_bias_correction(est.masses - nu, state.m, state.v, h, self.lr)
         l2 = float(est.l2)
         if l2 <= state.best_l2:
             best, bad = l2, 0
         else:
             best, bad = state.best_l2, state.bad_steps + 1
-        return new_h, AdamState(m, v, best, bad), True
+        return new_h, AdamState(m, v, best, bad), self.lr
 
-    def next_batch_size(self, est: Estimate, n: int, tol: float, accepted: bool) -> int:
-        return n
-
-    def grow(self, state: AdamState, n: int) -> tuple[AdamState, int]:
+    def next_batch_size(self, est: Estimate, state: AdamState, n: int, tol: float, step_size: float):
         if state.bad_steps > self.patience:
             return state._replace(best_l2=float("inf"), bad_steps=0), min(2 * n, self.max_batch_size)
         return state, n
 
     def should_stop(self, est: Estimate, tol: float, state) -> bool:
         return float(est.l2) < self.gtol
+
+    def unreachable(self, est: Estimate, n: int, tol: float) -> bool:
+        return False
 
 
 @jax.jit

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from functools import partial
 
 import jax
@@ -24,10 +25,10 @@ from jax.sharding import PartitionSpec as P
 
 from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
-from otgen.ot.measures import as_measure
+from otgen.ot.measures import as_measure, moments
 from otgen.ot.optim import Estimate, damped_newton
 
-__all__ = ["SemiDiscreteOT", "validate_problem"]
+__all__ = ["SemiDiscreteOT", "validate_problem", "NotConvergedWarning", "NotConvergedError", "DISCRETE_MAX_K"]
 
 _WEIGHT_SUM_TOL = 1e-5
 
@@ -201,13 +202,19 @@ def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sam
     edges = None
     if per_sample is not None:
         i1, i2, gap = per_sample
-        sub = gap[: min(gap.shape[0], 1 << 16)]
-        delta, median = jnp.quantile(sub, jnp.array([band, 0.5]))
-        delta = jnp.maximum(delta, 1e-12)
-        c = jnp.where(gap < delta, 1.0 / (2.0 * gap.shape[0] * delta), 0.0).astype(jnp.float32)
+        # The band is taken in distance to the facet, r = gap / |y_i - y_j|, not in score gap:
+        # facets between far-apart targets then get their share of band samples too.
+        y_flat = blocks.y.reshape(-1, blocks.y.shape[-1])
+        dist = jnp.maximum(jnp.linalg.norm(y_flat[i1] - y_flat[i2], axis=1), 1e-30)
+        r = gap / dist
+        sub = min(gap.shape[0], 1 << 16)
+        delta = jnp.maximum(jnp.quantile(r[:sub], band), 1e-12)
+        median = jnp.quantile(gap[:sub], 0.5)
+        c = jnp.where(r < delta, 1.0 / (2.0 * gap.shape[0] * delta * dist), 0.0).astype(jnp.float32)
         edges = (i1, i2, c, median)
     return Estimate(
         masses=w,
+        chi2=jnp.sum((w_a - nu) * (w_b - nu) / nu),
         l1=jnp.sum(jnp.abs(g)),
         noise_l1=0.5 * jnp.sum(jnp.abs(w_a - w_b)),
         max_rel=jnp.max(jnp.abs(g) / nu),
@@ -216,6 +223,23 @@ def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sam
         num_empty=jnp.sum((counts_a + counts_b) == 0).astype(jnp.int32),
         edges=edges,
     )
+
+
+class NotConvergedWarning(UserWarning):
+    """``fit`` stopped before its stopping test passed (the message names the error reached)."""
+
+
+class NotConvergedError(RuntimeError):
+    """Raised by ``fit(..., strict=True)`` when the stopping test did not pass."""
+
+    def __init__(self, message: str, bmap: BrenierMap):
+        super().__init__(message)
+        self.bmap = bmap  # the best map found, for inspection
+
+
+# Above this many targets the default start is multiscale instead of one exact discrete OT problem
+# (its N x K cost matrix and network simplex: ~6 s at K = 2,000, ~12 s at 3,000 on 2 cores).
+DISCRETE_MAX_K = 1500
 
 
 class SemiDiscreteOT:
@@ -231,6 +255,12 @@ class SemiDiscreteOT:
         :func:`otgen.ot.sharding.make_mesh`): Monte-Carlo batches are spread over the
         sample axis, target blocks over the target axis.  The samples drawn are the
         same as on one device, so cell counts are identical.
+
+    The solver works on targets moved to the source's location and spread,
+    ``y' = (y - c) / s`` (the weighted mean and RMS radius of the targets matched to the
+    source's): the cells of ``(y', h / s)`` are those of ``(y, h)``, and in this frame
+    the scores are O(1) whatever the units of the targets.  Heights going in and out
+    (``h0``, ``initial_h``, ``estimate``, the returned map) are in the user's frame.
     """
 
     def __init__(self, source, targets, weights=None, *, normalize_weights: bool = False,
@@ -245,7 +275,16 @@ class SemiDiscreteOT:
         # Samples per facet-area Hessian estimate (and the default initial sample
         # size): ~256 per target, so that most facets see a few samples in the band.
         self.hessian_samples = 1 << int(np.clip(math.ceil(math.log2(256 * k)), 16, 21))
-        self._blocks = scores.block_targets(self.targets, jnp.zeros(k, jnp.float32), self.block_size)
+        src_mean, src_rms = moments(self.source)
+        y = np.asarray(self.targets, np.float64)
+        nu = np.asarray(self.weights, np.float64)
+        t_mean = nu @ y
+        t_rms = float(np.sqrt(nu @ np.sum((y - t_mean) ** 2, axis=1)))
+        self.scale = t_rms / src_rms if t_rms > 0 else 1.0
+        self.center = t_mean - self.scale * src_mean
+        self._src_mean = src_mean
+        self._y = jnp.asarray((y - self.center) / self.scale, jnp.float32)  # the solver's frame
+        self._blocks = scores.block_targets(self._y, jnp.zeros(k, jnp.float32), self.block_size)
         self.mesh = mesh
         self._shards = 1
         if mesh is not None:
@@ -265,28 +304,48 @@ class SemiDiscreteOT:
             return "iid"
         return wanted
 
-    def initial_h(self, kind: str = "voronoi", key: jax.Array | None = None) -> jax.Array:
-        """``"voronoi"``: h = -|y|^2/2 (cells = Voronoi cells, scores = -|x-y|^2/2 + const); ``"zero"``: h = 0;
-        ``"discrete"``: target duals of an exact discrete OT problem (:mod:`otgen.ot.warm_start`; needs
-        ``key``), robust for clustered targets or a source far from the targets; Voronoi when K is too large.
-        """
-        if kind == "zero":
-            return jnp.zeros(self.num_targets, jnp.float32)
+    # -- starts ---------------------------------------------------------------
+    def _initial_h(self, kind: str, key: jax.Array | None) -> tuple[jax.Array, str]:
+        """(h in the solver's frame, note saying which start ran)."""
+        k = self.num_targets
+        if kind == "auto":
+            kind = "discrete" if k <= DISCRETE_MAX_K else "multiscale"
+        if kind in ("discrete", "multiscale") and key is None:
+            raise ValueError(f"the {kind!r} initial h needs a PRNG key")
         if kind == "discrete":
             from otgen.ot.warm_start import discrete_ot_heights
 
-            if key is None:
-                raise ValueError("the 'discrete' initial h needs a PRNG key")
-            h = discrete_ot_heights(self.source, self.targets, self.weights, key)
-            return self.initial_h("voronoi") if h is None else h
-        if kind == "voronoi":
-            h = -0.5 * jnp.sum(self.targets * self.targets, axis=1)
-            return h - jnp.mean(h)
-        raise ValueError(f"unknown initial h {kind!r}")
+            h = discrete_ot_heights(self.source, self._y, self.weights, key)
+            if h is not None:
+                return h, f"discrete-OT start ({4 * k} source samples, exact network simplex)"
+            h, _ = self._initial_h("voronoi", None)
+            return h, "discrete-OT start skipped (K too large for its cost matrix or simplex failed): Voronoi start"
+        if kind == "multiscale":
+            if k <= 16:  # nothing to coarsen
+                return self._initial_h("discrete", key)
+            from otgen.ot.warm_start import multiscale_heights
 
-    def estimate(self, key: jax.Array, h: jax.Array, num_samples: int, *, sampling: str = "rqmc",
-                 hessian: bool = False, band: float = 0.05) -> Estimate:
-        """Estimate w(h), its error and noise from ``num_samples`` source points (two halves)."""
+            return multiscale_heights(self.source, self._y, self.weights, key)
+        if kind == "zero":
+            return jnp.zeros(k, jnp.float32), "zero start"
+        if kind == "voronoi":
+            h = -0.5 * jnp.sum(self._y * self._y, axis=1)
+            return h - jnp.mean(h), "Voronoi start (of the normalised targets)"
+        raise ValueError(f"unknown initial h {kind!r}; use 'auto', 'discrete', 'multiscale', 'voronoi' or 'zero'")
+
+    def initial_h(self, kind: str = "voronoi", key: jax.Array | None = None) -> jax.Array:
+        """A start in the user's frame.  ``"voronoi"``: the Voronoi cells of the normalised
+        targets; ``"zero"``: h = 0 in the solver's frame; ``"discrete"``: target duals of an exact
+        discrete OT problem (:mod:`otgen.ot.warm_start`; needs ``key``); ``"multiscale"``: a
+        coarse problem on k-means centres, solved first (needs ``key``); ``"auto"``: discrete
+        for K <= ``DISCRETE_MAX_K``, else multiscale.
+        """
+        return self._initial_h(kind, key)[0] * self.scale
+
+    # -- estimates ------------------------------------------------------------
+    def _estimate(self, key, h, num_samples: int, *, sampling: str = "rqmc", hessian: bool = False,
+                  band: float = 0.05) -> Estimate:
+        """Estimate in the solver's frame (``h`` and the result's energy and Hessian)."""
         sampling = self._sampling(sampling)
         half = max(1, int(num_samples) // 2)
         batch = min(max(1, half // self._shards), 1 << 14)
@@ -296,26 +355,69 @@ class SemiDiscreteOT:
         if hessian:  # a whole number of Hessian batches per sample shard
             hess_batches = max(self._shards, hess_batches - hess_batches % self._shards)
         n_batches = max(n_batches, hess_batches)
+        est = _estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
+                        batch=batch, hess_batches=hess_batches, num_targets=self.num_targets,
+                        chunk_size=min(self.chunk_size, batch), band=float(band), mesh=self.mesh)
+        return est._replace(num_samples=2 * batch * n_batches)
+
+    def estimate(self, key: jax.Array, h: jax.Array, num_samples: int, *, sampling: str = "rqmc",
+                 hessian: bool = False, band: float = 0.05) -> Estimate:
+        """Estimate w(h), its error and noise from ``num_samples`` source points (two halves).
+
+        ``h`` and the returned energy and facet Hessian are in the user's frame.
+        """
         h = jnp.asarray(h, jnp.float32)
         if h.shape != (self.num_targets,):
             raise ValueError(f"h must have shape ({self.num_targets},), got {h.shape}")
-        return _estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
-                         batch=batch, hess_batches=hess_batches, num_targets=self.num_targets,
-                         chunk_size=min(self.chunk_size, batch), band=float(band), mesh=self.mesh)
+        est = self._estimate(key, h / self.scale, num_samples, sampling=sampling, hessian=hessian, band=band)
+        s = self.scale
+        # u_h(x) = s u'(x) + <x, c>, so E = s E' + <mean of the source, c>; score gaps scale by s.
+        energy = s * est.energy + float(self._src_mean @ self.center)
+        edges = None if est.edges is None else (est.edges[0], est.edges[1], est.edges[2] / s, est.edges[3] * s)
+        return est._replace(energy=energy, edges=edges)
 
+    def _capture_raise(self, key, h, idx, *, sampling: str = "rqmc", num_samples: int = 1 << 16) -> jax.Array:
+        """For cells ``idx``: how far to raise each height alone for the cell to take its mass nu_i.
+
+        On ``num_samples`` source points, cell i would win sample x once h_i rises by
+        u_h(x) - <x, y_i> - h_i; the raise is the ceil(nu_i N)-th smallest of these gaps.
+        """
+        idx = jnp.asarray(idx, jnp.int32)
+        x = _draw(self.source, self._sampling(sampling), key, int(num_samples), jnp.uint32(0))
+        blocks = (scores.with_heights(self._blocks, h) if self.mesh is None
+                  else scores.block_targets(self._y, h, self.block_size))
+        u = scores.max_and_cells(x, blocks, chunk_size=self.chunk_size)[0]
+        q = jnp.clip(jnp.ceil(self.weights[idx] * x.shape[0]).astype(jnp.int32), 1, x.shape[0]) - 1
+        out = []
+        for j in range(0, idx.shape[0], 256):  # (N, 256) gap matrices at a time
+            sel = idx[j:j + 256]
+            gaps = jnp.sort(u[:, None] - (x @ self._y[sel].T + h[sel]), axis=0)
+            out.append(gaps[q[j:j + 256], jnp.arange(sel.shape[0])])
+        return jnp.concatenate(out)
+
+    # -- the solve ------------------------------------------------------------
     def fit(self, key: jax.Array, *, tol: float = 0.01, max_steps: int | None = None,
             batch_size: int | None = None, optimizer=None, h0=None, progress: bool | None = None,
-            callback=None) -> BrenierMap:
+            callback=None, time_budget: float | None = None, strict: bool = False,
+            warn: bool = True) -> BrenierMap:
         """Minimise the energy; stop when the optimizer's test passes (default: estimated
-        ||w - nu||_1 <= tol with noise <= tol/3) or after ``max_steps``.
+        ||w - nu||_1 <= tol with noise <= tol/3), after ``max_steps``, after ``time_budget``
+        seconds, or when ``tol`` cannot be certified even at the optimizer's largest sample.
 
         ``batch_size``: initial samples per step (optimizer default otherwise);
-        ``callback(step, h, estimate)`` is called after each estimate (benchmarks
-        use it to snapshot iterates); returning True stops the fit there.  Returns the :class:`BrenierMap`, with
-        per-step :class:`Diagnostics` in ``.diagnostics``.
+        ``callback(step, h, estimate)`` is called after each estimate (``h`` in the user's
+        frame; benchmarks use it to snapshot iterates); returning True stops the fit there.
+        Returns the :class:`BrenierMap` of the converged heights or, when the test never
+        passed, of the step with the lowest estimated error; ``.diagnostics`` has the
+        per-step history, the stop reason and every fallback taken.  Not converged: a
+        :class:`NotConvergedWarning` names the error reached (``warn=False`` silences it,
+        the diagnostics still say so), and ``strict=True`` raises :class:`NotConvergedError`.
+        Heights are never NaN: a non-finite step is rejected and noted.
         """
         if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
             raise ValueError(f"tol must be a positive number, got {tol!r}")
+        if time_budget is not None and not (time_budget > 0):
+            raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
         opt = damped_newton() if optimizer is None else optimizer
         max_steps = opt.max_steps if max_steps is None else int(max_steps)
         if max_steps < 1:
@@ -326,54 +428,99 @@ class SemiDiscreteOT:
         n = int(n)
         if n < 2:
             raise ValueError(f"batch_size must be >= 2, got {n}")
-        if h0 is None and opt.init_h == "discrete":
+        t0 = time.perf_counter()
+        notes = []
+        if h0 is None:
             key, k_init = jax.random.split(key)
-            h = self.initial_h("discrete", k_init)
+            h, note = self._initial_h(opt.init_h, k_init)
+            notes.append(note)
         else:
-            h = self.initial_h(opt.init_h) if h0 is None else jnp.asarray(h0, jnp.float32)
-        if h.shape != (self.num_targets,) or not bool(jnp.all(jnp.isfinite(h))):
-            raise ValueError(f"h0 must be a finite array of shape ({self.num_targets},)")
+            h = jnp.asarray(h0, jnp.float32)
+            if h.shape != (self.num_targets,) or not bool(jnp.all(jnp.isfinite(h))):
+                raise ValueError(f"h0 must be a finite array of shape ({self.num_targets},)")
+            h = h / self.scale
+            notes.append("start: h0 given by the caller")
         h = h - jnp.mean(h)
         state = opt.init(h)
-        hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n")}
-        converged = False
+        hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n", "chi2", "step")}
+        converged, reason = False, "max_steps"
+        best_h, best_step, best_l1 = h, 0, float("inf")
         show = sys.stderr.isatty() if progress is None else bool(progress)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_steps, disable=not show, desc=f"semi-discrete OT ({opt.name})", leave=False)
-        t0 = time.perf_counter()
-        best_h = h
+        rejected = stalled = 0
         try:
             for step in range(max_steps):
                 key, sub = jax.random.split(key)
-                est = self.estimate(sub, h, n, sampling=opt.sampling, hessian=opt.needs_hessian,
-                                    band=getattr(opt, "band", 0.1))
+                est = self._estimate(sub, h, n, sampling=opt.sampling, hessian=opt.needs_hessian,
+                                     band=getattr(opt, "band", 0.1))
                 l1 = float(est.l1)
-                hist["l1"].append(l1)
-                hist["noise"].append(float(est.noise_l1))
-                hist["max_rel"].append(float(est.max_rel))
-                hist["energy"].append(float(est.energy))
-                hist["n"].append(n)
-                hist["time"].append(time.perf_counter() - t0)
-                if callback is not None and callback(step, h, est):
-                    best_h = h
-                    break
+                for name, v in (("l1", l1), ("noise", float(est.noise_l1)), ("max_rel", float(est.max_rel)),
+                                ("energy", self.scale * float(est.energy) + float(self._src_mean @ self.center)),
+                                ("time", time.perf_counter() - t0), ("n", est.num_samples),
+                                ("chi2", float(est.chi2))):
+                    hist[name].append(v)
+                if l1 < best_l1:
+                    best_h, best_step, best_l1 = h, step, l1
                 bar.update(1)
-                bar.set_postfix(l1=f"{l1:.4f}", n=n)
-                best_h = h
+                bar.set_postfix(l1=f"{l1:.4f}", noise=f"{float(est.noise_l1):.4f}", n=n)
+                if callback is not None and callback(step, h * self.scale, est):
+                    reason = "callback"
+                    break
                 if opt.should_stop(est, tol, state):
-                    converged = True
+                    converged, reason, best_h, best_step = True, "converged", h, step
                     break
                 if step == max_steps - 1:
                     break
-                h, state, accepted = opt.update(est, state, h, self.weights)
-                state, n = opt.grow(state, n)
-                n = opt.next_batch_size(est, n, tol, accepted)
+                if time_budget is not None and hist["time"][-1] >= time_budget:
+                    reason = "time_budget"
+                    break
+                if opt.unreachable(est, n, tol):
+                    reason = "noise_floor"
+                    notes.append(f"tol {tol:g} cannot be certified: at the largest sample ({n}) the estimate's "
+                                 f"noise is {float(est.noise_l1):.4g} > {getattr(opt, 'stop_noise', 1):.3g} x tol")
+                    break
+
+                def probe(h_try, sub=sub, n=n):
+                    return self._estimate(sub, h_try, n, sampling=opt.sampling, hessian=False)
+
+                def capture(h_now, idx, sub=sub):
+                    return self._capture_raise(sub, h_now, idx, sampling=opt.sampling)
+
+                h_new, state, step_size = opt.update(est, state, h, self.weights, probe, capture)
+                if not bool(jnp.all(jnp.isfinite(h_new))):
+                    notes.append(f"step {step}: non-finite heights proposed; step rejected")
+                    h_new, step_size = h, 0.0
+                if step_size == 0.0:
+                    rejected += 1
+                    stalled = stalled + 1
+                    if stalled >= 3 and n >= getattr(opt, "max_batch_size", n):
+                        hist["step"].append(0.0)
+                        reason = "stalled"
+                        notes.append(f"stalled: 3 line searches in a row failed at the largest sample ({n})")
+                        break
+                else:
+                    stalled = 0
+                hist["step"].append(float(step_size))
+                h = h_new
+                state, n = opt.next_batch_size(est, state, n, tol, step_size)
         finally:
             bar.close()
+        if rejected:
+            notes.append(f"{rejected} step(s) found no acceptable line-search point (h kept, samples grown)")
+        hist["step"].extend([0.0] * (len(hist["l1"]) - len(hist["step"])))
+        h_out = (best_h - jnp.mean(best_h)) * self.scale
+        if not bool(jnp.all(jnp.isfinite(h_out))):  # unreachable by construction; never hand out NaN heights
+            raise FloatingPointError("semi-discrete OT produced non-finite heights; please report this problem")
         diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
-                           tuple(hist["time"]), tuple(hist["n"]), converged, opt.name)
-        bmap = BrenierMap(self.targets, self.weights, best_h, self.source, diag, self.block_size, self.chunk_size)
-        if self.mesh is None:  # hand over the padded blocks: no second copy of the targets
-            bmap._blocks = (best_h, self.targets, scores.with_heights(self._blocks, best_h))
+                           tuple(hist["time"]), tuple(hist["n"]), converged, opt.name, tuple(hist["chi2"]),
+                           tuple(hist["step"]), best_step, reason, float(tol), tuple(notes))
+        bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
+        if not converged:
+            msg = f"semi-discrete OT {diag.summary()}"
+            if strict:
+                raise NotConvergedError(msg, bmap)
+            if warn:
+                warnings.warn(msg, NotConvergedWarning, stacklevel=2)
         return bmap
