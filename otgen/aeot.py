@@ -23,6 +23,8 @@ from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
 
+INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
+
 __all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity"]
 
 _WHITENING_FORMAT = "otgen-whitening-v1"
@@ -105,15 +107,15 @@ class OTOptions:
     max_steps: int = 30
     batch_size: int | None = None  # Monte-Carlo samples per step (optimizer default if None)
     lr: float = 2e-2  # aeot recipe only
-    init_h: str = "discrete"  # "discrete" (exact discrete-OT warm start, otgen.ot.warm_start; falls back to
-    #                           Voronoi when K is too large for it), "voronoi" (-|y|^2/2) or "zero"
+    init_h: str = "auto"  # the solver's start: "auto" (discrete OT for small K, multiscale above;
+    #                       otgen.ot.warm_start), or force "discrete", "multiscale", "voronoi" or "zero"
     sampling: str = "rqmc"  # aeot recipe only: "rqmc", "sobol" (pyOMT) or "iid"
 
     def __post_init__(self):
         if self.source not in ("uniform", "gaussian"):
             raise ValueError(f"source must be 'uniform' or 'gaussian', got {self.source!r}")
-        if self.init_h not in ("discrete", "voronoi", "zero"):
-            raise ValueError(f"init_h must be 'discrete', 'voronoi' or 'zero', got {self.init_h!r}")
+        if self.init_h not in INIT_KINDS:
+            raise ValueError(f"init_h must be one of {', '.join(INIT_KINDS)}, got {self.init_h!r}")
         if self.optimizer not in ("newton", "aeot"):
             raise ValueError(f"optimizer must be 'newton' or 'aeot', got {self.optimizer!r}")
         if self.sampling not in ("rqmc", "sobol", "iid"):
@@ -144,8 +146,7 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
                     progress: bool | None = None) -> tuple[Whitening, BrenierMap]:
     """Semi-discrete OT from ``ot``'s source onto (whitened) ``codes`` (K, d): returns (whitening, map).
 
-    With ``ot.init_h == "discrete"`` the solver starts from the discrete-OT warm start
-    (:mod:`otgen.ot.warm_start`) when K is small enough for it, else from Voronoi heights.
+    The solver's start is ``ot.init_h`` (default "auto": see :mod:`otgen.ot.warm_start`).
     """
     z = np.asarray(codes)
     if z.ndim != 2 or z.shape[0] < 2:

@@ -89,8 +89,7 @@ def _aeot(cfg: ToyRunConfig, data: np.ndarray, keys: dict, rd) -> tuple[np.ndarr
     model.latent_map.bmap.save(rd.file("brenier.npz"))
     samples = model.sample(keys["sample"], cfg.n_samples)
     diag = model.latent_map.bmap.diagnostics
-    info = {"train_seconds": train_seconds, "ot_steps": len(diag.l1_error), "ot_converged": diag.converged,
-            "ot_l1_error": diag.l1_error[-1], "ot_noise_l1": diag.noise_l1[-1],
+    info = {"train_seconds": train_seconds, **diag.as_metrics(), "ot_summary": diag.summary(),
             "top_k": model.latent_map.top_k, "angle_threshold": model.latent_map.angle_threshold}
     return samples, info, {"ot": dataclasses.asdict(ot), "extension": dataclasses.asdict(ext)}
 
@@ -181,5 +180,10 @@ def main(args: argparse.Namespace) -> int:
         summary.append(f"modes {metrics['modes_captured']}/{metrics['n_modes']}, "
                        f"{100 * metrics['high_quality_fraction']:.1f}% high quality, KL {metrics['reverse_kl']:.3f}")
     summary.append(f"{100 * metrics['new_fraction']:.1f}% of samples are new points")
+    if "ot_converged" in metrics:
+        verdict = (f"yes (L1 {metrics['ot_l1_error']:.4f} <= tol {metrics['ot_tol']:g})" if metrics["ot_converged"]
+                   else f"no (L1 {metrics['ot_l1_error']:.4f} > tol {metrics['ot_tol']:g}, "
+                        f"stopped by {metrics['ot_stop_reason']})")
+        summary.append(f"OT converged: {verdict}")
     print("; ".join(summary) + f"\nwrote {cfg.out}/ (samples.npy, samples.png, metrics.json, config.json)")
     return 0

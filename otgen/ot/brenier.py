@@ -62,6 +62,17 @@ class Diagnostics(NamedTuple):
             return float("nan")
         return self.l1_error[self.best_step if self.best_step >= 0 else -1]
 
+    def as_metrics(self, prefix: str = "ot_") -> dict[str, Any]:
+        """The fit's verdict for a ``metrics.json``: converged, the returned heights' estimated
+        error and noise, chi2, steps, stop reason and every fallback note."""
+        i = self.best_step if self.best_step >= 0 else -1
+        pick = (lambda seq: seq[i] if seq else None)
+        return {f"{prefix}converged": bool(self.converged), f"{prefix}l1_error": pick(self.l1_error),
+                f"{prefix}noise_l1": pick(self.noise_l1), f"{prefix}chi2": pick(self.chi2),
+                f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
+                f"{prefix}seconds": self.wall_time[-1] if self.wall_time else None,
+                f"{prefix}stop_reason": self.stop_reason, f"{prefix}notes": list(self.notes)}
+
     def summary(self) -> str:
         """One line: "converged (L1 0.0081 <= tol 0.01, 7 steps)" or why not."""
         n, tol = len(self.l1_error), "?" if self.tol is None else f"{self.tol:g}"

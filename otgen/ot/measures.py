@@ -61,10 +61,17 @@ def sobol_points(key: jax.Array | None, n: int, dim: int, start: int | jax.Array
     if key is not None:
         shift = jax.random.bits(key, (dim,), dtype=jnp.uint32)
         pts = pts ^ shift[None, :]
-    # Top 23 bits -> float32 exactly, +half an ulp keeps points off the faces: the largest
-    # point is 1 - 2^-24, exact in float32.  (With 24 bits, k + 0.5 is not representable for
-    # k >= 2^23 and the top point rounded to 1.0, where the Gaussian's inverse CDF is inf.)
-    return ((pts >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23)
+    return bits_to_unit(pts)
+
+
+def bits_to_unit(bits: jax.Array) -> jax.Array:
+    """uint32 words -> float32 points strictly inside (0, 1).
+
+    The top 23 bits, +half an ulp, are exact in float32: the largest point is 1 - 2^-24.
+    (With 24 bits, k + 0.5 is not representable for k >= 2^23, and the all-ones word
+    rounded to 1.0, where the Gaussian's inverse CDF is inf.)
+    """
+    return ((bits >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23)
 
 
 def _as_vector(value, dim: int, name: str) -> tuple[float, ...]:

@@ -104,7 +104,8 @@ class DampedNewton:
     cg_tol: float = 1e-4
     damping: float = 1e-3  # Levenberg-Marquardt: solve (H + damping * diag H) d = -g; the line search globalises
     max_halvings: int = 8  # line search: step sizes 1, 1/2, ..., 2^-max_halvings
-    decrease: float = 0.25  # accept step t when L1(h + t d) <= (1 - decrease * t) L1(h) (same samples)
+    decrease: float = 0.05  # accept step t when L1(h + t d) <= (1 - decrease * t) L1(h) (same samples); small,
+    #                         as in Armijo's rule: the Newton direction comes from an estimated Hessian
     mass_floor: float = 0.5  # ... and no cell falls below mass_floor * min(w_i(h), nu_i)
     max_steps: int = 200
     needs_hessian: bool = True

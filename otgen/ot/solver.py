@@ -351,7 +351,10 @@ class SemiDiscreteOT:
         batch = min(max(1, half // self._shards), 1 << 14)
         batch = max(self.chunk_size, batch - batch % self.chunk_size) if batch >= self.chunk_size else batch
         n_batches = max(1, math.ceil(half / batch))
-        hess_batches = min(n_batches, max(1, self.hessian_samples // (2 * batch))) if hessian else 0
+        # The facet-area Hessian uses every sample up to 2^22 (its per-sample records cost 12 bytes each):
+        # a larger sample, asked for after a failed line search, also sharpens the Newton direction.
+        hess_n = max(self.hessian_samples, min(2 * half, 1 << 22))
+        hess_batches = min(n_batches, max(1, hess_n // (2 * batch))) if hessian else 0
         if hessian:  # a whole number of Hessian batches per sample shard
             hess_batches = max(self._shards, hess_batches - hess_batches % self._shards)
         n_batches = max(n_batches, hess_batches)
