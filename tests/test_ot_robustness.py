@@ -52,10 +52,23 @@ def test_higher_dimensions(family, d):
     _solve_and_check(family, 150, d, seed=1)
 
 
-def test_above_the_discrete_start_limit_the_multiscale_start_runs_and_converges():
-    k = DISCRETE_MAX_K + 500
-    bmap, _ = _solve_and_check("clusters8", k, 2, seed=2, tol=0.03)
-    assert any(n.startswith("multiscale start") for n in bmap.diagnostics.notes)
+def test_multiscale_start_converges():
+    # The start used above DISCRETE_MAX_K targets, forced here on a small clustered problem.
+    from otgen.ot import damped_newton
+
+    source, y, nu = make_problem("clusters8", 800, 2, 2)
+    bmap = SemiDiscreteOT(source, y, nu).fit(jax.random.PRNGKey(2), tol=0.03, progress=False,
+                                             optimizer=damped_newton(init_h="multiscale"))
+    assert bmap.diagnostics.converged, bmap.diagnostics.summary()
+    assert bmap.diagnostics.notes[0].startswith("multiscale start: 800 targets -> 100 k-means centres")
+    chk = independent_error(bmap, jax.random.PRNGKey(5), _check_samples(800, 0.03))
+    assert chk.l1 <= 0.03 + 2 * chk.noise_l1
+
+
+@pytest.mark.slow
+def test_above_the_discrete_start_limit_the_default_is_multiscale():
+    bmap, _ = _solve_and_check("clusters8", DISCRETE_MAX_K + 1000, 2, seed=2, tol=0.03)
+    assert bmap.diagnostics.notes[0].startswith("multiscale start")
 
 
 @pytest.mark.slow

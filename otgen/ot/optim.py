@@ -128,15 +128,18 @@ class DampedNewton:
         Empty cells have no facet samples, so Newton cannot see how far to raise them.
         First, ``capture(h, idx)`` gives for each empty cell the raise of its height
         alone that gives it its mass ``nu_i`` (an exact coordinate minimisation of the
-        convex energy, on a sample); that move is taken when it lowers the error.
+        convex energy, on a sample); that move is kept when it lowers the error, and the
+        Newton step then starts from there (``probe(h', hessian=True)``).
         """
-        l1 = float(est.l1)
+        moved = False
         if capture is not None:
             empty = np.flatnonzero((np.asarray(est.masses) == 0) & (np.asarray(nu) * est.num_samples >= 1.0))
             if empty.size:
                 h_try = _recentre(h.at[empty].add(capture(h, empty)))
-                if float(probe(h_try).l1) < l1:
-                    return h_try, state, 1.0
+                trial = probe(h_try, hessian=True)
+                if float(trial.l1) < float(est.l1):
+                    h, est, moved = h_try, trial, True
+        l1 = float(est.l1)
         g = est.masses - nu
         d = _lm_direction(g, est.edges, nu, self.damping, self.cg_iters, self.cg_tol, self.max_move)
         floor = self.mass_floor * jnp.minimum(est.masses, nu)
@@ -150,6 +153,8 @@ class DampedNewton:
                         and bool(jnp.all(trial.masses >= floor))):
                     return h_try, NewtonState(0), t
                 t *= 0.5
+        if moved:  # the capture alone lowered the error
+            return h, NewtonState(0), 1.0
         return h, NewtonState(state.rejected + 1), 0.0
 
     def next_batch_size(self, est: Estimate, state: NewtonState, n: int, tol: float, step_size: float):

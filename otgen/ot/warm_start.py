@@ -20,10 +20,11 @@ matrix is ``N x K``, so this is only for moderate ``K`` (see ``max_entries``).
 For larger ``K``, :func:`multiscale_heights` is the coarse-to-fine start of
 Mérigot (2011, "A multiscale approach to optimal transport"): cluster the targets
 (weighted k-means), solve the coarse problem (recursively, with the same solver
-and start), and give each target its cluster's power weight
-``|c|^2 + 2 h_c``, i.e. ``h_i = h_c + (|c|^2 - |y_i|^2) / 2``: each coarse cell
-is split among its members as a Voronoi diagram, so every fine cell starts
-near the mass its cluster carries.
+and start), and split each coarse cell among the cluster's members by a small exact discrete
+OT problem between the cell's own source samples and the members (Mérigot's rule,
+``h_i = h_c + (|c|^2 - |y_i|^2) / 2``, splits the cell as the members' Voronoi
+diagram, which starves the members that face away from the source's mass: measured
+on 8 Gaussian clusters, K = 2,000, 1,682 of 2,000 cells started empty).
 """
 
 from __future__ import annotations
@@ -100,16 +101,50 @@ def multiscale_heights(source, targets, weights, key: jax.Array, *, ratio: int =
     default start (discrete OT, or multiscale again when still large), loosely: a start
     needs the right mass per cluster, not a certified fit.
     """
+    from otgen.ot.measures import sample_batches
     from otgen.ot.solver import SemiDiscreteOT
 
-    k_means, k_fit = jax.random.split(key)
-    y = np.asarray(targets, np.float32)
-    centres, labels, cw = weighted_kmeans(y, weights, max(2, y.shape[0] // ratio), k_means)
+    k_means, k_fit, k_cells = jax.random.split(key, 3)
+    y = np.asarray(targets, np.float64)
+    nu = np.asarray(weights, np.float64)
+    centres, labels, cw = weighted_kmeans(y.astype(np.float32), weights, max(2, y.shape[0] // ratio), k_means)
     coarse = SemiDiscreteOT(source, centres, cw, normalize_weights=True)
     cmap = coarse.fit(k_fit, tol=tol, max_steps=max_steps, progress=False, warn=False)
+    # Split every coarse cell among its cluster by a small exact discrete OT problem between the
+    # cell's own source samples (16 per member, RQMC) and the members, with cost -<x, y_i - c>:
+    # its duals v_i are the members' relative heights.  The shift kappa_c = mean of the sample
+    # duals keeps the cluster's outer envelope where the coarse cell's was, on average.
+    import ot  # POT
+
+    m = centres.shape[0]
+    xs, cells = [], []
+    for x in sample_batches(source, k_cells, 16 * y.shape[0], 1 << 16, qmc=hasattr(source, "qmc_sample")):
+        cells.append(np.asarray(cmap.assign(x)))
+        xs.append(np.asarray(x, np.float64))
+    xs, cells = np.concatenate(xs), np.concatenate(cells)
+    by_cell = np.split(np.argsort(cells, kind="stable"), np.cumsum(np.bincount(cells, minlength=m))[:-1])
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels, minlength=m))[:-1])
     hc = np.asarray(cmap.h, np.float64)
-    c64, y64 = centres.astype(np.float64), y.astype(np.float64)
-    h = hc[labels] + 0.5 * (np.sum(c64[labels] ** 2, axis=1) - np.sum(y64 ** 2, axis=1))
-    note = (f"multiscale start: {y.shape[0]} targets -> {centres.shape[0]} k-means centres, "
-            f"coarse fit {cmap.diagnostics.summary()}")
+    c64 = centres.astype(np.float64)
+    h = np.empty(y.shape[0])
+    starved = 0
+    for c in range(m):
+        idx, delta = members[c], y[members[c]] - c64[c]
+        pts = xs[by_cell[c]]
+        if idx.size == 1:
+            h[idx] = hc[c]
+            continue
+        if pts.shape[0] < 2 * idx.size:  # the coarse cell got too few samples: Merigot's rule
+            starved += 1
+            h[idx] = hc[c] - delta @ c64[c] - 0.5 * np.sum(delta ** 2, axis=1)
+            continue
+        cost = -(pts @ delta.T)
+        cost -= cost.min()
+        _, log = ot.emd(np.full(pts.shape[0], 1.0 / pts.shape[0]), nu[idx] / nu[idx].sum(), cost, log=True)
+        v = np.asarray(log["v"])
+        kappa = np.mean(np.max(pts @ delta.T + v, axis=1))  # the cluster's envelope above u_c, on average
+        h[idx] = hc[c] + v - kappa
+    note = (f"multiscale start: {y.shape[0]} targets -> {m} k-means centres, "
+            f"coarse fit {cmap.diagnostics.summary()}"
+            + (f"; {starved} coarse cells with too few samples split by Merigot's rule" if starved else ""))
     return jnp.asarray(h - h.mean(), jnp.float32), note
