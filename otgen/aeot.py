@@ -154,7 +154,8 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     if not np.all(np.isfinite(z)):
         raise ValueError("codes contain NaN or inf")
     whitening = fit_whitening(z, ot.source) if ot.whiten else Whitening.identity(z.shape[1])
-    solver = SemiDiscreteOT(ot.measure(z.shape[1]), whitening.apply(z))
+    # pyOMT's learning rates are tuned in the codes' own frame: the recipe solves there.
+    solver = SemiDiscreteOT(ot.measure(z.shape[1]), whitening.apply(z), normalise=ot.optimizer != "aeot")
     bmap = solver.fit(key, tol=ot.tol, max_steps=ot.max_steps, batch_size=ot.batch_size,
                       optimizer=ot.make_optimizer(), progress=progress)
     return whitening, bmap

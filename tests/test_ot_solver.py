@@ -82,7 +82,7 @@ def test_reference_problem_reduced():
     y = jax.random.uniform(jax.random.PRNGKey(0), (1000, 2))
     bmap = SemiDiscreteOT(UniformBox(2), y).fit(jax.random.PRNGKey(1), tol=0.01, progress=False)
     assert bmap.diagnostics.converged
-    assert bmap.diagnostics.l1_error[-1] <= 0.01
+    assert bmap.diagnostics.final_l1 <= 0.01
     w = _independent_masses_box(bmap, 22, seed=11)
     assert np.abs(w - 1e-3).sum() <= 0.01
 

@@ -8,6 +8,7 @@ import pytest
 
 from otgen.aeot import AEOT, OTOptions, fit_whitening
 from otgen.cli import main
+from otgen.ot import NotConvergedWarning
 
 
 def test_toy_aeot_run_writes_the_run_directory_and_covers_every_mode(tmp_path, capsys):
@@ -23,7 +24,19 @@ def test_toy_aeot_run_writes_the_run_directory_and_covers_every_mode(tmp_path, c
     assert m["new_fraction"] > 0.8 and m["ot_converged"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["seed"] == 0 and cfg["config"]["extension"]["angle_threshold"] == 0.1
-    assert "modes 8/8" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "modes 8/8" in printed
+    assert f"OT converged: yes (L1 {m['ot_l1_error']:.4f} <= tol 0.02)" in printed
+    assert m["ot_stop_reason"] == "converged" and m["ot_notes"][0].startswith("discrete-OT start")
+    # A step budget too small to converge is said on the summary line, not hidden.
+    out3 = tmp_path / "short"
+    with pytest.warns(NotConvergedWarning):
+        main(["toy", "--dist", "ring8", "--out", str(out3), "--n-train", "400", "--n-samples", "200",
+              "--steps", "1", "--no-progress"])
+    m3 = json.loads((out3 / "metrics.json").read_text())
+    assert not m3["ot_converged"] and m3["ot_stop_reason"] == "max_steps"
+    assert (f"OT converged: no (L1 {m3['ot_l1_error']:.4f} > tol 0.02, stopped by max_steps)"
+            in capsys.readouterr().out)
     # Same seed, same samples (reproducible end to end).
     out2 = tmp_path / "again"
     main(["toy", "--dist", "ring8", "--out", str(out2), "--n-train", "400", "--n-samples", "1000", "--no-progress"])

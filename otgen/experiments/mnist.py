@@ -367,8 +367,9 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
     bmap.save(rd.file(OT_FILE))  # last: marks the stage done
     diag = bmap.diagnostics
     if diag.l1_error:
-        _log(cfg, f"fit-ot: {len(z)} codes, {len(diag.l1_error)} steps, estimated ||w - nu||_1 "
-                  f"{diag.l1_error[-1]:.3f} (noise {diag.noise_l1[-1]:.3f})")
+        _log(cfg, f"fit-ot: {len(z)} codes, {diag.summary()}; estimated chi2 "
+                  f"{diag.as_metrics()['ot_chi2']:.3g}, noise {diag.as_metrics()['ot_noise_l1']:.3f}"
+                  + "".join(f"\n  note: {n}" for n in diag.notes))
 
 
 def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
@@ -450,6 +451,10 @@ def stage_evaluate(rd, cfg: MnistConfig) -> dict:
         from otgen.eval.mnist import evaluate_digits
 
         metrics.update(evaluate_digits(samples, data_dir=cfg.data_dir))
+    if rd.has(OT_FILE):  # the map's own verdict: converged or not, its error, every fallback taken
+        from otgen.ot import BrenierMap
+
+        metrics.update(BrenierMap.load(rd.file(OT_FILE)).diagnostics.as_metrics())
     if rd.has(STAGES_FILE):
         metrics["stage_seconds"] = {k: v["seconds"] for k, v in rd.read_json(STAGES_FILE).items()}
     rd.write_json(METRICS_FILE, metrics)

@@ -95,6 +95,7 @@ FAMILIES: dict[str, Family] = {
     "uniform_to_uniform": lambda r, k, d: (UniformBox(d), r.uniform(size=(k, d)), _uniform(k)),
     "gauss_to_narrow": lambda r, k, d: (Gaussian(d), 0.5 * r.normal(size=(k, d)), _uniform(k)),
     "gauss_to_wide": lambda r, k, d: (Gaussian(d), 4.0 * r.normal(size=(k, d)), _uniform(k)),
+    "gauss_to_double": lambda r, k, d: (Gaussian(d), 2.0 * r.normal(size=(k, d)), _uniform(k)),
     "gauss_to_shifted": lambda r, k, d: (Gaussian(d), r.normal(size=(k, d)) + 5.0, _uniform(k)),
     "gauss_to_tiny": lambda r, k, d: (Gaussian(d), 0.01 * r.normal(size=(k, d)), _uniform(k)),
     "gauss_to_far_huge": lambda r, k, d: (Gaussian(d), 100.0 * r.normal(size=(k, d)) + 1000.0, _uniform(k)),

@@ -257,6 +257,8 @@ class SemiDiscreteOT:
         :func:`otgen.ot.sharding.make_mesh`): Monte-Carlo batches are spread over the
         sample axis, target blocks over the target axis.  The samples drawn are the
         same as on one device, so cell counts are identical.
+      normalise: solve in the normalised frame below (default).  ``False`` keeps the user's
+        frame, for baselines whose step sizes are tuned in it (``aeot_recipe``'s learning rate).
 
     The solver works on targets moved to the source's location and spread,
     ``y' = (y - c) / s`` (the weighted mean and RMS radius of the targets matched to the
@@ -266,7 +268,7 @@ class SemiDiscreteOT:
     """
 
     def __init__(self, source, targets, weights=None, *, normalize_weights: bool = False,
-                 block_size: int | None = None, chunk_size: int | None = None, mesh=None):
+                 block_size: int | None = None, chunk_size: int | None = None, mesh=None, normalise: bool = True):
         self.source, self.targets, self.weights = validate_problem(
             source, targets, weights, normalize_weights=normalize_weights)
         k, d = self.targets.shape
@@ -282,8 +284,8 @@ class SemiDiscreteOT:
         nu = np.asarray(self.weights, np.float64)
         t_mean = nu @ y
         t_rms = float(np.sqrt(nu @ np.sum((y - t_mean) ** 2, axis=1)))
-        self.scale = t_rms / src_rms if t_rms > 0 else 1.0
-        self.center = t_mean - self.scale * src_mean
+        self.scale = t_rms / src_rms if t_rms > 0 and normalise else 1.0
+        self.center = t_mean - self.scale * src_mean if normalise else np.zeros(d)
         self._src_mean = src_mean
         self._y = jnp.asarray((y - self.center) / self.scale, jnp.float32)  # the solver's frame
         self._blocks = scores.block_targets(self._y, jnp.zeros(k, jnp.float32), self.block_size)
