@@ -367,8 +367,9 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
     bmap.save(rd.file(OT_FILE))  # last: marks the stage done
     diag = bmap.diagnostics
     if diag.l1_error:
+        verdict = diag.as_metrics()
         _log(cfg, f"fit-ot: {len(z)} codes, {diag.summary()}; estimated chi2 "
-                  f"{diag.as_metrics()['ot_chi2']:.3g}, noise {diag.as_metrics()['ot_noise_l1']:.3f}"
+                  f"{verdict['ot_chi2']:.3g}, noise {verdict['ot_noise_l1']:.3f}"
                   + "".join(f"\n  note: {n}" for n in diag.notes))
 
 

@@ -84,7 +84,7 @@ def facet_hessian_matvec(edges, num_targets: int):
 
 
 class NewtonState(NamedTuple):
-    rejected: int  # consecutive steps whose line search found no acceptable point
+    """Damped Newton carries nothing from step to step: each step is re-estimated and line-searched."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ class DampedNewton:
     needs_hessian: bool = True
 
     def init(self, h0: jax.Array) -> NewtonState:
-        return NewtonState(0)
+        return NewtonState()
 
     def update(self, est: Estimate, state: NewtonState, h: jax.Array, nu: jax.Array, probe, capture=None):
         """One globalised damped Newton step; returns (new h, new state, step size taken).
@@ -151,11 +151,9 @@ class DampedNewton:
                 trial = probe(h_try)
                 if (float(trial.l1) <= (1.0 - self.decrease * t) * l1
                         and bool(jnp.all(trial.masses >= floor))):
-                    return h_try, NewtonState(0), t
+                    return h_try, state, t
                 t *= 0.5
-        if moved:  # the capture alone lowered the error
-            return h, NewtonState(0), 1.0
-        return h, NewtonState(state.rejected + 1), 0.0
+        return h, state, 1.0 if moved else 0.0  # 1.0: the capture alone lowered the error
 
     def next_batch_size(self, est: Estimate, state: NewtonState, n: int, tol: float, step_size: float):
         """Returns (state, n).  Grow the sample size when the estimate is noise-dominated, by the factor the

@@ -287,7 +287,8 @@ class SemiDiscreteOT:
         self.scale = t_rms / src_rms if t_rms > 0 and normalise else 1.0
         self.center = t_mean - self.scale * src_mean if normalise else np.zeros(d)
         self._src_mean = src_mean
-        self._y = jnp.asarray((y - self.center) / self.scale, jnp.float32)  # the solver's frame
+        # The solver's frame (without normalisation it is the user's: no second copy of the targets).
+        self._y = jnp.asarray((y - self.center) / self.scale, jnp.float32) if normalise else self.targets
         self._blocks = scores.block_targets(self._y, jnp.zeros(k, jnp.float32), self.block_size)
         self.mesh = mesh
         self._shards = 1
@@ -377,11 +378,14 @@ class SemiDiscreteOT:
         if h.shape != (self.num_targets,):
             raise ValueError(f"h must have shape ({self.num_targets},), got {h.shape}")
         est = self._estimate(key, h / self.scale, num_samples, sampling=sampling, hessian=hessian, band=band)
-        s = self.scale
-        # u_h(x) = s u'(x) + <x, c>, so E = s E' + <mean of the source, c>; score gaps scale by s.
-        energy = s * est.energy + float(self._src_mean @ self.center)
+        s = self.scale  # score gaps scale by s
         edges = None if est.edges is None else (est.edges[0], est.edges[1], est.edges[2] / s, est.edges[3] * s)
-        return est._replace(energy=energy, edges=edges)
+        return est._replace(energy=self._user_energy(est.energy), edges=edges)
+
+    def _user_energy(self, energy):
+        """The solver frame's energy E' in the user's frame: u_h(x) = s u'(x) + <x, c>, so
+        E = s E' + <mean of the source, c>."""
+        return self.scale * energy + float(self._src_mean @ self.center)
 
     def _capture_raise(self, key, h, idx, *, sampling: str = "rqmc", num_samples: int = 1 << 16) -> jax.Array:
         """For cells ``idx``: how far to raise each height alone for the cell to take its mass nu_i.
@@ -464,7 +468,7 @@ class SemiDiscreteOT:
                                      band=getattr(opt, "band", 0.1))
                 l1 = float(est.l1)
                 for name, v in (("l1", l1), ("noise", float(est.noise_l1)), ("max_rel", float(est.max_rel)),
-                                ("energy", self.scale * float(est.energy) + float(self._src_mean @ self.center)),
+                                ("energy", self._user_energy(float(est.energy))),
                                 ("time", time.perf_counter() - t0), ("n", est.num_samples),
                                 ("chi2", float(est.chi2))):
                     hist[name].append(v)
@@ -502,9 +506,8 @@ class SemiDiscreteOT:
                     h_new, step_size = h, 0.0
                 if step_size == 0.0:
                     rejected += 1
-                    stalled = stalled + 1
+                    stalled += 1
                     if stalled >= 3 and n >= getattr(opt, "max_batch_size", n):
-                        hist["step"].append(0.0)
                         reason = "stalled"
                         notes.append(f"stalled: 3 line searches in a row failed at the largest sample ({n})")
                         break
@@ -525,6 +528,8 @@ class SemiDiscreteOT:
                            tuple(hist["time"]), tuple(hist["n"]), converged, opt.name, tuple(hist["chi2"]),
                            tuple(hist["step"]), best_step, reason, float(tol), tuple(notes))
         bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
+        if self.mesh is None and self._y is self.targets:  # same frame: hand over the padded blocks, no copy
+            bmap._blocks = (h_out, self.targets, scores.with_heights(self._blocks, h_out))
         if not converged:
             msg = f"semi-discrete OT {diag.summary()}"
             if strict:
