@@ -83,3 +83,36 @@ def loss_curves(history: dict[str, list[float]], path, title: str = "") -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+_CURVE_LABELS = {"modes_captured": "modes captured", "high_quality_fraction": "high-quality fraction",
+                 "reverse_kl": "reverse KL"}
+
+
+def learning_curves(curves, path, title: str = "", reference: dict | None = None) -> Path:
+    """One panel per metric against training step (log axis).
+
+    ``curves``: a list of records ``{"step": s, metric: value, ...}`` or a dict
+    ``label -> records`` (one line per label).  ``reference``: optional
+    ``label -> {metric: value}`` drawn as dashed horizontal lines (published numbers).
+    """
+    if not isinstance(curves, dict):
+        curves = {"": curves}
+    metrics = [m for m in _CURVE_LABELS if any(m in r for rs in curves.values() for r in rs)]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4 * max(1, len(metrics)), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (label, records) in enumerate(curves.items()):
+            pts = [(r["step"], r[metric]) for r in records if metric in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, lw=1, label=label or None, color=f"C{i % 10}")
+            if reference and label in reference and metric in reference[label]:
+                ax.axhline(reference[label][metric], ls="--", lw=0.8, color=f"C{i % 10}")
+        ax.set_xscale("log")
+        ax.set_xlabel("generator step")
+        ax.set_title(_CURVE_LABELS[metric], fontsize=9)
+        ax.grid(alpha=0.3)
+    if any(curves):
+        axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

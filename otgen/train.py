@@ -34,8 +34,11 @@ and ``GANConfig.for_mnist``):
   code's extra 100-iteration critic bursts (first 25 generator steps, every
   500th) are not reproduced: the paper's Algorithm 1 has a constant n_critic.
 * WGAN-GP (Gulrajani et al., ``igul222/improved_wgan_training``): lambda 10,
-  Adam lr 1e-4, betas (0.5, 0.9), n_critic 5.  (The reference toy script uses
-  lambda 0.1 "to be faster"; the paper's value 10 is the default here.)
+  Adam lr 1e-4, betas (0.5, 0.9), n_critic 5 (the paper's image setting).
+* Preset ``published`` on toys (``TOY_PRESETS``): each model in its own authors'
+  2-D setting and budget -- PacGAN's 400 epochs of 100,000 points at batch 100
+  (400,000 steps) for GAN/PacGAN, ``gan_toy.py``'s nets, lambda 0.1, batch 256
+  and 100,000 steps on unit-scaled data for WGAN-GP and WGAN.
 * MNIST (DCGAN-style nets of ``gan_mnist.py``): GAN/PacGAN with DCGAN's Adam
   lr 2e-4, beta1 0.5, alternating updates; the WGANs as above; batch 50,
   128-d noise.
@@ -58,7 +61,8 @@ import optax
 from flax import struct
 
 from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
-from otgen.models.gan import DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, pack
+from otgen.models.gan import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, ReLUMLP,
+                              pack)
 from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss,
                                      gradient_penalty, wgan_critic_loss, wgan_generator_loss)
 from otgen.rundir import RunDir
@@ -66,11 +70,11 @@ from otgen.rundir import RunDir
 __all__ = [
     "GAN_MODELS", "GANConfig", "GANState", "GANResult", "TrainingDivergedError",
     "build_networks", "make_optimizer", "init_state", "make_train_step", "make_fit_step",
-    "train_gan", "load_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME",
+    "train_gan", "load_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "curve_steps",
 ]
 
 GAN_MODELS = ("gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
-ARCHS = ("mlp", "dcgan")
+ARCHS = ("mlp", "relu_mlp", "dcgan")
 OPTIMIZERS = ("adam", "rmsprop")
 CHECKPOINT_NAME = "checkpoint.npz"
 LOSS_PLOT_NAME = "loss.png"
@@ -90,7 +94,8 @@ class GANConfig:
     """
 
     model: str = "gan"
-    arch: str = "mlp"                      # "mlp" (vectors, PacGAN nets) or "dcgan" (28x28 images)
+    preset: str = "default"                # which table row built it (recorded in config.json)
+    arch: str = "mlp"                      # "mlp" (PacGAN nets), "relu_mlp" (gan_toy.py nets), "dcgan" (28x28)
     steps: int = 10_000                    # generator updates (the budget)
     seed: int = 0
     batch_size: int = 100                  # discriminator inputs (packs) per update
@@ -105,7 +110,10 @@ class GANConfig:
     beta1: float = 0.8                     # Adam
     beta2: float = 0.999                   # Adam
     rms_decay: float = 0.99                # RMSProp
+    rms_initial: float = 0.0               # RMSProp's initial mean square (TensorFlow 1 starts at 1)
+    eps_in_sqrt: bool = False              # RMSProp: g / sqrt(ms + eps) (TensorFlow) vs / (sqrt(ms) + eps)
     eps: float = 1e-8
+    standardize: bool = False              # train on data / its standard deviation, sample back (gan_toy.py)
     g_hidden: int = 400                    # mlp generator width
     g_layers: int = 4
     d_hidden: int = 200                    # maxout units per layer (kept for every packing degree)
@@ -146,7 +154,7 @@ class GANConfig:
             problems.append("a gradient penalty belongs to the Wasserstein critic (wgan-gp)")
         if self.arch == "dcgan" and (len(self.sample_shape) != 3 or self.sample_shape[:2] != (28, 28)):
             problems.append(f"the dcgan nets need 28x28xC images, got sample_shape {self.sample_shape}")
-        if self.arch == "mlp" and len(self.sample_shape) != 1:
+        if self.arch != "dcgan" and len(self.sample_shape) != 1:
             problems.append(f"the mlp nets need vector samples, got sample_shape {self.sample_shape}")
         if problems:
             raise ValueError("invalid GANConfig: " + "; ".join(problems))
@@ -161,12 +169,23 @@ class GANConfig:
         return "wasserstein" if self.model in ("wgan", "wgan-gp") else "gan"
 
     @classmethod
-    def for_toy(cls, model: str = "gan", steps: int = 10_000, seed: int = 0, batch_size: int = 100,
-                dim: int = 2, **overrides) -> GANConfig:
-        """PacGAN's 2-D networks with each model's published optimiser settings."""
-        base = dict(model=model, arch="mlp", steps=steps, seed=seed, batch_size=batch_size,
-                    sample_shape=(dim,), noise_dim=2)
-        return cls(**{**base, **_published_training(model, images=False), **overrides})
+    def for_toy(cls, model: str = "gan", steps: int | None = None, seed: int = 0, dim: int = 2,
+                preset: str = "default", **overrides) -> GANConfig:
+        """A 2-D configuration from ``TOY_PRESETS[preset]``; ``steps=None`` keeps the preset's budget.
+
+        ``default``: PacGAN's networks for every model with each model's published
+        optimiser (10,000 steps); ``published``: each model in its authors' own toy
+        setting and budget.
+        """
+        if preset not in TOY_PRESETS:
+            raise ValueError(f"preset must be one of {tuple(TOY_PRESETS)}, got {preset!r}")
+        row = TOY_PRESETS[preset]
+        if model not in row:
+            raise ValueError(f"model must be one of {GAN_MODELS}, got {model!r}")
+        base = dict(model=model, preset=preset, seed=seed, sample_shape=(dim,), noise_dim=2)
+        if steps is not None:
+            base["steps"] = steps
+        return cls(**{**_published_training(model, images=False), **row[model], **base, **overrides})
 
     @classmethod
     def for_mnist(cls, model: str = "gan", steps: int = 20_000, seed: int = 0, batch_size: int = 50,
@@ -181,6 +200,38 @@ class GANConfig:
         d = dataclasses.asdict(self)
         d.pop("steps")
         return json.loads(json.dumps(d))  # tuples -> lists, as stored in checkpoint metadata
+
+
+# Toy presets: one row per model.  ``published`` is each model's own authors' 2-D
+# setting, read off their public code:
+# * GAN / PacGAN-m: fjxmlzn/PacGAN, synthetic_data_experiments/2DRing_GAN&PacGAN/config.py
+#   and 2DGrid_GAN&PacGAN/config.py: num_epoch 400, num_sample 100000, batch_size 100
+#   (so 400 x 1000 = 400,000 generator steps), learning_rate 1e-4, beta1 0.8, nets 4 x 400
+#   (batch-norm ReLU) / 3 maxout x 200 x 5 pieces, N(0, 0.02^2) init; updates simultaneous
+#   (ali_algorithm).  The training-set size lives in otgen.experiments.toy.TOY_TRAIN_SIZE.
+# * WGAN-GP / WGAN: igul222/improved_wgan_training, gan_toy.py: DIM 512 (3 ReLU layers, He
+#   init, no batch norm), LAMBDA .1, CRITIC_ITERS 5, BATCH_SIZE 256, ITERS 100000, data
+#   divided by its standard deviation ("dataset /= 2.828 # stdev"); wgan-gp: Adam 1e-4,
+#   betas (0.5, 0.9); wgan: tf.train.RMSPropOptimizer(5e-5) (TensorFlow 1 defaults: decay 0.9,
+#   epsilon 1e-10 inside the root, mean square initialised to 1), clip [-0.01, 0.01].
+_PACGAN_TOY = dict(arch="mlp", batch_size=100, g_hidden=400, g_layers=4, d_hidden=200, d_layers=3)
+_GAN_TOY_PY = dict(arch="relu_mlp", steps=100_000, batch_size=256, n_critic=5, simultaneous=False,
+                   g_hidden=512, g_layers=3, d_hidden=512, d_layers=3, standardize=True)
+TOY_PRESETS: dict[str, dict[str, dict]] = {
+    "default": {m: dict(_PACGAN_TOY, steps=10_000) for m in GAN_MODELS},
+    "published": {
+        **{m: dict(_PACGAN_TOY, steps=400_000) for m in ("gan", "pacgan2", "pacgan3", "pacgan4")},
+        "wgan-gp": dict(_GAN_TOY_PY, gp_lambda=0.1, optimizer="adam", lr=1e-4, beta1=0.5, beta2=0.9),
+        "wgan": dict(_GAN_TOY_PY, optimizer="rmsprop", lr=5e-5, rms_decay=0.9, eps=1e-10, eps_in_sqrt=True,
+                     rms_initial=1.0, clip=0.01),
+    },
+}
+
+
+def curve_steps(total: int) -> tuple[int, ...]:
+    """Log-spaced evaluation steps 1k, 3k, 10k, 30k, ... below ``total``, and ``total`` itself."""
+    marks = [m * 10 ** e for e in range(3, 9) for m in (1, 2, 3, 5)]
+    return tuple(s for s in marks if s < total) + ((int(total),) if total > 0 else ())
 
 
 def _published_training(model: str, images: bool) -> dict:
@@ -211,7 +262,10 @@ class GANState(struct.PyTreeNode):
 
 def build_networks(cfg: GANConfig):
     """(generator, discriminator) Flax modules for ``cfg``."""
-    if cfg.arch == "mlp":
+    if cfg.arch == "relu_mlp":
+        g = ReLUMLP(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers)
+        d = ReLUMLP(out_dim=1, hidden=cfg.d_hidden, layers=cfg.d_layers, squeeze=True)
+    elif cfg.arch == "mlp":
         g = MLPGenerator(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers,
                          init_std=cfg.init_std, bn_momentum=cfg.bn_momentum)
         d = MaxoutDiscriminator(hidden=cfg.d_hidden, pieces=cfg.maxout_pieces, layers=cfg.d_layers,
@@ -227,7 +281,8 @@ def make_optimizer(cfg: GANConfig) -> optax.GradientTransformation:
     if cfg.optimizer == "adam":
         return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
     # PyTorch-style RMSProp (as in the WGAN reference): eps added outside the square root
-    return optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.eps, eps_in_sqrt=False)
+    return optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.eps, eps_in_sqrt=cfg.eps_in_sqrt,
+                         initial_scale=cfg.rms_initial)
 
 
 def packed_shape(cfg: GANConfig) -> tuple[int, ...]:
@@ -243,7 +298,7 @@ def init_state(cfg: GANConfig, key: jax.Array | None = None) -> GANState:
     g_vars = g.init(k_g, jnp.zeros((2, cfg.noise_dim)), train=False)
     d_vars = d.init(k_d, jnp.zeros((1,) + packed_shape(cfg)))
     tx = make_optimizer(cfg)
-    return GANState(g_params=g_vars["params"], g_stats=g_vars["batch_stats"], d_params=d_vars["params"],
+    return GANState(g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}), d_params=d_vars["params"],
                     g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]),
                     step=jnp.zeros((), jnp.int32), key=k_run)
 
@@ -271,7 +326,7 @@ def make_train_step(cfg: GANConfig, players: bool = False):
         def one_group(zi):
             x, upd = g_net.apply({"params": g_params, "batch_stats": g_stats}, zi, train=True,
                                  mutable=["batch_stats"])
-            return x, upd["batch_stats"]
+            return x, upd.get("batch_stats", {})
 
         x, stats = jax.vmap(one_group)(z)
         return x, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
@@ -423,6 +478,8 @@ class GANResult:
     state: GANState
     history: dict[str, list[float]]
     train_seconds: float = 0.0  # wall time of the steps run by this call (compilation included)
+    data_scale: float = 1.0     # the networks see data / data_scale (``config.standardize``)
+    curve: tuple[dict, ...] = ()  # learning-curve records {"step": s, **evaluate(result at s)}
 
     _CHUNK = 2048  # samples per generator call, bounding memory for the image nets
 
@@ -444,7 +501,7 @@ class GANResult:
             done += chunks[-1].shape[0]
             i += 1
         out = np.concatenate(chunks) if chunks else np.zeros((0,) + self.config.sample_shape, np.float32)
-        return np.clip(out, 0.0, 1.0) if self.config.arch == "dcgan" else out
+        return np.clip(out, 0.0, 1.0) if self.config.arch == "dcgan" else out * np.float32(self.data_scale)
 
 
 _SAMPLERS: dict[GANConfig, Any] = {}
@@ -483,9 +540,19 @@ def _data_fingerprint(x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict) -> dict:
+def _data_scale(cfg: GANConfig, x: np.ndarray) -> float:
+    """The standard deviation the data is divided by (1 unless ``cfg.standardize``)."""
+    if not cfg.standardize:
+        return 1.0
+    scale = float(np.sqrt(np.mean(np.var(x.reshape(len(x), -1), axis=0, dtype=np.float64))))
+    if not scale > 0:
+        raise ValueError("cannot standardise training data with zero variance")
+    return scale
+
+
+def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict, curve: list, scale: float) -> dict:
     return {"kind": _CHECKPOINT_KIND, "model": cfg.model, "config": cfg.compatibility_dict(),
-            "step": int(step), "data": data_digest, "history": history}
+            "step": int(step), "data": data_digest, "history": history, "curve": curve, "data_scale": scale}
 
 
 def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str | None) -> None:
@@ -504,20 +571,21 @@ def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str |
         raise CheckpointError(f"{path} was trained on different data (fingerprint mismatch)")
 
 
-def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANState, dict]:
+def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANState, dict, dict]:
     _, meta = load_pytree(path)
     _check_compatible(path, meta, cfg, data_digest)
     state, _ = load_pytree(path, like=init_state(cfg))
     state = jax.tree_util.tree_map(jnp.asarray, state)
     history = {k: [int(v) if k == "step" else float(v) for v in vals]
                for k, vals in meta.get("history", {}).items()}
-    return state, history
+    return state, history, meta
 
 
 def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
     """The :class:`GANResult` stored in ``run_dir``'s checkpoint (refused if ``cfg`` differs)."""
-    state, history = _restore(RunDir(run_dir).file(CHECKPOINT_NAME), cfg, None)
-    return GANResult(cfg, state, history)
+    state, history, meta = _restore(RunDir(run_dir).file(CHECKPOINT_NAME), cfg, None)
+    return GANResult(cfg, state, history, data_scale=float(meta.get("data_scale", 1.0)),
+                     curve=tuple(meta.get("curve", ())))
 
 
 def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) -> TrainingDivergedError:
@@ -530,7 +598,8 @@ def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) 
 
 
 def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
-              checkpoint_every: int = 1000, progress: bool = True) -> GANResult:
+              checkpoint_every: int = 1000, progress: bool = True, evaluate=None,
+              eval_steps: tuple[int, ...] = ()) -> GANResult:
     """Train ``cfg.model`` on ``data`` for ``cfg.steps`` generator updates.
 
     Writes ``checkpoint.npz`` into ``run_dir`` every ``checkpoint_every`` steps and
@@ -540,6 +609,12 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
     model, configuration (``steps`` aside: the budget may be extended) or data
     set.  A non-finite loss raises :class:`TrainingDivergedError` before any
     checkpoint of the bad state is written.  Ctrl-C saves the last completed chunk.
+
+    Learning curve: at every step of ``eval_steps`` (e.g. :func:`curve_steps`)
+    ``evaluate(result) -> dict`` is called on the :class:`GANResult` of that
+    moment and ``{"step": s, **record}`` is appended to ``result.curve``; a
+    checkpoint is written at the same step, so the record can be recomputed from
+    it.  The curve travels in the checkpoint and survives a resume.
     """
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -547,12 +622,15 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
 
     x = _validate_data(cfg, data)
     digest = _data_fingerprint(x)
+    scale = _data_scale(cfg, x)
     run = RunDir(run_dir)
     ckpt = run.file(CHECKPOINT_NAME)
+    eval_steps = sorted({int(s) for s in eval_steps if 0 < int(s) <= cfg.steps})
 
-    state, history, last_saved = None, {}, None
+    state, history, curve, last_saved = None, {}, [], None
     if resume and ckpt.exists():
-        state, history = _restore(ckpt, cfg, digest)
+        state, history, meta = _restore(ckpt, cfg, digest)
+        curve = [dict(r) for r in meta.get("curve", [])]
         last_saved = int(state.step)
     if state is None:
         state = init_state(cfg)
@@ -562,11 +640,14 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
         nonlocal last_saved
         if not bool(_all_finite((s.g_params, s.g_stats, s.d_params))):
             raise _diverged(cfg, at, {"parameters": float("nan")}, last_saved)
-        save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history))
+        save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale))
         last_saved = at
 
+    def result(s, seconds=0.0):
+        return GANResult(cfg, s, history, seconds, data_scale=scale, curve=tuple(curve))
+
     run_chunk = make_chunk_runner(cfg)
-    data_dev = jnp.asarray(x)
+    data_dev = jnp.asarray(x / np.float32(scale) if scale != 1.0 else x)
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -574,7 +655,9 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
                dynamic_ncols=True, leave=False)
     try:
         while step < cfg.steps:
-            end = min(_next_multiple(step, cfg.log_every), _next_multiple(step, checkpoint_every), cfg.steps)
+            next_eval = next((e for e in eval_steps if e > step), cfg.steps)
+            end = min(_next_multiple(step, cfg.log_every), _next_multiple(step, checkpoint_every), next_eval,
+                      cfg.steps)
             new_state, metrics = run_chunk(state, data_dev, end - step)
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             finite = np.all([np.isfinite(v) for v in metrics.values()], axis=0)
@@ -588,7 +671,10 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
                 history.setdefault(k, []).append(float(v.mean()))
             bar.update(end - bar.n)
             bar.set_postfix({k: f"{history[k][-1]:.3f}" for k in metrics})
-            if step % checkpoint_every == 0:
+            if evaluate is not None and step in eval_steps and all(r["step"] != step for r in curve):
+                curve.append({"step": step, **evaluate(result(state))})
+                save(state, step)
+            elif step % checkpoint_every == 0:
                 save(state, step)
     except KeyboardInterrupt:
         if step > (last_saved or 0):
@@ -602,7 +688,7 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
     if history:
         loss_curves({k: v for k, v in history.items()}, run.file(LOSS_PLOT_NAME),
                     title=f"{cfg.model} losses (mean per {cfg.log_every} steps)")
-    return GANResult(cfg, state, history, seconds)
+    return result(state, seconds)
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,12 @@ import numpy as np
 __all__ = ["ToyRunConfig", "MODELS", "run", "add_arguments", "main"]
 
 MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
+PRESETS = ("default", "published")
+# Training points drawn from a built-in toy per preset: PacGAN's code trains on 100,000
+# (``num_sample``); gan_toy.py's 25gaussians also holds 100,000 (its 8gaussians draws fresh
+# batches -- a fixed 100,000-point set stands in for it).
+TOY_TRAIN_SIZE = {"default": 2000, "published": 100_000}
+CURVE_FIELDS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +43,8 @@ class ToyRunConfig:
     data: str | None = None  # path of a user .npy (n, d) array, used instead of ``dist``
     out: str = "runs/toy"
     seed: int = 0
-    n_train: int = 2000
+    preset: str = "default"  # GAN budget and setting: TOY_PRESETS in otgen.train, TOY_TRAIN_SIZE here
+    n_train: int | None = None  # None: TOY_TRAIN_SIZE[preset]
     n_samples: int = 2500  # PacGAN / VEEGAN evaluate 2,500 samples
     steps: int | None = None
     resume: bool = False
@@ -53,6 +61,10 @@ class ToyRunConfig:
             raise ValueError("give a toy distribution (--dist) or a data file (--data), not both")
         if self.dist is None and self.data is None:
             object.__setattr__(self, "dist", "ring8")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.n_train is None:
+            object.__setattr__(self, "n_train", TOY_TRAIN_SIZE[self.preset])
         if self.n_train < 2 or self.n_samples < 1:
             raise ValueError(f"need n_train >= 2 and n_samples >= 1, got {self.n_train}, {self.n_samples}")
         if self.steps is not None and self.steps < 1:
@@ -94,13 +106,28 @@ def _aeot(cfg: ToyRunConfig, data: np.ndarray, keys: dict, rd) -> tuple[np.ndarr
     return samples, info, {"ot": dataclasses.asdict(ot), "extension": dataclasses.asdict(ext)}
 
 
-def _gan(cfg: ToyRunConfig, data: np.ndarray, keys: dict, rd) -> tuple[np.ndarray, dict, dict]:
-    from otgen.train import GANConfig, train_gan
+def _gan(cfg: ToyRunConfig, data: np.ndarray, keys: dict, rd, toy=None) -> tuple[np.ndarray, dict, dict]:
+    from otgen.train import GANConfig, curve_steps, train_gan
 
-    gcfg = GANConfig.for_toy(cfg.model, seed=cfg.seed, dim=data.shape[1],
-                             **({"steps": cfg.steps} if cfg.steps else {}))
-    result = train_gan(gcfg, data, rd.path, resume=cfg.resume, progress=cfg.progress)
+    gcfg = GANConfig.for_toy(cfg.model, steps=cfg.steps, seed=cfg.seed, dim=data.shape[1], preset=cfg.preset)
+    evaluate = None
+    if toy is not None:  # learning curve: the run's own metrics at log-spaced steps
+        from otgen.eval.modes import mode_coverage_for_toy
+
+        def evaluate(result):
+            scores = mode_coverage_for_toy(result.sample(keys["sample"], cfg.n_samples), toy)
+            return {k: scores[k] for k in CURVE_FIELDS}
+
+    # checkpoints every ~1-2 minutes at the published budgets' speeds
+    result = train_gan(gcfg, data, rd.path, resume=cfg.resume, progress=cfg.progress,
+                       checkpoint_every=min(10_000, max(1000, gcfg.steps // 10)), evaluate=evaluate,
+                       eval_steps=curve_steps(gcfg.steps))
     samples = result.sample(keys["sample"], cfg.n_samples)
+    if result.curve:
+        from otgen.plotting import learning_curves
+
+        rd.write_json("curves.json", list(result.curve))
+        learning_curves(list(result.curve), rd.file("curves.png"), title=f"{cfg.model} on {cfg.dist}")
     return samples, {"train_seconds": result.train_seconds, "steps": gcfg.steps}, {"gan": dataclasses.asdict(gcfg)}
 
 
@@ -114,7 +141,7 @@ def run(cfg: ToyRunConfig) -> dict:
     keys = _keys(cfg.seed)
     toy, data = _training_data(cfg, keys["data"])
     rd.save_array("data.npy", data)
-    train = _aeot if cfg.model == "aeot" else _gan
+    train = _aeot if cfg.model == "aeot" else partial(_gan, toy=toy)
     # config.json first: a crashed run still says what it was.
     rd.write_config({"run": dataclasses.asdict(cfg), "n_train_used": int(data.shape[0])}, seed=cfg.seed)
     t0 = time.perf_counter()
@@ -159,10 +186,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODELS, default="aeot", help="generator to train (default aeot)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data draw, training and sampling")
-    parser.add_argument("--n-train", type=int, default=2000, help="training points drawn from the toy (2000)")
+    parser.add_argument("--preset", choices=PRESETS, default="default",
+                        help="default: PacGAN's nets for every GAN, 10,000 steps, 2,000 training points; "
+                             "published: each GAN in its authors' toy setting and budget (400,000 steps "
+                             "for GAN/PacGAN, gan_toy.py's 100,000 for the WGANs), 100,000 training points")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help="training points drawn from the toy (default: 2000, or 100000 with --preset published)")
     parser.add_argument("--n-samples", type=int, default=2500, help="points to generate and score (2500)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="GANs: generator updates (default 10000); AE-OT: max OT solver steps (default 30)")
+                        help="GANs: generator updates (default: the preset's); AE-OT: max OT solver steps (default 30)")
     parser.add_argument("--resume", action="store_true", help="GANs: continue from the run's checkpoint.npz")
     parser.add_argument("--angle-threshold", type=float, default=None,
                         help="AE-OT: dihedral-angle threshold in radians on standardised codes (default 0.1)")
@@ -172,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     cfg = ToyRunConfig(model=args.model, dist=args.dist, data=args.data, out=args.out, seed=args.seed,
-                       n_train=args.n_train, n_samples=args.n_samples, steps=args.steps, resume=args.resume,
+                       preset=args.preset, n_train=args.n_train, n_samples=args.n_samples, steps=args.steps, resume=args.resume,
                        progress=not args.no_progress, angle_threshold=args.angle_threshold, top_k=args.top_k)
     metrics = run(cfg)
     summary = [f"{cfg.model} on {metrics['dist']}: {metrics['wall_seconds']:.1f} s"]

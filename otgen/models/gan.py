@@ -19,6 +19,11 @@ Two families, one per data type:
   Flax's: the same function, its G+D gradients 8.7x faster on CPU
   (``scripts/bench_gan.py --images``).
 
+* 2-D toys, WGAN / WGAN-GP authors' setting (``igul222/improved_wgan_training``,
+  ``gan_toy.py``): generator and critic are both 3 hidden ReLU layers of 512
+  units (biased, He-uniform init, no batch norm) and a linear output
+  (:class:`ReLUMLP`).
+
 Packing (PacGAN): the discriminator sees ``m`` samples concatenated along the
 last axis (features for vectors, channels for images); see :func:`pack`.  The
 hidden widths stay the same for every ``m``, exactly as in the reference code,
@@ -36,7 +41,7 @@ import jax.numpy as jnp
 from otgen.models.layers import StridedConv, StridedConvTranspose
 
 __all__ = [
-    "MLPGenerator", "MaxoutDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
+    "MLPGenerator", "MaxoutDiscriminator", "ReLUMLP", "DCGANGenerator", "DCGANDiscriminator",
     "Maxout", "pack", "param_count",
 ]
 
@@ -110,6 +115,29 @@ class MaxoutDiscriminator(nn.Module):
         for _ in range(self.layers):
             h = Maxout(self.hidden, self.pieces, kernel_init=init)(h)
         return nn.Dense(1, kernel_init=init)(h)[..., 0]
+
+
+class ReLUMLP(nn.Module):
+    """``gan_toy.py``'s nets: [Dense -> ReLU] x layers -> Dense(out_dim), He-uniform weights, zero biases.
+
+    Used as generator (``out_dim`` = data dim; ``train`` is accepted and ignored:
+    no batch norm) and as critic (``out_dim=1, squeeze=True``: one score per row).
+    """
+
+    out_dim: int = 1
+    hidden: int = 512
+    layers: int = 3
+    squeeze: bool = False  # critic: return (B,) scores instead of (B, 1)
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        # tflib's 'he' init: uniform with std sqrt(2 / fan_in)
+        init = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+        h = x
+        for _ in range(self.layers):
+            h = nn.relu(nn.Dense(self.hidden, kernel_init=init)(h))
+        out = nn.Dense(self.out_dim, kernel_init=init)(h)
+        return out[..., 0] if self.squeeze else out
 
 
 class DCGANGenerator(nn.Module):
