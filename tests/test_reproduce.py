@@ -1,0 +1,159 @@
+"""The published toy presets, learning curves, resumability, and the reproduction report.
+
+Presets are checked against the values read off the authors' code (cited in
+``otgen.train``); the long runs themselves are never run here, only tiny budgets.
+"""
+
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from otgen.experiments import reproduce
+from otgen.experiments.toy import TOY_TRAIN_SIZE, ToyRunConfig, run
+from otgen.train import TOY_PRESETS, GANConfig, curve_steps, load_gan, make_optimizer, train_gan
+
+TINY = dict(g_hidden=16, g_layers=2, d_hidden=8, batch_size=16, log_every=5)
+
+
+def test_published_toy_presets_carry_the_authors_values():
+    # PacGAN synthetic_data_experiments/*/config.py: 400 epochs x (100,000 / 100) steps
+    for model in ("gan", "pacgan2", "pacgan3", "pacgan4"):
+        cfg = GANConfig.for_toy(model, preset="published")
+        assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.beta1, cfg.simultaneous) == (400_000, 100, 1e-4, 0.8, True)
+        assert (cfg.arch, cfg.g_hidden, cfg.g_layers, cfg.d_hidden, cfg.maxout_pieces, cfg.init_std) == \
+            ("mlp", 400, 4, 200, 5, 0.02)
+        assert cfg.preset == "published" and not cfg.standardize
+    # gan_toy.py: DIM 512, LAMBDA .1, CRITIC_ITERS 5, BATCH_SIZE 256, ITERS 100000, data / stdev
+    gp = GANConfig.for_toy("wgan-gp", preset="published")
+    assert (gp.arch, gp.g_hidden, gp.g_layers, gp.d_hidden, gp.d_layers) == ("relu_mlp", 512, 3, 512, 3)
+    assert (gp.gp_lambda, gp.n_critic, gp.batch_size, gp.steps, gp.lr, gp.beta1, gp.beta2) == \
+        (0.1, 5, 256, 100_000, 1e-4, 0.5, 0.9)
+    assert gp.standardize and not gp.simultaneous
+    w = GANConfig.for_toy("wgan", preset="published")
+    assert (w.optimizer, w.lr, w.rms_decay, w.eps, w.eps_in_sqrt, w.rms_initial, w.clip, w.steps) == \
+        ("rmsprop", 5e-5, 0.9, 1e-10, True, 1.0, 0.01, 100_000)
+    assert TOY_TRAIN_SIZE["published"] == 100_000
+    # the default preset keeps the old behaviour: PacGAN nets, 10,000 steps, the paper's lambda 10
+    assert GANConfig.for_toy("wgan-gp").gp_lambda == 10.0 and GANConfig.for_toy("gan").steps == 10_000
+    assert set(TOY_PRESETS["published"]) == set(TOY_PRESETS["default"])
+    with pytest.raises(ValueError, match="preset"):
+        GANConfig.for_toy("gan", preset="paper")
+
+
+def test_tensorflow_rmsprop_semantics():
+    # TF1 RMSProp: ms starts at 1, ms <- 0.9 ms + 0.1 g^2, step = lr g / sqrt(ms + eps)
+    tx = make_optimizer(GANConfig.for_toy("wgan", preset="published"))
+    g = {"w": np.array([0.5, -2.0], np.float32)}
+    updates, _ = tx.update(g, tx.init(g), g)
+    ms = 0.9 + 0.1 * g["w"] ** 2
+    np.testing.assert_allclose(np.asarray(updates["w"]), -5e-5 * g["w"] / np.sqrt(ms + 1e-10), rtol=1e-6)
+    assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_curve_steps_are_log_spaced_and_end_at_the_budget():
+    assert curve_steps(400_000) == (1000, 2000, 3000, 5000, 10_000, 20_000, 30_000, 50_000, 100_000, 200_000,
+                                    300_000, 400_000)
+    assert curve_steps(500) == (500,)
+    assert curve_steps(0) == ()
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    angle = rng.integers(0, 8, n) * 2 * np.pi / 8
+    return (5 * np.stack([np.cos(angle), np.sin(angle)], 1) + 0.05 * rng.standard_normal((n, 2))).astype(np.float32)
+
+
+def _evaluate(result):
+    x = result.sample(jax.random.key(7), 64)
+    return {"mean_norm": float(np.linalg.norm(x, axis=1).mean())}
+
+
+@pytest.mark.parametrize("model", ["wgan-gp", "gan"])
+def test_resumed_run_with_curve_equals_uninterrupted_run(tmp_path, model):
+    data = _data()
+    cfg = GANConfig.for_toy(model, preset="published", steps=20, **TINY)
+    steps = (5, 10, 20)
+    full = train_gan(cfg, data, tmp_path / "full", progress=False, evaluate=_evaluate, eval_steps=steps)
+    half = GANConfig.for_toy(model, preset="published", steps=10, **TINY)
+    train_gan(half, data, tmp_path / "split", progress=False, evaluate=_evaluate, eval_steps=steps)
+    resumed = train_gan(cfg, data, tmp_path / "split", resume=True, progress=False, evaluate=_evaluate,
+                        eval_steps=steps)
+    assert [r["step"] for r in full.curve] == [5, 10, 20]
+    assert resumed.curve == full.curve
+    for a, b in zip(jax.tree_util.tree_leaves(full.state.g_params), jax.tree_util.tree_leaves(resumed.state.g_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the curve's last record is the evaluation of what the checkpoint holds
+    loaded = load_gan(tmp_path / "split", cfg)
+    assert {"step": 20, **_evaluate(loaded)} == full.curve[-1]
+    assert loaded.curve == full.curve and loaded.data_scale == full.data_scale
+
+
+def test_standardised_training_samples_in_the_data_scale(tmp_path):
+    data = _data()
+    cfg = GANConfig.for_toy("wgan-gp", preset="published", steps=5, **TINY)
+    result = train_gan(cfg, data, tmp_path, progress=False)
+    assert result.data_scale == pytest.approx(float(np.sqrt(np.var(data, axis=0).mean())), rel=1e-6)
+    assert result.data_scale > 3  # ring of radius 5
+    raw = GANConfig.for_toy("gan", preset="published", steps=5, **TINY)
+    assert train_gan(raw, data, tmp_path / "raw", progress=False).data_scale == 1.0
+    with pytest.raises(ValueError, match="zero variance"):
+        train_gan(cfg, np.ones((10, 2), np.float32), tmp_path / "flat", progress=False)
+
+
+def test_toy_run_with_the_published_preset_records_it_and_its_curve(tmp_path):
+    out = tmp_path / "run"
+    metrics = run(ToyRunConfig(model="wgan-gp", dist="ring8", out=str(out), preset="published", steps=20,
+                               n_train=500, progress=False))
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["run"]["preset"] == "published" and config["gan"]["preset"] == "published"
+    assert config["gan"]["gp_lambda"] == 0.1 and config["gan"]["arch"] == "relu_mlp"
+    curve = json.loads((out / "curves.json").read_text())
+    assert [r["step"] for r in curve] == [20]
+    # the last curve point is the final evaluation: same generator, same sampling key
+    assert curve[-1]["modes_captured"] == metrics["modes_captured"]
+    assert curve[-1]["high_quality_fraction"] == metrics["high_quality_fraction"]
+    assert (out / "curves.png").exists()
+
+
+def _fake_run(path, modes, hq, kl=0.1, steps=400_000, curve=True):
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(path / "samples.npy", rng.standard_normal((50, 2)).astype(np.float32))
+    np.save(path / "data.npy", rng.standard_normal((50, 2)).astype(np.float32))
+    (path / "metrics.json").write_text(json.dumps({"modes_captured": modes, "high_quality_fraction": hq,
+                                                   "reverse_kl": kl, "n_modes": 8, "steps": steps,
+                                                   "train_seconds": 600.0}))
+    if curve:
+        (path / "curves.json").write_text(json.dumps([{"step": 1000, "modes_captured": modes,
+                                                       "high_quality_fraction": hq, "reverse_kl": kl}]))
+
+
+def test_verdicts_and_report(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs / "ring8_gan_s0", modes=6, hq=0.97)        # sharp samples on too few modes, as published
+    _fake_run(runs / "ring8_gan_s1", modes=7, hq=0.95)
+    _fake_run(runs / "ring8_pacgan2_s0", modes=8, hq=0.40)    # not sharp: not reproduced
+    _fake_run(runs / "grid25_gan_s0", modes=25, hq=0.93)      # 25 vs 17.3 +- 3: not reproduced
+    recs = {(r["dist"], r["model"]): r for r in reproduce.collect(runs)}
+    assert recs[("ring8", "gan")]["seeds"] == 2
+    assert recs[("ring8", "gan")]["modes_captured"] == (6.5, 0.5)
+    assert reproduce.verdict(recs[("ring8", "gan")]) == "reproduced"
+    assert reproduce.verdict(recs[("ring8", "pacgan2")]).startswith("not reproduced: HQ 40.0%")
+    assert "modes 25.0 outside 17.3" in reproduce.verdict(recs[("grid25", "gan")])
+    assert reproduce.verdict(recs[("ring8", "pacgan4")]) == "not finished"
+    path = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only")
+    text = path.read_text()
+    assert "| ring8 | gan | 400000 | 2 | 6.5 +- 0.5 | 96.0 +- 1.0 |" in text
+    assert (tmp_path / "report" / "reproduction_samples.png").exists()
+    assert (tmp_path / "report" / "reproduction_curves_ring8.png").exists()
+
+
+def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):
+    from otgen.cli import main
+
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--shard", "2/2", "--report-only"]) == 2
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--models", "vae"]) == 2
+    assert "unknown model or toy: vae" in capsys.readouterr().err
