@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from otgen.eval.novelty import copy_fraction
 from otgen.ot import BrenierMap, SemiDiscreteOT, UniformBox, damped_newton
 from otgen.ot.extension import dihedral_angle, extend, standardise, unit_normals
 from otgen.ot.warm_start import discrete_ot_heights
@@ -55,15 +56,17 @@ def test_no_sample_lands_in_the_gap_and_most_are_new(two_clusters):
     ext = extend(bmap, jax.random.key(1))
     z = np.asarray(ext.generate(jax.random.key(2), 4000))
     assert z.shape == (4000, 2) and np.all(np.isfinite(z))
-    # Support of the clusters: within the bounding box of each cluster's own points.
-    in_a = np.all((z >= y[:100].min(0)) & (z <= y[:100].max(0)), axis=1)
-    in_b = np.all((z >= y[100:].min(0)) & (z <= y[100:].max(0)), axis=1)
-    assert np.all(in_a | in_b), f"{np.sum(~(in_a | in_b))} samples between the clusters"
+    # Radii from the cluster centres in units of the clusters' std (0.02); the gap is 30 std wide.
+    # The piecewise-linear map extrapolates a little beyond each cluster's hull, as fresh draws
+    # of the clusters do: measured max 4.0 std (fresh draws: 4.1), 99th percentile 3.2 (2.9).
+    r_a, r_b = (np.linalg.norm(z - c, axis=1) / 0.02 for c in ([0.2, 0.5], [0.8, 0.5]))
+    r = np.minimum(r_a, r_b)
+    assert r.max() < 6.0, f"{np.sum(r >= 6)} samples in the gap between the clusters"
+    assert np.quantile(r, 0.99) < 3.6
     # Both clusters get about half the samples (the OT map keeps the mass split).
-    assert abs(in_a.mean() - 0.5) < 0.05
-    # New points: not equal to any target.  Stated fraction: at least 80% (measured ~90%).
-    d = np.min(np.linalg.norm(z[:, None, :] - y[None], axis=-1), axis=1)
-    assert np.mean(d > 0) >= 0.8
+    assert abs(np.mean(r_a < r_b) - 0.5) < 0.05
+    # New points, scale-aware: < 1% within 1% of the targets' median spacing of a target.
+    assert copy_fraction(z, y) < 0.01
 
 
 def test_a_large_threshold_does_interpolate_across_the_gap(two_clusters):

@@ -1,0 +1,150 @@
+"""Does a generator generate, or replay its training set?  Nearest-neighbour evidence.
+
+Every quantity compares the generated samples ``Q`` with *held-out* real samples
+``P`` (drawn like the training set ``T`` but not in it), so a number means
+something only next to its controls: fresh real data scores the held-out value
+by construction, a replay of ``T`` scores what a copier scores.
+
+* :func:`nearest_distances` -- distance from each row to its nearest point of a
+  reference set (a k-d tree in low dimension, blocked exact products above).
+* :func:`copy_fraction` -- fraction of samples closer to a training point than
+  ``rel`` (1%) of the training set's own median nearest-neighbour spacing.
+  Scale-aware: a float round trip (~1e-7) does not make a copy new.
+* :func:`data_copying_test` -- the C_T statistic of Meehan, Chaudhuri & Dasgupta,
+  "A non-parametric test to detect data-copying in generative models" (AISTATS
+  2020): partition the space by k-means on ``T``; in each cell compare the
+  distances to the cell's nearest training point of ``Q`` and of ``P`` by a
+  Mann-Whitney U test, z-scored under the null; average the z-scores weighted by
+  ``P``'s share of each cell, over the cells holding more than ``tau`` of ``Q``.
+  Strongly negative: ``Q`` sits closer to ``T`` than fresh data does (copying);
+  ~0: like held-out data; positive: farther (underfitting, blur).
+* :func:`novelty` -- all of the above in one flat dict, the fields every suite
+  stores in ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["nearest_distances", "training_spacing", "copy_fraction", "mann_whitney_z", "data_copying_test",
+           "novelty", "NOVELTY_FIELDS"]
+
+NOVELTY_FIELDS = ("copy_fraction", "data_copying_ct", "nn_distance_ratio", "median_nn_distance",
+                  "median_nn_distance_held_out")
+
+
+def _as_rows(x, name: str) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    x = x.reshape(len(x), -1)
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty")
+    return x
+
+
+def nearest_distances(x, reference, *, exclude_self: bool = False, block: int = 2048) -> np.ndarray:
+    """Euclidean distance (n,) from each row of ``x`` to its nearest row of ``reference``.
+
+    Non-finite rows get ``inf``.  ``exclude_self``: ``x`` *is* ``reference`` and a
+    row's own zero distance does not count (its second neighbour is returned).
+    """
+    x, ref = _as_rows(x, "x"), _as_rows(reference, "reference")
+    if x.shape[1] != ref.shape[1]:
+        raise ValueError(f"x has dimension {x.shape[1]} but the reference {ref.shape[1]}")
+    ok = np.all(np.isfinite(x), axis=1)
+    out = np.full(len(x), np.inf)
+    k = 2 if exclude_self else 1
+    if x.shape[1] <= 8:  # k-d trees pay off in low dimension only
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(ref).query(x[ok], k=k)
+        out[ok] = d[:, -1] if k == 2 else d
+        return out
+    ref_sq = np.sum(ref * ref, axis=1)
+    rows = np.flatnonzero(ok)
+    for s in range(0, len(rows), block):
+        r = rows[s:s + block]
+        d2 = np.sum(x[r] ** 2, axis=1)[:, None] - 2 * x[r] @ ref.T + ref_sq[None, :]
+        d2 = np.maximum(d2, 0.0)
+        out[r] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
+    return out
+
+
+def training_spacing(train) -> float:
+    """Median distance from a training point to its nearest *other* training point."""
+    return float(np.median(nearest_distances(train, train, exclude_self=True)))
+
+
+def copy_fraction(samples, train, rel: float = 0.01, spacing: float | None = None) -> float:
+    """Fraction of samples within ``rel * training_spacing(train)`` of a training point."""
+    spacing = training_spacing(train) if spacing is None else spacing
+    return float(np.mean(nearest_distances(samples, train) <= rel * spacing))
+
+
+def mann_whitney_z(a, b) -> float:
+    """Z-scored Mann-Whitney U of ``a`` against ``b`` (ties averaged), no continuity correction.
+
+    Negative when ``a`` tends to be smaller than ``b``; ~N(0, 1) when both come
+    from one continuous distribution.
+    """
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    m, n = len(a), len(b)
+    if m == 0 or n == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([a, b]))
+    u = ranks[:m].sum() - m * (m + 1) / 2  # pairs (a_i, b_j) with a_i > b_j, ties counting 1/2
+    return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+
+
+def data_copying_test(train, held_out, generated, *, cells: int | None = None, tau: float | None = None,
+                      seed: int = 0) -> dict:
+    """Meehan et al.'s C_T statistic (see the module docstring) with its per-cell details.
+
+    ``cells``: k-means cells on the training set (default ``min(50, len(held_out) // 40)``,
+    so a cell holds ~40 held-out points or more); ``tau``: minimum share of
+    ``generated`` for a cell to count (default 20 samples).  Returns ``{"ct": C_T,
+    "cells": k, "cells_used": ..., "z": per-cell z (nan where unused)}``.
+    """
+    from scipy.cluster.vq import kmeans2, vq
+
+    t, p, q = _as_rows(train, "train"), _as_rows(held_out, "held_out"), _as_rows(generated, "generated")
+    q = q[np.all(np.isfinite(q), axis=1)]
+    if len(q) == 0:
+        raise ValueError("no finite generated sample")
+    k = int(cells) if cells is not None else int(np.clip(len(p) // 40, 1, 50))
+    k = min(k, len(t))
+    tau = 20 / len(q) if tau is None else float(tau)
+    centres, t_cell = kmeans2(t, k, minit="++", seed=seed)
+    p_cell, q_cell = vq(p, centres)[0], vq(q, centres)[0]
+    z = np.full(k, np.nan)
+    weight = np.zeros(k)
+    for c in range(k):
+        tc, pc, qc = t[t_cell == c], p[p_cell == c], q[q_cell == c]
+        if len(tc) == 0 or len(pc) == 0 or len(qc) / len(q) <= tau:
+            continue
+        z[c] = mann_whitney_z(nearest_distances(qc, tc), nearest_distances(pc, tc))
+        weight[c] = len(pc) / len(p)
+    used = weight > 0
+    ct = float(np.dot(weight[used], z[used]) / weight[used].sum()) if used.any() else float("nan")
+    return {"ct": ct, "cells": k, "cells_used": int(used.sum()), "z": z}
+
+
+def novelty(samples, train, held_out, *, seed: int = 0, rel: float = 0.01) -> dict:
+    """The novelty fields of ``metrics.json`` for ``samples`` given the training and held-out sets.
+
+    ``copy_fraction`` (see :func:`copy_fraction`), ``data_copying_ct`` (C_T),
+    ``nn_distance_ratio`` = median distance of a sample to its nearest training
+    point over the same for held-out points (1 for fresh data, 0 for a copier),
+    and both medians.
+    """
+    spacing = training_spacing(train)
+    d_gen = nearest_distances(samples, train)
+    d_held = nearest_distances(held_out, train)
+    finite = np.isfinite(d_gen)
+    med_gen = float(np.median(d_gen[finite])) if finite.any() else float("nan")
+    med_held = float(np.median(d_held))
+    return {"copy_fraction": float(np.mean(d_gen <= rel * spacing)),
+            "data_copying_ct": data_copying_test(train, held_out, samples, seed=seed)["ct"],
+            "nn_distance_ratio": med_gen / med_held if med_held > 0 else float("nan"),
+            "median_nn_distance": med_gen, "median_nn_distance_held_out": med_held}
