@@ -138,7 +138,7 @@ class ExtensionOptions:
     """AE-OT's extended generation (see :mod:`otgen.ot.extension`)."""
 
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD  # radians, on standardised codes
-    top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 1, 20))
+    top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 2, 20))
     num_samples: int | None = None  # source samples for the cell barycentres (None: 16 per cell)
 
 
@@ -195,10 +195,11 @@ class AEOT:
             raise ValueError("this AEOT model is not fitted: call fit(data, key) first")
         return self.latent_map
 
-    def sample_codes(self, key: jax.Array, n: int) -> np.ndarray:
-        """``n`` new codes (n, d) in the encoder's coordinates."""
-        w = np.asarray(self._require_fit().generate(key, n))
-        return self.whitening.invert(w)
+    def sample_codes(self, key: jax.Array, n: int, *, return_interpolated: bool = False):
+        """``n`` new codes (n, d) in the encoder's coordinates (and, if asked, which were interpolated)."""
+        w, moved = self._require_fit().generate_with_info(key, n)
+        codes = self.whitening.invert(np.asarray(w))
+        return (codes, np.asarray(moved)) if return_interpolated else codes
 
     def sample(self, key: jax.Array, n: int) -> np.ndarray:
         """``n`` new samples: new codes through the decoder."""

@@ -21,11 +21,12 @@ def test_toy_aeot_run_writes_the_run_directory_and_covers_every_mode(tmp_path, c
     assert samples.shape == (1000, 2)
     m = json.loads((out / "metrics.json").read_text())
     assert m["modes_captured"] == 8 and m["high_quality_fraction"] >= 0.95 and m["reverse_kl"] < 0.05
-    assert m["new_fraction"] > 0.8 and m["ot_converged"]
+    assert m["copy_fraction"] < 0.01 and m["ot_converged"] and m["interpolated_fraction"] > 0.95
+    assert m["data_copying_ct"] > -5 and 0.9 < m["spread_ratio"] < 1.1 and m["w2"] > 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["seed"] == 0 and cfg["config"]["extension"]["angle_threshold"] == 0.1
     printed = capsys.readouterr().out
-    assert "modes 8/8" in printed
+    assert "modes 8/8" in printed and "copies of training points, data-copying C_T" in printed
     assert f"OT converged: yes (L1 {m['ot_l1_error']:.4f} <= tol 0.02)" in printed
     assert m["ot_stop_reason"] == "converged" and m["ot_notes"][0].startswith("discrete-OT start")
     # A step budget too small to converge is said on the summary line, not hidden.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from otgen.eval.modes import assign_to_modes, mode_coverage_for_toy
-from otgen.eval.novelty import novelty
+from otgen.eval.novelty import copy_fraction, novelty
 
 __all__ = ["evaluate_toy", "w2_distance", "spread_ratio"]
 
@@ -48,14 +48,21 @@ def spread_ratio(samples, centres, std, hq_radius: float = 3.0) -> float:
     return float(np.mean(ratios)) if ratios else float("nan")
 
 
-def evaluate_toy(samples, toy, train, held_out, seed: int = 0) -> dict:
-    """Every toy metric of ``samples`` (see the module docstring); ``toy`` may be None (user data)."""
+def evaluate_toy(samples, toy, train, held_out=None, seed: int = 0) -> dict:
+    """Every toy metric of ``samples`` (see the module docstring).
+
+    ``toy`` may be None (user data: no modes); without ``held_out`` only the copy
+    fraction is computed (W2 and C_T need fresh real data).
+    """
     samples = np.asarray(samples, np.float32)
     out = {}
     if toy is not None:
         out.update(mode_coverage_for_toy(samples, toy))
         if toy.centres is not None:
             out["spread_ratio"] = spread_ratio(samples, toy.centres, toy.std)
+    if held_out is None:
+        out["copy_fraction"] = copy_fraction(samples, train)
+        return out
     out["w2"] = w2_distance(samples, held_out)
     out.update(novelty(samples, train, held_out, seed=seed))
     return out

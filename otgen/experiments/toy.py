@@ -78,6 +78,15 @@ def _keys(seed: int) -> dict:
     return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
 
 
+def held_out_set(cfg: ToyRunConfig, toy) -> np.ndarray | None:
+    """Fresh draws of the toy (``n_samples`` of them, a key no training step uses); None for user data."""
+    import jax
+
+    if toy is None:
+        return None
+    return toy.sample(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.n_samples)
+
+
 def _training_data(cfg: ToyRunConfig, key):
     """(toy or None, training points (n, d) float32)."""
     from otgen.data import toys
@@ -99,9 +108,11 @@ def _aeot(cfg: ToyRunConfig, data: np.ndarray, keys: dict, rd) -> tuple[np.ndarr
     model = AEOT(ot=ot, extension=ext).fit(data, keys["fit"], progress=cfg.progress)
     train_seconds = time.perf_counter() - t0
     model.latent_map.bmap.save(rd.file("brenier.npz"))
-    samples = model.sample(keys["sample"], cfg.n_samples)
+    codes, interpolated = model.sample_codes(keys["sample"], cfg.n_samples, return_interpolated=True)
+    samples = model.decoder(codes)
     diag = model.latent_map.bmap.diagnostics
     info = {"train_seconds": train_seconds, **diag.as_metrics(), "ot_summary": diag.summary(),
+            "interpolated_fraction": float(np.mean(interpolated)),
             "top_k": model.latent_map.top_k, "angle_threshold": model.latent_map.angle_threshold}
     return samples, info, {"ot": dataclasses.asdict(ot), "extension": dataclasses.asdict(ext)}
 
@@ -133,7 +144,7 @@ def _gan(cfg: ToyRunConfig, data: np.ndarray, keys: dict, rd, toy=None) -> tuple
 
 def run(cfg: ToyRunConfig) -> dict:
     """Train, sample, score; write the run directory; return the metrics."""
-    from otgen.eval.modes import mode_coverage_for_toy
+    from otgen.eval.toy import evaluate_toy
     from otgen.plotting import scatter_over_data
     from otgen.rundir import RunDir
 
@@ -151,9 +162,8 @@ def run(cfg: ToyRunConfig) -> dict:
                     seed=cfg.seed)
     rd.save_array("samples.npy", samples)
     metrics = {"model": cfg.model, "dist": cfg.dist or Path(cfg.data).name, "seed": cfg.seed,
-               "wall_seconds": time.perf_counter() - t0, **info, **_novelty(samples, data)}
-    if toy is not None:
-        metrics.update(mode_coverage_for_toy(samples, toy))
+               "wall_seconds": time.perf_counter() - t0, **info,
+               **evaluate_toy(samples, toy, data, held_out_set(cfg, toy), seed=cfg.seed)}
     if samples.shape[1] == 2:
         title = f"{cfg.model} on {metrics['dist']}"
         if "modes_captured" in metrics:
@@ -162,18 +172,6 @@ def run(cfg: ToyRunConfig) -> dict:
         scatter_over_data(samples, data, rd.file("samples.png"), title=title)
     rd.write_json("metrics.json", metrics)  # last: its presence marks the run as finished
     return metrics
-
-
-def _novelty(samples: np.ndarray, data: np.ndarray, block: int = 4096) -> dict:
-    """Fraction of samples that are not (float32-)equal to a training point: memorisation check."""
-    from scipy.spatial import cKDTree
-
-    ok = np.all(np.isfinite(samples), axis=1)
-    dist = np.full(len(samples), np.inf)
-    if ok.any():
-        dist[ok] = cKDTree(data.astype(np.float64)).query(samples[ok].astype(np.float64))[0]
-    return {"new_fraction": float(np.mean(dist > 0)),
-            "median_distance_to_training": float(np.median(dist[ok])) if ok.any() else float("nan")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,11 +209,15 @@ def main(args: argparse.Namespace) -> int:
     if "modes_captured" in metrics:
         summary.append(f"modes {metrics['modes_captured']}/{metrics['n_modes']}, "
                        f"{100 * metrics['high_quality_fraction']:.1f}% high quality, KL {metrics['reverse_kl']:.3f}")
-    summary.append(f"{100 * metrics['new_fraction']:.1f}% of samples are new points")
+    novelty = f"{100 * metrics['copy_fraction']:.1f}% copies of training points"
+    if "data_copying_ct" in metrics:
+        novelty += (f", data-copying C_T {metrics['data_copying_ct']:.1f} (fresh data ~0, a replay << 0), "
+                    f"W2 to fresh data {metrics['w2']:.3f}")
+    summary.append(novelty)
     if "ot_converged" in metrics:
         verdict = (f"yes (L1 {metrics['ot_l1_error']:.4f} <= tol {metrics['ot_tol']:g})" if metrics["ot_converged"]
                    else f"no (L1 {metrics['ot_l1_error']:.4f} > tol {metrics['ot_tol']:g}, "
                         f"stopped by {metrics['ot_stop_reason']})")
-        summary.append(f"OT converged: {verdict}")
+        summary.append(f"{100 * metrics['interpolated_fraction']:.1f}% interpolated; OT converged: {verdict}")
     print("; ".join(summary) + f"\nwrote {cfg.out}/ (samples.npy, samples.png, metrics.json, config.json)")
     return 0

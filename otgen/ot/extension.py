@@ -202,11 +202,14 @@ class ExtendedMap(NamedTuple):
 
     def generate(self, key: jax.Array, n: int) -> jax.Array:
         """Exactly ``n`` new points: images of ``n`` fresh i.i.d. source samples (deterministic in ``key``)."""
+        return self.generate_with_info(key, n)[0]
+
+    def generate_with_info(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+        """:meth:`generate` and, per point, whether it was interpolated (False: a target itself)."""
         n = int(n)
         if n < 1:
             raise ValueError(f"number of samples must be >= 1, got {n}")
-        x = self.bmap._require_source().sample(key, n)
-        return self(x)
+        return self.map_with_info(self.bmap._require_source().sample(key, n))
 
     def with_threshold(self, angle_threshold: float) -> "ExtendedMap":
         """The same extension with another angle threshold (no re-estimation needed)."""
