@@ -43,6 +43,7 @@ class FakeRunner:
         centre = RING[np.arange(n) % 8] if spec.model == "aeot" else np.repeat(RING[:1], n, axis=0)
         rd = RunDir(spec.out)
         rd.save_array("samples.npy", centre + 0.5 * STD * rng.normal(size=(n, 2)))
+        rd.save_array("data.npy", RING[np.arange(400) % 8] + STD * np.random.default_rng(1).normal(size=(400, 2)))
         rd.write_json("metrics.json", {"model": spec.model})
 
 
@@ -73,6 +74,11 @@ def test_toy_report_numbers_resume_and_failures(tmp_path, fake):
     # gan: one mode; strict rule also 1; KL = log 8
     assert f"| gan | 2/2 | 1.0 ± 0.0 | 1.0 ± 0.0 | 100.0 ± 0.0 | {math.log(8):.3f} ± 0.000 |" in report
     assert "| wgan | 0/2 (2 failed) | — |" in report
+    # control rows, scored by the same code: the replay copies everything and wins modes / HQ / KL
+    assert "| *real* (fresh draws) | 2/2 | 8.0 ± 0.0 |" in report
+    replay_row = next(line for line in report.splitlines() if line.startswith("| *replay* (training set) | 2/2 |"))
+    assert "| 100.0 ± 0.0 |" in replay_row.split("| 8.0 ± 0.0 | 8.0 ± 0.0 |")[1]  # % copies
+    assert "blind to copying here: modes, HQ" in report
     assert "AE-OT on ring8: covers every mode with >= 95% HQ in all seeds (all 8 modes in 2/2 seeds" in report
     assert "gan on ring8 falls short: all 8 modes in 0/2 seeds" in report
     assert "wgan on ring8: no finished run." in report
@@ -171,7 +177,11 @@ def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
     spec = compare.plan("toy", tmp_path, ["gan"], ["grid25"], [0])[0]
     compare.toy_runner(n_samples=500, steps=20)(spec)
     stored = json.loads((spec.out / "metrics.json").read_text())
-    (rec,) = compare.collect_toy([spec])
+    rec, real, replay = compare.collect_toy([spec])
     assert rec["status"] == "ok" and rec["n_modes"] == 25
+    assert (real["model"], replay["model"]) == ("real", "replay") and replay["copy_fraction"] == 1.0
+    assert real["copy_fraction"] == 0.0 and real["modes_captured"] == 25
+    for k in ("copy_fraction", "data_copying_ct", "w2"):
+        assert rec[k] == pytest.approx(stored[k], rel=1e-6)
     for k in ("modes_captured", "high_quality_fraction", "reverse_kl"):
         assert rec[k] == stored[k]

@@ -185,11 +185,31 @@ def _get_toy(name: str):
     return toys.get(name)
 
 
-def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
-    """One record per spec: mode metrics recomputed from ``samples.npy`` (or the error)."""
-    from otgen.eval.modes import mode_coverage_for_toy
+CONTROLS = ("real", "replay")
 
-    records = []
+
+def toy_controls(dist: str, seed: int, train: np.ndarray, n: int, get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
+    """The two control rows of a (toy, seed), scored by the models' own function:
+    *real* (fresh draws of the toy) and *replay* (the training set resampled with replacement)."""
+    from otgen.eval.toy import evaluate_toy
+    from otgen.experiments.toy import held_out_set
+
+    toy = get_toy(dist)
+    held = held_out_set(toy, seed, n)
+    real = held_out_set(toy, seed, n, stream=2)
+    replay = train[np.random.default_rng(seed).integers(0, len(train), n)]
+    return [{"model": name, "dist": dist, "seed": seed, "status": "ok", **evaluate_toy(x, toy, train, held, seed=seed)}
+            for name, x in zip(CONTROLS, (real, replay))]
+
+
+def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
+    """One record per spec, every metric recomputed from ``samples.npy`` against the run's training
+    set (``data.npy``) and held-out draw by :func:`otgen.eval.toy.evaluate_toy`; then the control
+    rows (:func:`toy_controls`) of every (toy, seed) with a finished run."""
+    from otgen.eval.toy import evaluate_toy
+    from otgen.experiments.toy import held_out_set
+
+    records, trains = [], {}
     for spec in specs:
         rec: dict[str, Any] = {"model": spec.model, "dist": spec.dist, "seed": spec.seed, "out": str(spec.out)}
         err = _read_json(spec.out / ERROR_FILE)
@@ -205,9 +225,14 @@ def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) 
             rec.update(status="failed", error="metrics.json but no samples.npy")
             records.append(rec)
             continue
-        samples = np.load(samples_path, allow_pickle=False).astype(np.float64)
-        rec.update(mode_coverage_for_toy(samples, get_toy(spec.dist)))
+        samples = np.load(samples_path, allow_pickle=False).astype(np.float32)
+        train = np.load(spec.out / "data.npy", allow_pickle=False)
+        toy = get_toy(spec.dist)
+        rec.update(evaluate_toy(samples, toy, train, held_out_set(toy, spec.seed, len(samples)), seed=spec.seed))
+        trains.setdefault((spec.dist, spec.seed), (train, len(samples)))
         records.append(rec)
+    for (dist, seed), (train, n) in trains.items():
+        records += toy_controls(dist, seed, train, n, get_toy)
     return records
 
 
@@ -335,9 +360,16 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
     lines += ["Protocol (PacGAN / VEEGAN): each generated sample goes to its nearest mode by std-normalised "
               "distance; it is *high quality* (HQ) within 3 sigma. A mode is *captured* when it receives "
               ">= 1 HQ sample (PacGAN's rule); *strict*: >= 1/4 of its expected share. KL = KL(HQ mode "
-              "histogram || true mode weights) (PacGAN's \"reverse KL\"). Metrics are recomputed from each "
-              "run's `samples.npy`; mean ± sample std over seeds; wall time is the whole run (training + "
-              "sampling) " + _WALL_TIME_NOTE, ""]
+              "histogram || true mode weights) (PacGAN's \"reverse KL\"). *spread*: per-mode std of the HQ "
+              "samples / true std (1 for real data). *W2*: exact 2-Wasserstein distance to a held-out draw of "
+              "the toy (POT, 2,500 vs 2,500 points). Novelty (`otgen.eval.novelty`): *% copies* = samples "
+              "within 1% of the training set's median nearest-neighbour spacing of a training point; *C_T* = "
+              "Meehan et al.'s data-copying statistic (~0 for fresh data, << 0 for copying, > 0 for blur); "
+              "*NN ratio* = median distance to the nearest training point, generated / held-out. "
+              "Two control rows are scored by the same code: *real* (fresh draws of the toy, as many as a model "
+              "generates) and *replay* (the training set resampled). Metrics are recomputed from each "
+              "run's `samples.npy` and `data.npy`; mean ± sample std over seeds; wall time is the whole run "
+              "(training + sampling) " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
     by = {}
@@ -355,9 +387,10 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
             desc = "no Gaussian modes: only a support-distance HQ rule"
         n_modes = len(toy.weights) if toy is not None and getattr(toy, "weights", None) is not None else None
         lines += [f"## {dist} ({desc})", ""]
-        lines += ["| model | seeds ok | modes captured | strict | % high quality | KL | wall time (s) |",
-                  "|---|---|---|---|---|---|---|"]
-        for model in models:
+        lines += ["| model | seeds ok | modes captured | strict | % high quality | KL | spread | W2 | "
+                  "% copies | C_T | NN ratio | wall time (s) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for model in [c for c in CONTROLS if by.get((dist, c))] + list(models):
             recs = by.get((dist, model), [])
             ok = [r for r in recs if r["status"] == "ok" and "high_quality_fraction" in r]
             failed = [r for r in recs if r["status"] == "failed"]
@@ -366,9 +399,18 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
             strict = _mean_std([r.get("modes_captured_strict") for r in ok], 1) if n_modes else "—"
             hq = _mean_std([r.get("high_quality_fraction") for r in ok], 1, 100.0)
             kl = _mean_std([r.get("reverse_kl") for r in ok], 3) if n_modes else "—"
-            wall = _mean_std([r.get("wall_seconds") for r in ok], 1)
-            lines.append(f"| {model} | {seeds} | {modes} | {strict} | {hq} | {kl} | {wall} |")
-            verdict += _toy_verdict(model, dist, ok, recs, n_modes)
+            wall = _mean_std([r.get("wall_seconds") for r in ok], 1) if model not in CONTROLS else "—"
+            extra = " | ".join(_mean_std([r.get(k) for r in ok], d, sc) for k, d, sc in
+                               (("spread_ratio", 2, 1.0), ("w2", 3, 1.0), ("copy_fraction", 1, 100.0),
+                                ("data_copying_ct", 1, 1.0), ("nn_distance_ratio", 2, 1.0)))
+            label = {"real": "*real* (fresh draws)", "replay": "*replay* (training set)"}.get(model, model)
+            lines.append(f"| {label} | {seeds} | {modes} | {strict} | {hq} | {kl} | {extra} | {wall} |")
+            if model not in CONTROLS:
+                verdict += _toy_verdict(model, dist, ok, recs, n_modes)
+        blind = _replay_blind_metrics(by.get((dist, "real"), []), by.get((dist, "replay"), []))
+        if blind:
+            lines += ["", f"Scored as well by the replay as by fresh real data, so blind to copying here: "
+                          f"{', '.join(blind)}."]
         if dist in PUBLISHED_TOY:
             lines += ["", f"Published, for orientation: {PUBLISHED_TOY[dist]}. PacGAN's runs train for 400 "
                       "epochs of 100,000 points at batch 100 (400,000 generator steps)."]
@@ -387,6 +429,34 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
     path = report_dir / "toy.md"
     _atomic_text(path, "\n".join(lines))
     return path
+
+
+# metric -> (label, tolerance): the replay "does as well" when within this of the real row
+# (W2's tolerance is 10% of the real row's value, set below)
+_HIGHER_IS_BETTER = {"modes_captured": ("modes", 0.5), "high_quality_fraction": ("HQ", 0.01)}
+_LOWER_IS_BETTER = {"reverse_kl": ("KL", 0.02), "w2": ("W2", 0.0)}
+
+
+def _replay_blind_metrics(real: list[dict], replay: list[dict]) -> list[str]:
+    """Metrics on which the replay control does as well as fresh real data (means over seeds, within
+    half a mode, 1 HQ point, 0.02 KL or 10% of W2)."""
+    if not real or not replay:
+        return []
+
+    def mean(recs, key):
+        vals = [r[key] for r in recs if r.get(key) is not None and np.isfinite(r[key])]
+        return float(np.mean(vals)) if vals else None
+
+    blind = []
+    for key, (name, tol) in {**_HIGHER_IS_BETTER, **_LOWER_IS_BETTER}.items():
+        a, b = mean(real, key), mean(replay, key)
+        if a is None or b is None:
+            continue
+        if key == "w2":
+            tol = 0.1 * a
+        if (key in _HIGHER_IS_BETTER and b >= a - tol) or (key in _LOWER_IS_BETTER and b <= a + tol):
+            blind.append(name)
+    return blind
 
 
 def _safe_toy(get_toy, dist):
@@ -411,8 +481,13 @@ def _toy_verdict(model: str, dist: str, ok: list[dict], recs: list[dict], n_mode
     good = full == len(ok) and hq_all
     if model == "aeot":
         word = "covers" if good else "does NOT cover"
+        ct = float(np.mean([r.get("data_copying_ct", np.nan) for r in ok]))
+        copies = 100 * float(np.mean([r.get("copy_fraction", np.nan) for r in ok]))
+        copying = ("is NOT flagged as copying" if ct > -3 and copies < 1 else
+                   "sits closer to its training points than fresh data does (flagged: C_T <= -3 or >= 1% copies)")
         return [f"AE-OT on {dist}: {word} every mode with >= 95% HQ in all seeds "
-                f"(all {n_modes} modes in {full}/{len(ok)} seeds; min HQ {hq_min:.1f}%)."]
+                f"(all {n_modes} modes in {full}/{len(ok)} seeds; min HQ {hq_min:.1f}%); "
+                f"it {copying}: mean C_T {ct:.1f}, {copies:.2f}% copies (replay: ~-9 and 100%)."]
     if good:
         return []
     return [f"{model} on {dist} falls short: all {n_modes} modes in {full}/{len(ok)} seeds, "

@@ -78,13 +78,17 @@ def _keys(seed: int) -> dict:
     return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
 
 
-def held_out_set(cfg: ToyRunConfig, toy) -> np.ndarray | None:
-    """Fresh draws of the toy (``n_samples`` of them, a key no training step uses); None for user data."""
+def held_out_set(toy, seed: int, n: int, stream: int = 1) -> np.ndarray | None:
+    """``n`` fresh draws of the toy from a key no training step uses; None for user data (no toy).
+
+    ``stream`` 1 is the held-out set every run is scored against; ``otgen compare``'s
+    *real* control row draws stream 2.
+    """
     import jax
 
     if toy is None:
         return None
-    return toy.sample(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.n_samples)
+    return toy.sample(jax.random.fold_in(jax.random.key(seed), stream), n)
 
 
 def _training_data(cfg: ToyRunConfig, key):
@@ -163,7 +167,7 @@ def run(cfg: ToyRunConfig) -> dict:
     rd.save_array("samples.npy", samples)
     metrics = {"model": cfg.model, "dist": cfg.dist or Path(cfg.data).name, "seed": cfg.seed,
                "wall_seconds": time.perf_counter() - t0, **info,
-               **evaluate_toy(samples, toy, data, held_out_set(cfg, toy), seed=cfg.seed)}
+               **evaluate_toy(samples, toy, data, held_out_set(toy, cfg.seed, cfg.n_samples), seed=cfg.seed)}
     if samples.shape[1] == 2:
         title = f"{cfg.model} on {metrics['dist']}"
         if "modes_captured" in metrics:
