@@ -116,3 +116,19 @@ def learning_curves(curves, path, title: str = "", reference: dict | None = None
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def nearest_neighbour_grid(samples, neighbours, distances, path, title: str = "") -> Path:
+    """Two rows of images: ``samples`` over their ``neighbours``, each column titled with its distance."""
+    n = len(samples)
+    fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)
+    for j in range(n):
+        for row, img in ((0, samples[j]), (1, neighbours[j])):
+            ax = axes[row][j]
+            ax.imshow(np.asarray(img), cmap="gray", interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[0][j].set_title(f"{float(distances[j]):.2f}", fontsize=7)
+    axes[0][0].set_ylabel("generated", fontsize=7)
+    axes[1][0].set_ylabel("nearest train", fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    return save_figure(fig, path)

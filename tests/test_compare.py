@@ -138,6 +138,23 @@ def test_mnist_report_from_run_directories(tmp_path):
     assert "AE-OT: all 10 classes in 2/2 seeds, max KL 0.0000 -> meets the target" in report
     assert "gan: all 10 classes in 0/2 seeds" in report and "does NOT meet" in report
     assert (tmp_path / "mnist_samples.png").exists()
+    # control rows, and the metrics a replay wins named as blind to copying
+    controls = [{"model": "real", "classes_covered": 10, "kl_uniform": 0.001, "fid": 0.6, "precision": 0.7,
+                 "recall": 0.7, "feature_copy_fraction": 0.0, "feature_data_copying_ct": 0.1},
+                {"model": "replay", "classes_covered": 10, "kl_uniform": 0.0005, "fid": 0.5, "precision": 0.75,
+                 "recall": 0.6, "feature_copy_fraction": 1.0, "feature_data_copying_ct": -30.0}]
+    records = compare.collect_mnist(specs)
+    for r in records:
+        if r["model"] == "aeot":
+            r.update(feature_data_copying_ct=-1.0, code_data_copying_ct=-2.0, feature_copy_fraction=0.001,
+                     interpolated_fraction=0.9)
+    compare.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls)
+    report = (tmp_path / "mnist.md").read_text()
+    assert "| *real* (test digits 5,001-10,000) | 1/1 | 10.0 |" in report
+    assert "| *replay* (training digits) | 1/1 | 10.0 | — | 0.0005 | 0.50 | 0.750 | 0.600 | 100.00 | -30.0 |" in report
+    assert "blind to copying: classes, KL, FID, precision." in report
+    assert "AE-OT novelty: C_T -1.0 in classifier features, -2.0 in code space, 0.10% copies -> not flagged" in report
+    assert "| 90.0 ± 0.0 |" in report  # % interpolated
 
 
 def test_stacked_report_from_run_directories(tmp_path):

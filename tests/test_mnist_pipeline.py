@@ -118,8 +118,10 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     assert latents.shape == (300, 4)
     gen = np.load(out / "generated_latents.npy")
     assert gen.shape == (120, 4) and np.isfinite(gen).all()
-    # Generated codes stay in the region of the training codes (convex combinations of them).
-    assert (gen.min(0) >= latents.min(0) - 1e-4).all() and (gen.max(0) <= latents.max(0) + 1e-4).all()
+    # Generated codes stay in the region of the training codes: the piecewise-linear map extrapolates
+    # a cell's image a little beyond its neighbours, never far (within 25% of the codes' range).
+    span = latents.max(0) - latents.min(0)
+    assert (gen.min(0) >= latents.min(0) - 0.25 * span).all() and (gen.max(0) <= latents.max(0) + 0.25 * span).all()
     for name in ("samples.png", "reconstruction.png", "config.json", "autoencoder.npz", exp.OT_FILE):
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["seed"] == 0

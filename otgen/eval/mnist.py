@@ -15,7 +15,12 @@ import numpy as np
 from otgen.eval.fid import fid_from_features, gaussian_stats, frechet_distance, precision_recall
 from otgen.eval.modes import kl_divergence
 
-__all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached"]
+__all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached", "train_features",
+           "HELD_OUT", "prefixed_novelty"]
+
+# The test set's first half is the held-out set of the novelty metrics; its second half is
+# the *real* control row of the reports (so that row is not scored against itself).
+HELD_OUT = slice(0, 5000)
 
 
 def _softmax_max(logits: np.ndarray) -> np.ndarray:
@@ -85,8 +90,25 @@ def reference_features(data_dir=None, cache_dir=None) -> tuple[np.ndarray, float
     return test_f, floor
 
 
+@functools.lru_cache(maxsize=2)
+def train_features(data_dir=None, cache_dir=None) -> np.ndarray:
+    """Classifier features of all 60,000 MNIST training images (memoised)."""
+    from otgen.data.mnist import load_mnist
+    from otgen.eval.classifier import classify
+
+    params, _ = load_classifier_cached(data_dir, cache_dir)
+    return classify(params, load_mnist("train", data_dir)[0])[1]
+
+
+def prefixed_novelty(prefix: str, samples, train, held_out) -> dict[str, float]:
+    """:func:`otgen.eval.novelty.novelty` with every key prefixed (``feature_``, ``code_``)."""
+    from otgen.eval.novelty import novelty
+
+    return {prefix + k: v for k, v in novelty(samples, train, held_out).items()}
+
+
 def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None = 3) -> dict[str, Any]:
-    """Class coverage, KL to uniform, FID (vs MNIST test) of generated digits.
+    """Class coverage, KL to uniform, FID (vs MNIST test), and novelty in feature space of generated digits.
 
     ``images``: uint8 (n, 28, 28) (or float in [0, 1]).  The classifier is loaded
     from ``cache_dir`` (default ``$OTGEN_CACHE_DIR/classifier`` or
@@ -100,6 +122,9 @@ def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None =
     logits, feats = classify(params, images)
     ref, floor = reference_features(data_dir, cache_dir)
     out = digit_metrics(logits, feats, ref, pr_k=pr_k)
+    # novelty in the classifier's feature space: against the 60,000 training digits, with the
+    # first half of the test set as the held-out reference
+    out.update(prefixed_novelty("feature_", feats, train_features(data_dir, cache_dir), ref[HELD_OUT]))
     out["fid_train_vs_test"] = floor
     out["classifier_test_accuracy"] = float(meta["test_accuracy"])
     return out

@@ -498,6 +498,54 @@ def _toy_verdict(model: str, dist: str, ok: list[dict], recs: list[dict], n_mode
 # MNIST report
 
 
+MNIST_CONTROLS = ("real", "replay", "reconstructions")
+_CONTROL_LABELS = {"real": "*real* (test digits 5,001-10,000)", "replay": "*replay* (training digits)",
+                   "reconstructions": "*replay* (AE-OT's reconstructions of training digits)"}
+
+
+def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=print) -> list[dict]:
+    """The control rows of the MNIST report, scored by the models' own ``evaluate_digits``; cached
+    under ``<runs_dir>/mnist/controls/<name>/metrics.json``.
+
+    *real*: the second half of the test set (the first half is the novelty metrics' held-out set);
+    *replay*: ``n`` training digits drawn with replacement; *reconstructions*: ``n`` training codes of
+    the AE-OT run ``aeot_cfg`` decoded by its autoencoder (what decoding the training codes scores).
+    """
+    from otgen.data.mnist import load_mnist
+    from otgen.eval.mnist import HELD_OUT, evaluate_digits
+    from otgen.rundir import RunDir
+
+    out = []
+    for name in MNIST_CONTROLS:
+        if name == "reconstructions" and (aeot_cfg is None or not (Path(aeot_cfg.out) / "latents.npy").exists()):
+            continue
+        rd = RunDir(Path(runs_dir) / "mnist" / "controls" / name)
+        if not rd.has("metrics.json"):
+            log(f"mnist: scoring the {name} control ...")
+            extra = {}
+            if name == "real":
+                images = load_mnist("test", data_dir)[0][HELD_OUT.stop:]
+            elif name == "replay":
+                train = load_mnist("train", data_dir)[0]
+                images = train[np.random.default_rng(0).integers(0, len(train), n)]
+            else:
+                from otgen.experiments.mnist import replay_reconstructions
+
+                images, extra = replay_reconstructions(aeot_cfg, n)
+            rd.write_json("metrics.json", {**evaluate_digits(images, data_dir=data_dir), **extra})
+        out.append({"model": name, "seed": 0, "status": "ok", **rd.read_json("metrics.json")})
+    return out
+
+
+def _control_beats_real(controls: list[dict], key: str, better: int) -> bool:
+    """Does any replay control score ``key`` at least as well as the real control (``better`` = +1: higher)?"""
+    real = next((c.get(key) for c in controls if c["model"] == "real"), None)
+    if real is None:
+        return False
+    return any(c.get(key) is not None and better * (c[key] - real) >= 0
+               for c in controls if c["model"] != "real")
+
+
 def collect_mnist(specs: list[RunSpec], metric: str = "classes_covered") -> list[dict]:
     """One record per image run: its metrics.json (which must hold ``metric``), status and wall time."""
     records = []
@@ -538,7 +586,7 @@ def _mnist_figure(records: list[dict], models: list[str], path: Path,
 
 
 def write_mnist_report(records: list[dict], models: list[str], report_dir: Path, command: str,
-                       budget: str = "") -> Path:
+                       budget: str = "", controls: list[dict] = ()) -> Path:
     report_dir = Path(report_dir)
     lines = _header("MNIST class coverage: AE-OT vs the GAN family", command)
     acc = next((r.get("classifier_test_accuracy") for r in records if r["status"] == "ok"), None)
@@ -550,19 +598,41 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
               "KL = KL(class histogram || uniform); FID on the classifier's 128-d penultimate features against "
               "the 10,000 test images (not comparable with Inception FIDs)"
               + (f"; 10,000 real training digits score FID {floor:.2f} (the floor)" if floor is not None else "")
-              + ". Precision/recall: Kynkäänniemi et al. (k = 3) in the same features. Mean ± sample std over "
-              "seeds; wall time = training + generation " + _WALL_TIME_NOTE, ""]
+              + ". Precision/recall: Kynkäänniemi et al. (k = 3) in the same features. Novelty "
+              "(`otgen.eval.novelty`) in the classifier's features against the 60,000 training digits, with test "
+              "digits 1-5,000 as the held-out reference: *% copies* (within 1% of the training set's median "
+              "nearest-neighbour spacing), *C_T* (Meehan et al.: ~0 like fresh data, << 0 copying, > 0 farther "
+              "than fresh data), *NN ratio* (median nearest-training distance, generated / held-out); *code C_T* "
+              "is the same test in AE-OT's code space. Control rows, scored by the same code: *real* (test digits "
+              "5,001-10,000; its FID is against a reference that contains it), *replay* (training digits "
+              "resampled), *replay (reconstructions)* (training codes decoded by AE-OT's autoencoder: what "
+              "\"decode the training codes\" scores). Mean ± sample std over seeds; wall time = training + "
+              "generation " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
-    lines += ["| model | seeds ok | classes | strict | KL to uniform | FID | precision | recall | wall time (s) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| model | seeds ok | classes | strict | KL to uniform | FID | precision | recall | % copies | C_T | "
+              "NN ratio | code C_T | % interpolated | wall time (s) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    columns = [("classes_covered", 1), ("classes_covered_strict", 1), ("kl_uniform", 4), ("fid", 2),
+               ("precision", 3), ("recall", 3), ("feature_copy_fraction_pct", 2), ("feature_data_copying_ct", 1),
+               ("feature_nn_distance_ratio", 2), ("code_data_copying_ct", 1), ("interpolated_pct", 1),
+               ("wall_seconds", 0)]
+
+    def with_pct(r):
+        r = dict(r)
+        for src, dst in (("feature_copy_fraction", "feature_copy_fraction_pct"),
+                         ("interpolated_fraction", "interpolated_pct")):
+            if r.get(src) is not None:
+                r[dst] = 100 * r[src]
+        return r
+
+    for c in controls:
+        lines.append(_table_row(_CONTROL_LABELS.get(c["model"], c["model"]), [with_pct(c)], columns))
     verdict = []
     for model in models:
-        recs = [r for r in records if r["model"] == model]
+        recs = [with_pct(r) for r in records if r["model"] == model]
         ok = [r for r in recs if r["status"] == "ok"]
-        lines.append(_table_row(model, recs, [("classes_covered", 1), ("classes_covered_strict", 1),
-                                              ("kl_uniform", 4), ("fid", 2), ("precision", 3), ("recall", 3),
-                                              ("wall_seconds", 0)]))
+        lines.append(_table_row(model, recs, columns))
         if ok:
             all10 = sum(r["classes_covered"] == 10 for r in ok)
             kl_max = max(r["kl_uniform"] for r in ok)
@@ -571,8 +641,24 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
             if model == "aeot" or not good:
                 verdict.append(f"{who}: all 10 classes in {all10}/{len(ok)} seeds, max KL {kl_max:.4f} -> "
                                + ("meets" if good else "does NOT meet") + " the target (10 classes, KL <= 0.01).")
+            if model == "aeot" and "feature_data_copying_ct" in ok[0]:
+                ct = float(np.mean([r["feature_data_copying_ct"] for r in ok]))
+                code_ct = float(np.mean([r.get("code_data_copying_ct", np.nan) for r in ok]))
+                copies = float(np.mean([r["feature_copy_fraction_pct"] for r in ok]))
+                flagged = ct <= -3 or code_ct <= -3 or copies >= 1
+                verdict.append(f"AE-OT novelty: C_T {ct:.1f} in classifier features, {code_ct:.1f} in code space, "
+                               f"{copies:.2f}% copies -> " + ("flagged as copying (C_T <= -3 or >= 1% copies)"
+                                                              if flagged else "not flagged as copying")
+                               + "; compare the replay rows above.")
         elif recs:
             verdict.append(f"{model}: no finished run.")
+    blind = [name for key, name, better in (("classes_covered", "classes", 1), ("kl_uniform", "KL", -1),
+                                            ("fid", "FID", -1), ("precision", "precision", 1),
+                                            ("recall", "recall", 1))
+             if _control_beats_real(controls, key, better)]
+    if blind:
+        verdict.append("Scored at least as well by a replay of the training set as by real held-out digits, so "
+                       f"blind to copying: {', '.join(blind)}.")
     lines += ["", "## What the numbers say", ""] + [f"- {v}" for v in verdict] + [""]
     fails = [r for r in records if r["status"] == "failed"]
     if fails:
@@ -747,7 +833,15 @@ def main(args: argparse.Namespace) -> int:
             log(f"runs: {counts}")
         budget = f"preset {args.preset}, {seeds} seed(s) x {len(models)} models" + (
             f", GAN steps {args.gan_steps}" if args.gan_steps else "")
+        aeot = next((sp for sp in specs if sp.model == "aeot" and sp.seed == 0), None)
+        aeot_cfg = None
+        if aeot is not None:
+            from otgen.experiments.mnist import make_config
+
+            aeot_cfg = make_config(args.preset, model="aeot", out=str(aeot.out), data_dir=args.data_dir)
+        controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, args.n_samples or 10_000, aeot_cfg, log)
         path = write_mnist_report(collect_mnist(specs), models, report_dir, _command(args, models, [], seeds),
+                                  controls=controls,
                                   budget=budget)
     else:
         models = _csv(args.models, MNIST_QUICK_MODELS if args.preset == "quick" else TOY_MODELS)

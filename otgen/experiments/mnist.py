@@ -29,7 +29,8 @@ import numpy as np
 
 from otgen.models.autoencoder import AEConfig
 
-__all__ = ["MnistConfig", "PRESETS", "AEOT_STAGES", "GAN_STAGES", "make_config", "run", "add_arguments", "main"]
+__all__ = ["MnistConfig", "PRESETS", "AEOT_STAGES", "GAN_STAGES", "make_config", "run", "add_arguments", "main",
+           "replay_reconstructions"]
 
 AEOT_STAGES = ("train-ae", "encode", "fit-ot", "generate", "evaluate")
 GAN_STAGES = ("train-gan", "generate", "evaluate")
@@ -38,6 +39,7 @@ GAN_STAGES = ("train-gan", "generate", "evaluate")
 AE_FILE, AE_STATE_FILE, LATENTS_FILE = "autoencoder.npz", "ae_train_state.npz", "latents.npy"
 OT_FILE, GEN_LATENTS_FILE, SAMPLES_FILE = "brenier.npz", "generated_latents.npy", "samples.npy"
 METRICS_FILE, STAGES_FILE = "metrics.json", "stages.json"
+GENERATION_FILE, NEIGHBOURS_FIGURE = "generation.json", "nearest_neighbours.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,7 +394,10 @@ def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
     codes, moved = ext.map_with_info(bmap.source.sample(k_gen, cfg.n_samples))
     z = whitening.invert(np.asarray(codes))  # back to the decoder's coordinates
     rd.save_array(GEN_LATENTS_FILE, z)
-    _log(cfg, f"generate: {100 * float(np.mean(np.asarray(moved))):.1f}% of codes interpolated between "
+    interpolated = float(np.mean(np.asarray(moved)))
+    rd.write_json(GENERATION_FILE, {"interpolated_fraction": interpolated, "angle_threshold": cfg.angle_threshold,
+                                    "top_k": ext.top_k})
+    _log(cfg, f"generate: {100 * interpolated:.1f}% of codes interpolated between "
               f"neighbouring cells (angle threshold {cfg.angle_threshold} rad, top-{ext.top_k})")
     return _to_uint8(decode_batched(model, params, z, 1000, progress=cfg.progress))
 
@@ -452,6 +457,12 @@ def stage_evaluate(rd, cfg: MnistConfig) -> dict:
         from otgen.eval.mnist import evaluate_digits
 
         metrics.update(evaluate_digits(samples, data_dir=cfg.data_dir))
+    if rd.has(GENERATION_FILE):
+        metrics.update(rd.read_json(GENERATION_FILE))
+    if rd.has(GEN_LATENTS_FILE) and rd.has(LATENTS_FILE):
+        metrics.update(_code_novelty(rd, cfg, rd.load_array(GEN_LATENTS_FILE)))
+    if cfg.dataset == "mnist":
+        _nearest_neighbour_figure(rd, cfg, samples)
     if rd.has(OT_FILE):  # the map's own verdict: converged or not, its error, every fallback taken
         from otgen.ot import BrenierMap
 
@@ -462,6 +473,51 @@ def stage_evaluate(rd, cfg: MnistConfig) -> dict:
     summary = {k: metrics[k] for k in ("classes_covered", "modes_covered", "kl_uniform", "fid") if k in metrics}
     _log(cfg, f"evaluate: {summary}")
     return metrics
+
+
+def _code_novelty(rd, cfg: MnistConfig, codes: np.ndarray) -> dict:
+    """Novelty of ``codes`` in the autoencoder's code space: against the training codes, with the
+    codes of the held-out test images (the first half of the test set) as reference."""
+    from otgen.data.mnist import to_unit_float
+    from otgen.eval.mnist import HELD_OUT, prefixed_novelty
+    from otgen.models.autoencoder import encode_batched
+
+    model, params, _ = _load_ae_params(rd, cfg)
+    held = encode_batched(model, params, to_unit_float(_load_images(cfg, "test")[HELD_OUT]), 1000)
+    return prefixed_novelty("code_", codes, rd.load_array(LATENTS_FILE), held)
+
+
+def replay_reconstructions(cfg: MnistConfig, n: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """AE-OT's replay control: ``n`` training codes drawn with replacement from the run ``cfg.out``,
+    decoded (i.e. reconstructions of training images), and the code-space novelty of those codes."""
+    from otgen.models.autoencoder import decode_batched
+    from otgen.rundir import RunDir
+
+    rd = RunDir(cfg.out)
+    codes = rd.load_array(LATENTS_FILE)
+    codes = codes[np.random.default_rng(seed).integers(0, len(codes), n)]
+    model, params, _ = _load_ae_params(rd, cfg)
+    return _to_uint8(decode_batched(model, params, codes, 1000)), _code_novelty(rd, cfg, codes)
+
+
+def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int = 12) -> None:
+    """Generated digits (top row) over their nearest training digits in the classifier's features."""
+    from otgen.data.mnist import load_mnist
+    from otgen.eval.classifier import classify
+    from otgen.eval.mnist import load_classifier_cached, train_features
+    from otgen.eval.novelty import nearest_distances
+    from otgen.plotting import nearest_neighbour_grid
+
+    params, _ = load_classifier_cached(None if cfg.data_dir is None else str(cfg.data_dir), None)
+    feats = classify(params, samples[:n])[1]
+    train_f = train_features(None if cfg.data_dir is None else str(cfg.data_dir), None)
+    d2 = (feats ** 2).sum(1)[:, None] - 2 * feats @ train_f.T + (train_f ** 2).sum(1)[None]
+    idx = np.argmin(d2, axis=1)
+    dist = nearest_distances(feats, train_f)
+    train_images = load_mnist("train", cfg.data_dir)[0]
+    nearest_neighbour_grid(samples[:n], train_images[idx], dist, rd.file(NEIGHBOURS_FIGURE),
+                           title=f"{cfg.model}: generated (top) and nearest training digit in classifier features "
+                                 "(bottom), with the feature distance")
 
 
 def _stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
