@@ -171,8 +171,8 @@ def test_stacked_report_from_run_directories(tmp_path):
     records = compare.collect_mnist(specs, metric="modes_covered")
     compare.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
     report = (tmp_path / "stacked.md").read_text()
-    assert "| real Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | — |" in report
-    assert "| aeot | 1/1 | 1000.0 | 0.050 | 0.0020 | 10 |" in report
+    assert "| *real* Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | — | — | — | — | — |" in report
+    assert "| aeot | 1/1 | 1000.0 | 0.050 | 0.0020 | — | — | — | — | 10 |" in report
     assert "| gan | 1/1 | 99.0 | 3.400 |" in report
     assert (tmp_path / "stacked_samples.png").exists()
     # a run without metrics is reported, not silently dropped
@@ -180,6 +180,12 @@ def test_stacked_report_from_run_directories(tmp_path):
     compare.write_stacked_report(reference, tmp_path, "cmd", compare.collect_mnist(specs, "modes_covered"),
                                  ["aeot", "gan"])
     assert "- gan seed 0: missing" in (tmp_path / "stacked.md").read_text()
+    # control rows with code-space novelty
+    controls = [{"model": "reconstructions", "modes_covered": 1000, "kl_uniform": 0.03, "max_mode_fraction": 0.002,
+                 "code_data_copying_ct": -40.0, "code_copy_fraction": 1.0, "code_nn_distance_ratio": 0.0}]
+    compare.write_stacked_report(reference, tmp_path, "cmd", records, ["aeot"], controls=controls)
+    assert ("| *replay* (AE-OT's reconstructions of training images) | 1/1 | 1000.0 | 0.030 | 0.0020 | -40.0 | "
+            "100.00 | 0.00 | — | — |") in (tmp_path / "stacked.md").read_text()
 
 
 def test_mean_std_formatting():

@@ -503,36 +503,47 @@ _CONTROL_LABELS = {"real": "*real* (test digits 5,001-10,000)", "replay": "*repl
                    "reconstructions": "*replay* (AE-OT's reconstructions of training digits)"}
 
 
-def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=print) -> list[dict]:
-    """The control rows of the MNIST report, scored by the models' own ``evaluate_digits``; cached
-    under ``<runs_dir>/mnist/controls/<name>/metrics.json``.
+def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=print,
+                       dataset: str = "mnist") -> list[dict]:
+    """The control rows of an image report, scored by the models' own evaluation; cached under
+    ``<runs_dir>/<dataset>/controls/<name>/metrics.json``.
 
-    *real*: the second half of the test set (the first half is the novelty metrics' held-out set);
-    *replay*: ``n`` training digits drawn with replacement; *reconstructions*: ``n`` training codes of
-    the AE-OT run ``aeot_cfg`` decoded by its autoencoder (what decoding the training codes scores).
+    *real* (MNIST only; Stacked's real row is :func:`run_stacked_reference`): the second half of the
+    test set (the first half is the novelty metrics' held-out set); *replay*: ``n`` training images
+    drawn with replacement; *reconstructions*: ``n`` training codes of the AE-OT run ``aeot_cfg``
+    decoded by its autoencoder (what decoding the training codes scores), with their code-space novelty.
     """
-    from otgen.data.mnist import load_mnist
-    from otgen.eval.mnist import HELD_OUT, evaluate_digits
     from otgen.rundir import RunDir
 
+    if dataset == "stacked":
+        from otgen.eval.stacked import evaluate_stacked as evaluate
+    else:
+        from otgen.eval.mnist import evaluate_digits as evaluate
     out = []
     for name in MNIST_CONTROLS:
+        if name == "real" and dataset == "stacked":
+            continue
         if name == "reconstructions" and (aeot_cfg is None or not (Path(aeot_cfg.out) / "latents.npy").exists()):
             continue
-        rd = RunDir(Path(runs_dir) / "mnist" / "controls" / name)
+        rd = RunDir(Path(runs_dir) / dataset / "controls" / name)
         if not rd.has("metrics.json"):
-            log(f"mnist: scoring the {name} control ...")
+            log(f"{dataset}: scoring the {name} control ...")
             extra = {}
             if name == "real":
+                from otgen.data.mnist import load_mnist
+                from otgen.eval.mnist import HELD_OUT
+
                 images = load_mnist("test", data_dir)[0][HELD_OUT.stop:]
             elif name == "replay":
-                train = load_mnist("train", data_dir)[0]
+                from otgen.experiments.mnist import _load_images, make_config
+
+                train = _load_images(make_config("quick", dataset=dataset, data_dir=data_dir), "train")
                 images = train[np.random.default_rng(0).integers(0, len(train), n)]
             else:
                 from otgen.experiments.mnist import replay_reconstructions
 
                 images, extra = replay_reconstructions(aeot_cfg, n)
-            rd.write_json("metrics.json", {**evaluate_digits(images, data_dir=data_dir), **extra})
+            rd.write_json("metrics.json", {**evaluate(images, data_dir=data_dir), **extra})
         out.append({"model": name, "seed": 0, "status": "ok", **rd.read_json("metrics.json")})
     return out
 
@@ -707,25 +718,43 @@ def run_stacked_reference(runs_dir: Path, data_dir, seeds: list[int], log=print)
 
 
 def write_stacked_report(reference: list[dict], report_dir: Path, command: str, records: list[dict] = (),
-                         models: list[str] = (), budget: str = "") -> Path:
+                         models: list[str] = (), budget: str = "", controls: list[dict] = ()) -> Path:
     """``stacked.md``: modes and KL of each model's 26,000 samples, beside those of real data (the ceiling)."""
     report_dir = Path(report_dir)
     lines = _header("Stacked MNIST (1,000 modes): AE-OT vs the GAN family", command)
     lines += ["Training data: 128,000 images whose R, G, B channels are three MNIST training digits (one fixed "
               "draw for every model and seed). Modes: the digit triple the project's classifier reads in the three "
               "channels of each of 26,000 samples; KL = KL(mode histogram || uniform over 1,000); "
-              "max share = the most frequent mode's fraction (uniform: 0.001). Mean ± sample std over seeds; "
-              "wall time = training + generation " + _WALL_TIME_NOTE, ""]
+              "max share = the most frequent mode's fraction (uniform: 0.001). Novelty in AE-OT's code space "
+              "(`otgen.eval.novelty`, against the 128,000 training codes, with the codes of 5,000 stacked test "
+              "images as held-out reference): *code C_T* (~0 like fresh data, << 0 copying), *% code copies*, "
+              "*code NN ratio*. Control rows, scored by the same code: *real* (fresh draws of three digits), "
+              "*replay* (the training set resampled), *replay (reconstructions)* (training codes decoded by AE-OT's "
+              "autoencoder). Mean ± sample std over seeds; wall time = training + generation "
+              + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
-    lines += ["| samples | seeds ok | modes | KL to uniform | max share | wall time (s) |", "|---|---|---|---|---|---|"]
-    columns = [("modes_covered", 1), ("kl_uniform", 3), ("max_mode_fraction", 4), ("wall_seconds", 0)]
+    lines += ["| samples | seeds ok | modes | KL to uniform | max share | code C_T | % code copies | code NN ratio | "
+              "% interpolated | wall time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    columns = [("modes_covered", 1), ("kl_uniform", 3), ("max_mode_fraction", 4), ("code_data_copying_ct", 1),
+               ("code_copy_pct", 2), ("code_nn_distance_ratio", 2), ("interpolated_pct", 1), ("wall_seconds", 0)]
+
+    def with_pct(r):
+        r = dict(r)
+        for src, dst in (("code_copy_fraction", "code_copy_pct"), ("interpolated_fraction", "interpolated_pct")):
+            if r.get(src) is not None:
+                r[dst] = 100 * r[src]
+        return r
+
     if reference:
         # real data is drawn, not trained: no wall time (its record's wall_seconds is the scoring time)
-        lines.append(_table_row("real Stacked MNIST (26,000 draws)",
+        lines.append(_table_row("*real* Stacked MNIST (26,000 draws)",
                                 [{k: v for k, v in r.items() if k != "wall_seconds"} for r in reference], columns))
+    for c in controls:
+        lines.append(_table_row(_CONTROL_LABELS.get(c["model"], c["model"]).replace("digits", "images"),
+                                [with_pct(c)], columns))
     for model in models:
-        lines.append(_table_row(model, [r for r in records if r["model"] == model], columns))
+        lines.append(_table_row(model, [with_pct(r) for r in records if r["model"] == model], columns))
     if reference:
         lines += ["", "The real-data row checks the metric itself (true labels: "
                   f"{_mean_std([r['true_modes_covered'] for r in reference], 1)} modes, KL "
@@ -768,6 +797,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-dir", default="experiments/reports", help="where the report .md/.png go")
     parser.add_argument("--report-only", action="store_true", help="write the report from existing runs only")
     parser.add_argument("--quiet", action="store_true")
+
+
+def _aeot_config(specs: list[RunSpec], args: argparse.Namespace, dataset: str):
+    """The MnistConfig of the suite's first AE-OT run (for its reconstructions control), or None."""
+    aeot = next((sp for sp in specs if sp.model == "aeot"), None)
+    if aeot is None:
+        return None
+    from otgen.experiments.mnist import make_config
+
+    return make_config(args.preset, model="aeot", dataset=dataset, out=str(aeot.out), data_dir=args.data_dir)
 
 
 def _csv(value: str | None, default: Iterable[str]) -> list[str]:
@@ -833,13 +872,8 @@ def main(args: argparse.Namespace) -> int:
             log(f"runs: {counts}")
         budget = f"preset {args.preset}, {seeds} seed(s) x {len(models)} models" + (
             f", GAN steps {args.gan_steps}" if args.gan_steps else "")
-        aeot = next((sp for sp in specs if sp.model == "aeot" and sp.seed == 0), None)
-        aeot_cfg = None
-        if aeot is not None:
-            from otgen.experiments.mnist import make_config
-
-            aeot_cfg = make_config(args.preset, model="aeot", out=str(aeot.out), data_dir=args.data_dir)
-        controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, args.n_samples or 10_000, aeot_cfg, log)
+        controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, args.n_samples or 10_000,
+                                      _aeot_config(specs, args, "mnist"), log)
         path = write_mnist_report(collect_mnist(specs), models, report_dir, _command(args, models, [], seeds),
                                   controls=controls,
                                   budget=budget)
@@ -855,9 +889,11 @@ def main(args: argparse.Namespace) -> int:
             counts = execute(specs, runner, log)
             log(f"runs: {counts}")
         reference = run_stacked_reference(Path(args.runs_dir), args.data_dir, list(range(seeds)), log)
+        controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, args.n_samples or 26_000,
+                                      _aeot_config(specs, args, "stacked"), log, dataset="stacked")
         budget = f"preset {args.preset}, {seeds} seed(s) x {len(models)} models" + (
             f", GAN steps {args.gan_steps}" if args.gan_steps else "")
         path = write_stacked_report(reference, report_dir, _command(args, models, [], seeds),
-                                    collect_mnist(specs, metric="modes_covered"), models, budget)
+                                    collect_mnist(specs, metric="modes_covered"), models, budget, controls)
     log(f"report {path} written ({time.perf_counter() - t0:.1f} s)")
     return 0
