@@ -137,6 +137,33 @@ def test_time_budget_and_unreachable_tol_stop_with_a_reason():
     assert any("cannot be certified" in n for n in b.diagnostics.notes)
 
 
+def test_chi2_metric_is_certified_and_checked_independently():
+    # Gaussian source onto wider Gaussian targets in 4-d; the stop certifies the unbiased chi2,
+    # and fresh i.i.d. samples (another stream, 2^22 of them: noise ~2e-5) confirm it.
+    y = 1.5 * np.random.default_rng(0).standard_normal((2000, 4)).astype(np.float32)
+    bmap = SemiDiscreteOT(Gaussian(dim=4), y).fit(jax.random.PRNGKey(0), tol=0.01, metric="chi2", progress=False)
+    d = bmap.diagnostics
+    assert d.converged and d.metric == "chi2" and d.summary().startswith("converged (chi2 ")
+    assert d.final_error == d.chi2[d.best_step] <= 0.01 and d.noise_chi2[d.best_step] <= 0.01 / 3
+    check = independent_error(bmap, jax.random.PRNGKey(123), 1 << 22)
+    assert check.chi2 <= 0.01, check
+    assert bmap.diagnostics.as_metrics()["ot_metric"] == "chi2"
+    with pytest.raises(ValueError, match="metric must be one of"):
+        SemiDiscreteOT(Gaussian(dim=4), y).fit(jax.random.PRNGKey(0), metric="l2")
+
+
+def test_an_l1_tol_out_of_reach_is_said_before_the_first_step():
+    # K = 10,000 in 16-d: the L1 estimate's Monte-Carlo noise at the largest sample (2^24) is ~0.02,
+    # so tol 0.01 cannot be certified; the fit says so up front (here it is stopped after one step).
+    y = 1.5 * np.random.default_rng(0).standard_normal((10_000, 16)).astype(np.float32)
+    problem = SemiDiscreteOT(Gaussian(dim=16), y)
+    with pytest.warns(NotConvergedWarning, match="likely out of reach.*metric='chi2'"):
+        b = problem.fit(jax.random.PRNGKey(0), tol=0.01, h0=np.zeros(10_000, np.float32), progress=False,
+                        callback=lambda step, h, est: True)
+    assert "likely out of reach" in b.diagnostics.notes[0]
+    assert problem._noise_floor("l1", 1 << 24) > 0.01 > 10 * problem._noise_floor("chi2", 1 << 24)
+
+
 def test_sobol_points_stay_inside_the_open_cube():
     # The extreme words map strictly inside (0, 1) in float32, so the Gaussian's inverse CDF is finite.
     u = np.asarray(bits_to_unit(jnp.array([0, 0xFFFFFFFF], jnp.uint32)))

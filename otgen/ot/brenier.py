@@ -38,6 +38,7 @@ class Diagnostics(NamedTuple):
     returned heights); otherwise ``best_step`` is the step of lowest estimated error.
     ``stop_reason``: "converged", "max_steps", "time_budget", "noise_floor" or "callback";
     ``notes``: every fallback and safeguard that fired (start chosen, steps rejected...).
+    ``metric``: what ``tol`` bounds ("l1" or "chi2"); ``noise_chi2``: the chi2 estimate's noise.
     """
 
     l1_error: tuple[float, ...] = ()
@@ -54,6 +55,8 @@ class Diagnostics(NamedTuple):
     stop_reason: str = ""
     tol: float | None = None
     notes: tuple[str, ...] = ()
+    metric: str = "l1"
+    noise_chi2: tuple[float, ...] = ()
 
     @property
     def final_l1(self) -> float:
@@ -62,6 +65,14 @@ class Diagnostics(NamedTuple):
             return float("nan")
         return self.l1_error[self.best_step if self.best_step >= 0 else -1]
 
+    @property
+    def final_error(self) -> float:
+        """The returned heights' estimated error in the fit's ``metric``."""
+        seq = self.chi2 if self.metric == "chi2" else self.l1_error
+        if not seq:
+            return float("nan")
+        return seq[self.best_step if self.best_step >= 0 else -1]
+
     def as_metrics(self, prefix: str = "ot_") -> dict[str, Any]:
         """The fit's verdict for a ``metrics.json``: converged, the returned heights' estimated
         error and noise, chi2, steps, stop reason and every fallback note."""
@@ -69,6 +80,7 @@ class Diagnostics(NamedTuple):
         pick = (lambda seq: seq[i] if seq else None)
         return {f"{prefix}converged": bool(self.converged), f"{prefix}l1_error": pick(self.l1_error),
                 f"{prefix}noise_l1": pick(self.noise_l1), f"{prefix}chi2": pick(self.chi2),
+                f"{prefix}noise_chi2": pick(self.noise_chi2), f"{prefix}metric": self.metric,
                 f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
                 f"{prefix}seconds": self.wall_time[-1] if self.wall_time else None,
                 f"{prefix}stop_reason": self.stop_reason, f"{prefix}notes": list(self.notes)}
@@ -76,9 +88,10 @@ class Diagnostics(NamedTuple):
     def summary(self) -> str:
         """One line: "converged (L1 0.0081 <= tol 0.01, 7 steps)" or why not."""
         n, tol = len(self.l1_error), "?" if self.tol is None else f"{self.tol:g}"
+        name = "chi2" if self.metric == "chi2" else "L1"
         if self.converged:
-            return f"converged (L1 {self.final_l1:.4f} <= tol {tol}, {n} steps)"
-        return (f"not converged (L1 {self.final_l1:.4f} > tol {tol} after {n} steps; "
+            return f"converged ({name} {self.final_error:.4g} <= tol {tol}, {n} steps)"
+        return (f"not converged ({name} {self.final_error:.4g} > tol {tol} after {n} steps; "
                 f"stopped by {self.stop_reason or 'unknown'})")
 
     def as_dict(self) -> dict[str, Any]:

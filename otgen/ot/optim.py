@@ -58,6 +58,7 @@ class Estimate(NamedTuple):
     num_empty: jax.Array  # cells with no sample
     edges: tuple | None = None  # (i1, i2, weight, median gap) per sample: facet-area Hessian, or None
     chi2: jax.Array | float = float("nan")  # unbiased sum_i (w_a,i - nu_i)(w_b,i - nu_i) / nu_i
+    noise_chi2: jax.Array | float = float("nan")  # its Monte-Carlo standard error, (2/N) sqrt(K + N chi2)
     num_samples: int = 0  # both halves together
 
 
@@ -81,6 +82,19 @@ def facet_hessian_matvec(edges, num_targets: int):
 
 # ---------------------------------------------------------------------------
 # damped Newton (default)
+
+
+METRICS = ("l1", "chi2")
+
+
+def error_of(est: Estimate, metric: str) -> float:
+    """The estimate's error in ``metric``: ``l1`` = ||w - nu||_1, ``chi2`` = the unbiased chi-square."""
+    return float(est.chi2 if metric == "chi2" else est.l1)
+
+
+def noise_of(est: Estimate, metric: str) -> float:
+    """The Monte-Carlo noise of :func:`error_of` (what a stop must certify)."""
+    return float(est.noise_chi2 if metric == "chi2" else est.noise_l1)
 
 
 class NewtonState(NamedTuple):
@@ -109,6 +123,12 @@ class DampedNewton:
     mass_floor: float = 0.5  # ... and no cell falls below mass_floor * min(w_i(h), nu_i)
     max_steps: int = 200
     needs_hessian: bool = True
+    metric: str = "l1"  # what tol bounds: "l1" = ||w - nu||_1, "chi2" = sum_i (w_i - nu_i)^2 / nu_i
+    #                     (certifiable at any K: its noise falls like sqrt(K)/N, L1's like sqrt(K/N))
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
 
     def init(self, h0: jax.Array) -> NewtonState:
         return NewtonState()
@@ -137,9 +157,9 @@ class DampedNewton:
             if empty.size:
                 h_try = _recentre(h.at[empty].add(capture(h, empty)))
                 trial = probe(h_try, hessian=True)
-                if float(trial.l1) < float(est.l1):
+                if error_of(trial, self.metric) < error_of(est, self.metric):
                     h, est, moved = h_try, trial, True
-        l1 = float(est.l1)
+        err = error_of(est, self.metric)
         g = est.masses - nu
         d = _lm_direction(g, est.edges, nu, self.damping, self.cg_iters, self.cg_tol, self.max_move)
         floor = self.mass_floor * jnp.minimum(est.masses, nu)
@@ -149,7 +169,7 @@ class DampedNewton:
             for _ in range(self.max_halvings + 1):
                 h_try = _recentre(h + t * d)
                 trial = probe(h_try)
-                if (float(trial.l1) <= (1.0 - self.decrease * t) * l1
+                if (error_of(trial, self.metric) <= (1.0 - self.decrease * t) * err
                         and bool(jnp.all(trial.masses >= floor))):
                     return h_try, state, t
                 t *= 0.5
@@ -157,25 +177,26 @@ class DampedNewton:
 
     def next_batch_size(self, est: Estimate, state: NewtonState, n: int, tol: float, step_size: float):
         """Returns (state, n).  Grow the sample size when the estimate is noise-dominated, by the factor the
-        noise needs if it falls like 1/sqrt(N) (conservative: RQMC noise falls faster),
-        or 4x after a step the line search could not accept (a better Hessian estimate)."""
+        noise needs if L1 noise falls like 1/sqrt(N) and chi2 noise like 1/N (conservative: RQMC
+        noise falls faster), or 4x after a step the line search could not accept (a better Hessian)."""
         if step_size == 0.0:
             return state, int(min(4 * n, self.max_batch_size))
-        l1, noise = float(est.l1), float(est.noise_l1)
-        target = self.noise_ratio * l1
-        if l1 <= 2 * tol:  # close to the end: aim straight at the certifying noise level
+        err, noise = error_of(est, self.metric), noise_of(est, self.metric)
+        target = self.noise_ratio * max(err, 0.0)
+        if err <= 2 * tol:  # close to the end: aim straight at the certifying noise level
             target = min(target, 0.8 * self.stop_noise * tol)
         if noise <= target:
             return state, n
-        factor = min(max((noise / target) ** 2, 2.0), float(self.growth))
+        ratio = noise / max(target, 1e-30)
+        factor = min(max(ratio if self.metric == "chi2" else ratio ** 2, 2.0), float(self.growth))
         return state, int(min(n * 2 ** math.ceil(math.log2(factor)), self.max_batch_size))
 
     def should_stop(self, est: Estimate, tol: float, state) -> bool:
-        return float(est.l1) <= tol and float(est.noise_l1) <= self.stop_noise * tol
+        return error_of(est, self.metric) <= tol and noise_of(est, self.metric) <= self.stop_noise * tol
 
     def unreachable(self, est: Estimate, n: int, tol: float) -> bool:
         """The largest sample still leaves the estimate too noisy to certify ``tol``."""
-        return n >= self.max_batch_size and float(est.noise_l1) > self.stop_noise * tol
+        return n >= self.max_batch_size and noise_of(est, self.metric) > self.stop_noise * tol
 
 
 @jax.jit

@@ -26,7 +26,7 @@ from jax.sharding import PartitionSpec as P
 from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
 from otgen.ot.measures import as_measure, moments
-from otgen.ot.optim import Estimate, damped_newton
+from otgen.ot.optim import METRICS, Estimate, damped_newton, error_of, noise_of
 
 __all__ = ["SemiDiscreteOT", "validate_problem", "NotConvergedWarning", "NotConvergedError", "DISCRETE_MAX_K"]
 
@@ -212,9 +212,14 @@ def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sam
         median = jnp.quantile(gap[:sub], 0.5)
         c = jnp.where(r < delta, 1.0 / (2.0 * gap.shape[0] * delta * dist), 0.0).astype(jnp.float32)
         edges = (i1, i2, c, median)
+    chi2 = jnp.sum((w_a - nu) * (w_b - nu) / nu)
+    n_total = 2.0 * n_half
     return Estimate(
         masses=w,
-        chi2=jnp.sum((w_a - nu) * (w_b - nu) / nu),
+        chi2=chi2,
+        # Monte-Carlo standard error of the unbiased chi2 (independent half-samples, each cell's
+        # count binomial): Var = 4 K / N^2 + 4 chi2 / N; conservative for RQMC
+        noise_chi2=(2.0 / n_total) * jnp.sqrt(jnp.sum(nu > 0) + n_total * jnp.maximum(chi2, 0.0)),
         l1=jnp.sum(jnp.abs(g)),
         noise_l1=0.5 * jnp.sum(jnp.abs(w_a - w_b)),
         max_rel=jnp.max(jnp.abs(g) / nu),
@@ -382,6 +387,15 @@ class SemiDiscreteOT:
         edges = None if est.edges is None else (est.edges[0], est.edges[1], est.edges[2] / s, est.edges[3] * s)
         return est._replace(energy=self._user_energy(est.energy), edges=edges)
 
+    def _noise_floor(self, metric: str, num_samples: int) -> float:
+        """Monte-Carlo noise of the ``metric`` estimate at ``num_samples`` when the error is small:
+        L1 (half the distance of two half-sample estimates) sqrt(2 / (pi N)) sum_i sqrt(nu_i);
+        chi2 2 sqrt(K) / N."""
+        nu = np.asarray(self.weights, np.float64)
+        if metric == "chi2":
+            return 2.0 * math.sqrt(np.count_nonzero(nu)) / num_samples
+        return math.sqrt(2.0 / (math.pi * num_samples)) * float(np.sum(np.sqrt(nu)))
+
     def _user_energy(self, energy):
         """The solver frame's energy E' in the user's frame: u_h(x) = s u'(x) + <x, c>, so
         E = s E' + <mean of the source, c>."""
@@ -410,10 +424,17 @@ class SemiDiscreteOT:
     def fit(self, key: jax.Array, *, tol: float = 0.01, max_steps: int | None = None,
             batch_size: int | None = None, optimizer=None, h0=None, progress: bool | None = None,
             callback=None, time_budget: float | None = None, strict: bool = False,
-            warn: bool = True) -> BrenierMap:
+            warn: bool = True, metric: str | None = None) -> BrenierMap:
         """Minimise the energy; stop when the optimizer's test passes (default: estimated
         ||w - nu||_1 <= tol with noise <= tol/3), after ``max_steps``, after ``time_budget``
         seconds, or when ``tol`` cannot be certified even at the optimizer's largest sample.
+
+        ``metric``: what ``tol`` bounds -- ``"l1"`` (the optimizer's default) or ``"chi2"``,
+        the marginal chi-square error sum_i (w_i - nu_i)^2 / nu_i (sqrt(chi2) is the RMS
+        relative error of a cell's mass, and L1 <= sqrt(chi2)).  L1 needs ~K / tol^2 samples
+        merely to be measured; chi2's unbiased estimate has noise ~2 sqrt(K) / N, so it can
+        be certified at any K.  When the L1 tol looks out of reach at the largest sample,
+        a note (and a warning) says so before the first step.
 
         ``batch_size``: initial samples per step (optimizer default otherwise);
         ``callback(step, h, estimate)`` is called after each estimate (``h`` in the user's
@@ -430,6 +451,15 @@ class SemiDiscreteOT:
         if time_budget is not None and not (time_budget > 0):
             raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
         opt = damped_newton() if optimizer is None else optimizer
+        if metric is not None:
+            if metric not in METRICS:
+                raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+            if not hasattr(opt, "metric"):
+                raise ValueError(f"optimizer {opt.name!r} has no metric option (its stopping rule is its own)")
+            import dataclasses
+
+            opt = dataclasses.replace(opt, metric=metric)
+        metric = getattr(opt, "metric", "l1")
         max_steps = opt.max_steps if max_steps is None else int(max_steps)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
@@ -441,6 +471,14 @@ class SemiDiscreteOT:
             raise ValueError(f"batch_size must be >= 2, got {n}")
         t0 = time.perf_counter()
         notes = []
+        floor = self._noise_floor(metric, getattr(opt, "max_batch_size", n))
+        if floor > tol:  # Monte-Carlo noise alone exceeds tol (RQMC does better, but not 3x in high d)
+            note = (f"tol {tol:g} on {metric} is likely out of reach: at the largest sample "
+                    f"({getattr(opt, 'max_batch_size', n)}) the Monte-Carlo noise of the estimate is ~{floor:.3g} "
+                    f"(RQMC may do better); fit(metric='chi2') can be certified at any K")
+            notes.append(note)
+            if warn:
+                warnings.warn(note, NotConvergedWarning, stacklevel=2)
         if h0 is None:
             key, k_init = jax.random.split(key)
             h, note = self._initial_h(opt.init_h, k_init)
@@ -453,9 +491,9 @@ class SemiDiscreteOT:
             notes.append("start: h0 given by the caller")
         h = h - jnp.mean(h)
         state = opt.init(h)
-        hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n", "chi2", "step")}
+        hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n", "chi2", "step", "noise_chi2")}
         converged, reason = False, "max_steps"
-        best_h, best_step, best_l1 = h, 0, float("inf")
+        best_h, best_step, best_err = h, 0, float("inf")
         show = sys.stderr.isatty() if progress is None else bool(progress)
         from tqdm.auto import tqdm
 
@@ -470,12 +508,13 @@ class SemiDiscreteOT:
                 for name, v in (("l1", l1), ("noise", float(est.noise_l1)), ("max_rel", float(est.max_rel)),
                                 ("energy", self._user_energy(float(est.energy))),
                                 ("time", time.perf_counter() - t0), ("n", est.num_samples),
-                                ("chi2", float(est.chi2))):
+                                ("chi2", float(est.chi2)), ("noise_chi2", float(est.noise_chi2))):
                     hist[name].append(v)
-                if l1 < best_l1:
-                    best_h, best_step, best_l1 = h, step, l1
+                err = error_of(est, metric)
+                if err < best_err:
+                    best_h, best_step, best_err = h, step, err
                 bar.update(1)
-                bar.set_postfix(l1=f"{l1:.4f}", noise=f"{float(est.noise_l1):.4f}", n=n)
+                bar.set_postfix({metric: f"{err:.4g}", "noise": f"{noise_of(est, metric):.3g}", "n": n})
                 if callback is not None and callback(step, h * self.scale, est):
                     reason = "callback"
                     break
@@ -489,8 +528,9 @@ class SemiDiscreteOT:
                     break
                 if opt.unreachable(est, n, tol):
                     reason = "noise_floor"
-                    notes.append(f"tol {tol:g} cannot be certified: at the largest sample ({n}) the estimate's "
-                                 f"noise is {float(est.noise_l1):.4g} > {getattr(opt, 'stop_noise', 1):.3g} x tol")
+                    notes.append(f"tol {tol:g} cannot be certified: at the largest sample ({n}) the {metric} "
+                                 f"estimate's noise is {noise_of(est, metric):.4g} > "
+                                 f"{getattr(opt, 'stop_noise', 1):.3g} x tol")
                     break
 
                 def probe(h_try, hessian=False, sub=sub, n=n):
@@ -526,7 +566,8 @@ class SemiDiscreteOT:
             raise FloatingPointError("semi-discrete OT produced non-finite heights; please report this problem")
         diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
                            tuple(hist["time"]), tuple(hist["n"]), converged, opt.name, tuple(hist["chi2"]),
-                           tuple(hist["step"]), best_step, reason, float(tol), tuple(notes))
+                           tuple(hist["step"]), best_step, reason, float(tol), tuple(notes), metric,
+                           tuple(hist["noise_chi2"]))
         bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
         if self.mesh is None and self._y is self.targets:  # same frame: hand over the padded blocks, no copy
             bmap._blocks = (h_out, self.targets, scores.with_heights(self._blocks, h_out))
