@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from otgen.experiments import compare
+from otgen.experiments import report as reports
 from otgen.rundir import RunDir
 
 RING = 2.0 * np.stack([np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], axis=1)
@@ -129,7 +130,7 @@ def test_mnist_report_from_run_directories(tmp_path):
     for s in specs:
         hist = [100] * 10 if s.model == "aeot" else [500, 500] + [0] * 8
         _mnist_run(s.out, hist, fid=1.0 + s.seed if s.model == "aeot" else 30.0, seconds=99.0)
-    compare.write_mnist_report(compare.collect_mnist(specs), ["aeot", "gan"], tmp_path, "otgen compare --suite mnist")
+    reports.write_mnist_report(compare.collect_mnist(specs), ["aeot", "gan"], tmp_path, "otgen compare --suite mnist")
     report = (tmp_path / "mnist.md").read_text()
     assert "test accuracy 0.9912" in report and "FID 0.50 (the floor)" in report
     assert "| aeot | 2/2 | 10.0 ± 0.0 | 0.0 ± 0.0 | 0.0000 ± 0.0000 | 1.50 ± 0.71 |" in report
@@ -148,7 +149,7 @@ def test_mnist_report_from_run_directories(tmp_path):
         if r["model"] == "aeot":
             r.update(feature_data_copying_ct=-1.0, code_data_copying_ct=-2.0, feature_copy_fraction=0.001,
                      interpolated_fraction=0.9)
-    compare.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls)
+    reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls)
     report = (tmp_path / "mnist.md").read_text()
     assert "| *real* (test digits 5,001-10,000) | 1/1 | 10.0 |" in report
     assert "| *replay* (training digits) | 1/1 | 10.0 | — | 0.0005 | 0.50 | 0.750 | 0.600 | 100.00 | -30.0 |" in report
@@ -169,7 +170,7 @@ def test_stacked_report_from_run_directories(tmp_path):
     reference = [{"modes_covered": 1000, "kl_uniform": 0.02, "max_mode_fraction": 0.0015,
                   "true_modes_covered": 1000, "true_kl_uniform": 0.019, "wall_seconds": 4.0}]
     records = compare.collect_mnist(specs, metric="modes_covered")
-    compare.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
+    reports.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
     report = (tmp_path / "stacked.md").read_text()
     assert "| *real* Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | — | — | — | — | — |" in report
     assert "| aeot | 1/1 | 1000.0 | 0.050 | 0.0020 | — | — | — | — | 10 |" in report
@@ -177,22 +178,22 @@ def test_stacked_report_from_run_directories(tmp_path):
     assert (tmp_path / "stacked_samples.png").exists()
     # a run without metrics is reported, not silently dropped
     (specs[1].out / "metrics.json").unlink()
-    compare.write_stacked_report(reference, tmp_path, "cmd", compare.collect_mnist(specs, "modes_covered"),
+    reports.write_stacked_report(reference, tmp_path, "cmd", compare.collect_mnist(specs, "modes_covered"),
                                  ["aeot", "gan"])
     assert "- gan seed 0: missing" in (tmp_path / "stacked.md").read_text()
     # control rows with code-space novelty
     controls = [{"model": "reconstructions", "modes_covered": 1000, "kl_uniform": 0.03, "max_mode_fraction": 0.002,
                  "code_data_copying_ct": -40.0, "code_copy_fraction": 1.0, "code_nn_distance_ratio": 0.0}]
-    compare.write_stacked_report(reference, tmp_path, "cmd", records, ["aeot"], controls=controls)
+    reports.write_stacked_report(reference, tmp_path, "cmd", records, ["aeot"], controls=controls)
     assert ("| *replay* (AE-OT's reconstructions of training images) | 1/1 | 1000.0 | 0.030 | 0.0020 | -40.0 | "
             "100.00 | 0.00 | — | — |") in (tmp_path / "stacked.md").read_text()
 
 
 def test_mean_std_formatting():
-    assert compare._mean_std([1.0, 3.0], 1) == "2.0 ± 1.4"
-    assert compare._mean_std([0.5], 2, 100.0) == "50.00"
-    assert compare._mean_std([], 1) == "—"
-    assert compare._mean_std([1.0, math.inf], 2) == "inf (1/2 seeds)"
+    assert reports._mean_std([1.0, 3.0], 1) == "2.0 ± 1.4"
+    assert reports._mean_std([0.5], 2, 100.0) == "50.00"
+    assert reports._mean_std([], 1) == "—"
+    assert reports._mean_std([1.0, math.inf], 2) == "inf (1/2 seeds)"
 
 
 def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
