@@ -184,7 +184,12 @@ def test_stacked_report_from_run_directories(tmp_path):
     # control rows with code-space novelty
     controls = [{"model": "reconstructions", "modes_covered": 1000, "kl_uniform": 0.03, "max_mode_fraction": 0.002,
                  "code_data_copying_ct": -40.0, "code_copy_fraction": 1.0, "code_nn_distance_ratio": 0.0}]
+    for r in records:
+        if r["model"] == "aeot":
+            r.update(code_copy_fraction=0.99, code_data_copying_ct=-15.0, interpolated_fraction=0.006)
     reports.write_stacked_report(reference, tmp_path, "cmd", records, ["aeot"], controls=controls)
+    assert ("AE-OT novelty (seed 0): 0.6% of its codes interpolated, 99.0% are training codes, code C_T -15.0 -> "
+            "flagged as copying") in (tmp_path / "stacked.md").read_text()
     assert ("| *replay* (AE-OT's reconstructions of training images) | 1/1 | 1000.0 | 0.030 | 0.0020 | -40.0 | "
             "100.00 | 0.00 | — | — |") in (tmp_path / "stacked.md").read_text()
 

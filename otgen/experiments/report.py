@@ -472,6 +472,15 @@ def write_stacked_report(reference: list[dict], report_dir: Path, command: str, 
                   f"{_mean_std([r['true_kl_uniform'] for r in reference], 3)}): 26,000 draws over 1,000 equally "
                   "likely modes, read by a classifier of finite accuracy."]
     lines += ["", f"Published, for orientation (other networks and budgets): {PUBLISHED_STACKED}.", ""]
+    aeot = [r for r in records if r["model"] == "aeot" and r.get("status") == "ok" and "code_copy_fraction" in r]
+    if aeot:
+        r = aeot[0]
+        copying = r["code_data_copying_ct"] <= -3 or r["code_copy_fraction"] >= 0.01
+        lines += [f"AE-OT novelty (seed {r['seed']}): {100 * r.get('interpolated_fraction', float('nan')):.1f}% of its "
+                  f"codes interpolated, {100 * r['code_copy_fraction']:.1f}% are training codes, code C_T "
+                  f"{r['code_data_copying_ct']:.1f} -> " + ("flagged as copying: its modes and KL are what decoding "
+                                                             "the training codes earns (the reconstruction row)"
+                                                             if copying else "not flagged as copying") + ".", ""]
     fails = [r for r in records if r["status"] != "ok"]
     if fails:
         lines += ["## Runs without results", ""] + [
