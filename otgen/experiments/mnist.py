@@ -505,7 +505,6 @@ def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int 
     from otgen.data.mnist import load_mnist
     from otgen.eval.classifier import classify
     from otgen.eval.mnist import load_classifier_cached, train_features
-    from otgen.eval.novelty import nearest_distances
     from otgen.plotting import nearest_neighbour_grid
 
     params, _ = load_classifier_cached(None if cfg.data_dir is None else str(cfg.data_dir), None)
@@ -513,7 +512,7 @@ def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int 
     train_f = train_features(None if cfg.data_dir is None else str(cfg.data_dir), None)
     d2 = (feats ** 2).sum(1)[:, None] - 2 * feats @ train_f.T + (train_f ** 2).sum(1)[None]
     idx = np.argmin(d2, axis=1)
-    dist = nearest_distances(feats, train_f)
+    dist = np.sqrt(np.maximum(d2[np.arange(len(idx)), idx], 0.0))
     train_images = load_mnist("train", cfg.data_dir)[0]
     nearest_neighbour_grid(samples[:n], train_images[idx], dist, rd.file(NEIGHBOURS_FIGURE),
                            title=f"{cfg.model}: generated (top) and nearest training digit in classifier features "

@@ -306,6 +306,15 @@ _CONTROL_LABELS = {"real": "*real* (test digits 5,001-10,000)", "replay": "*repl
                    "reconstructions": "*replay* (AE-OT's reconstructions of training digits)"}
 
 
+def _with_pct(record: dict, pairs) -> dict:
+    """A copy of ``record`` with each fraction ``src`` also as a percentage ``dst`` (for the tables)."""
+    r = dict(record)
+    for src, dst in pairs:
+        if r.get(src) is not None:
+            r[dst] = 100 * r[src]
+    return r
+
+
 def _control_beats_real(controls: list[dict], key: str, better: int) -> bool:
     """Does any replay control score ``key`` at least as well as the real control (``better`` = +1: higher)?"""
     real = next((c.get(key) for c in controls if c["model"] == "real"), None)
@@ -370,12 +379,8 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
                ("wall_seconds", 0)]
 
     def with_pct(r):
-        r = dict(r)
-        for src, dst in (("feature_copy_fraction", "feature_copy_fraction_pct"),
-                         ("interpolated_fraction", "interpolated_pct")):
-            if r.get(src) is not None:
-                r[dst] = 100 * r[src]
-        return r
+        return _with_pct(r, (("feature_copy_fraction", "feature_copy_fraction_pct"),
+                             ("interpolated_fraction", "interpolated_pct")))
 
     for c in controls:
         lines.append(_table_row(_CONTROL_LABELS.get(c["model"], c["model"]), [with_pct(c)], columns))
@@ -451,11 +456,7 @@ def write_stacked_report(reference: list[dict], report_dir: Path, command: str, 
                ("code_copy_pct", 2), ("code_nn_distance_ratio", 2), ("interpolated_pct", 1), ("wall_seconds", 0)]
 
     def with_pct(r):
-        r = dict(r)
-        for src, dst in (("code_copy_fraction", "code_copy_pct"), ("interpolated_fraction", "interpolated_pct")):
-            if r.get(src) is not None:
-                r[dst] = 100 * r[src]
-        return r
+        return _with_pct(r, (("code_copy_fraction", "code_copy_pct"), ("interpolated_fraction", "interpolated_pct")))
 
     if reference:
         # real data is drawn, not trained: no wall time (its record's wall_seconds is the scoring time)
