@@ -10,15 +10,16 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import shutil
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from otgen.checkpoint import atomic_write
 
-__all__ = ["RunDir", "package_versions"]
+__all__ = ["RunDir", "package_versions", "claim_run_dir"]
 
 _PACKAGES = ("otgen", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pot")
 
@@ -92,3 +93,32 @@ class RunDir:
         doc = {"config": _jsonable(config), "seed": seed, "versions": package_versions(),
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         return self.write_json("config.json", doc)
+
+
+def claim_run_dir(out: str | os.PathLike, identity: dict, stored_identity: Callable[[dict], dict],
+                  overwrite: bool = False) -> RunDir:
+    """The :class:`RunDir` at ``out`` for a run defined by ``identity``, refusing to mix two runs.
+
+    A new or empty directory is used as is; one whose ``config.json`` holds the same
+    identity (``stored_identity(config_doc)``) is resumed; another identity is refused,
+    naming each field that differs, unless ``overwrite`` (which deletes that run first).
+    A file, or a non-empty directory without ``config.json``, is always refused.  Fields
+    present on one side only come from another otgen version and are not differences.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is an existing file, not a directory; choose another --out")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / "config.json").exists():
+            raise ValueError(f"--out {path} is a non-empty directory that holds no otgen run (no config.json); "
+                             "choose another --out")
+        stored = _jsonable(stored_identity(RunDir(path).read_json("config.json")))
+        want = json.loads(json.dumps(_jsonable(identity)))  # tuples -> lists, as read back
+        diff = sorted(k for k in set(stored) & set(want) if stored[k] != want[k])
+        if diff:
+            what = "; ".join(f"{k}: {stored[k]!r} there, {want[k]!r} now" for k in diff)
+            if not overwrite:
+                raise ValueError(f"--out {path} holds another run ({what}); choose another --out, "
+                                 "or add --overwrite to replace it")
+            shutil.rmtree(path)
+    return RunDir(path)

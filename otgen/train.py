@@ -480,6 +480,7 @@ class GANResult:
     train_seconds: float = 0.0  # wall time of the steps run by this call (compilation included)
     data_scale: float = 1.0     # the networks see data / data_scale (``config.standardize``)
     curve: tuple[dict, ...] = ()  # learning-curve records {"step": s, **evaluate(result at s)}
+    data_digest: str = ""       # fingerprint of the training set (checked on resume)
 
     _CHUNK = 2048  # samples per generator call, bounding memory for the image nets
 
@@ -585,7 +586,15 @@ def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
     """The :class:`GANResult` stored in ``run_dir``'s checkpoint (refused if ``cfg`` differs)."""
     state, history, meta = _restore(RunDir(run_dir).file(CHECKPOINT_NAME), cfg, None)
     return GANResult(cfg, state, history, data_scale=float(meta.get("data_scale", 1.0)),
-                     curve=tuple(meta.get("curve", ())))
+                     curve=tuple(meta.get("curve", ())), data_digest=str(meta.get("data", "")))
+
+
+def save_gan(result: GANResult, run_dir: str | Path) -> Path:
+    """``result`` as ``run_dir``'s checkpoint (what :func:`load_gan` and a resumed training read)."""
+    path = RunDir(run_dir).file(CHECKPOINT_NAME)
+    meta = _metadata(result.config, int(result.state.step), result.data_digest, result.history,
+                     list(result.curve), result.data_scale)
+    return save_pytree(path, result.state, metadata=meta)
 
 
 def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) -> TrainingDivergedError:
@@ -597,9 +606,9 @@ def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) 
         f"Try a smaller learning rate (lr={cfg.lr:g}) or check the data scale.")
 
 
-def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
+def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = False,
               checkpoint_every: int = 1000, progress: bool = True, evaluate=None,
-              eval_steps: tuple[int, ...] = ()) -> GANResult:
+              eval_steps: tuple[int, ...] = (), key: jax.Array | None = None) -> GANResult:
     """Train ``cfg.model`` on ``data`` for ``cfg.steps`` generator updates.
 
     Writes ``checkpoint.npz`` into ``run_dir`` every ``checkpoint_every`` steps and
@@ -615,6 +624,9 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
     moment and ``{"step": s, **record}`` is appended to ``result.curve``; a
     checkpoint is written at the same step, so the record can be recomputed from
     it.  The curve travels in the checkpoint and survives a resume.
+
+    ``key`` seeds a fresh start (default ``jax.random.key(cfg.seed)``); ``run_dir=None`` trains
+    in memory (no checkpoint, no figure).
     """
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -623,28 +635,30 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
     x = _validate_data(cfg, data)
     digest = _data_fingerprint(x)
     scale = _data_scale(cfg, x)
-    run = RunDir(run_dir)
-    ckpt = run.file(CHECKPOINT_NAME)
+    run = None if run_dir is None else RunDir(run_dir)
+    ckpt = None if run is None else run.file(CHECKPOINT_NAME)
     eval_steps = sorted({int(s) for s in eval_steps if 0 < int(s) <= cfg.steps})
 
     state, history, curve, last_saved = None, {}, [], None
-    if resume and ckpt.exists():
+    if resume and ckpt is not None and ckpt.exists():
         state, history, meta = _restore(ckpt, cfg, digest)
         curve = [dict(r) for r in meta.get("curve", [])]
         last_saved = int(state.step)
     if state is None:
-        state = init_state(cfg)
+        state = init_state(cfg, key)
     step = int(state.step)
 
     def save(s, at):
         nonlocal last_saved
         if not bool(_all_finite((s.g_params, s.g_stats, s.d_params))):
             raise _diverged(cfg, at, {"parameters": float("nan")}, last_saved)
+        if ckpt is None:
+            return
         save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale))
         last_saved = at
 
     def result(s, seconds=0.0):
-        return GANResult(cfg, s, history, seconds, data_scale=scale, curve=tuple(curve))
+        return GANResult(cfg, s, history, seconds, data_scale=scale, curve=tuple(curve), data_digest=digest)
 
     run_chunk = make_chunk_runner(cfg)
     data_dev = jnp.asarray(x / np.float32(scale) if scale != 1.0 else x)
@@ -685,7 +699,7 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path, resume: bool = False,
     seconds = time.perf_counter() - t0
     if last_saved != step:
         save(state, step)
-    if history:
+    if history and run is not None:
         loss_curves({k: v for k, v in history.items()}, run.file(LOSS_PLOT_NAME),
                     title=f"{cfg.model} losses (mean per {cfg.log_every} steps)")
     return result(state, seconds)

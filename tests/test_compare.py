@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from otgen.eval import evaluate
 from otgen.experiments import compare
 from otgen.experiments import report as reports
 from otgen.rundir import RunDir
@@ -43,9 +44,14 @@ class FakeRunner:
         n = 2496
         centre = RING[np.arange(n) % 8] if spec.model == "aeot" else np.repeat(RING[:1], n, axis=0)
         rd = RunDir(spec.out)
-        rd.save_array("samples.npy", centre + 0.5 * STD * rng.normal(size=(n, 2)))
-        rd.save_array("data.npy", RING[np.arange(400) % 8] + STD * np.random.default_rng(1).normal(size=(400, 2)))
-        rd.write_json("metrics.json", {"model": spec.model})
+        samples = centre + 0.5 * STD * rng.normal(size=(n, 2))
+        train = RING[np.arange(400) % 8] + STD * np.random.default_rng(1).normal(size=(400, 2))
+        rd.save_array("samples.npy", samples)
+        rd.save_array("data.npy", train)
+        held = _fake_toy("ring8").sample(None, n)
+        rd.write_json("metrics.json", {"model": spec.model, "wall_seconds": 1.0,
+                                       **evaluate("toy", samples, toy=_fake_toy("ring8"), train=train,
+                                                  held_out=held, seed=spec.seed)})
 
 
 def _args(tmp_path, **kw):
@@ -102,7 +108,8 @@ def test_toy_report_numbers_resume_and_failures(tmp_path, fake):
 def test_wall_time_comes_from_the_run_directory(tmp_path, fake):
     compare.main(_args(tmp_path, models="aeot", seeds=1))
     out = tmp_path / "runs" / "toy" / "ring8" / "aeot" / "seed0"
-    RunDir(out).write_json(compare.TIMING_FILE, {"wall_seconds": 12.34})
+    rd = RunDir(out)
+    rd.write_json("metrics.json", {**rd.read_json("metrics.json"), "wall_seconds": 12.34})
     compare.main(_args(tmp_path, models="aeot", seeds=1, report_only=True))
     assert "| 12.3 |" in (tmp_path / "reports" / "toy.md").read_text()
 
@@ -123,6 +130,8 @@ def _mnist_run(out: Path, hist, fid, seconds, seed=0):
                                    "kl_uniform": kl, "fid": fid, "precision": 0.5, "recall": 0.25,
                                    "fid_train_vs_test": 0.5, "classifier_test_accuracy": 0.9912})
     rd.write_json("stages.json", {"train": {"seconds": seconds}, "generate": {"seconds": 1.0}})
+    m = rd.read_json("metrics.json")
+    rd.write_json("metrics.json", {**m, "wall_seconds": seconds + 1.0})  # as the evaluate stage records it
 
 
 def test_mnist_report_from_run_directories(tmp_path):
@@ -165,7 +174,7 @@ def test_stacked_report_from_run_directories(tmp_path):
         rd.save_array("samples.npy", np.zeros((20, 28, 28, 3), np.uint8))
         modes = 1000 if s.model == "aeot" else 99
         rd.write_json("metrics.json", {"modes_covered": modes, "kl_uniform": 0.05 if modes == 1000 else 3.4,
-                                       "max_mode_fraction": 0.002})
+                                       "max_mode_fraction": 0.002, "wall_seconds": 10.0})
         rd.write_json("stages.json", {"train": {"seconds": 10.0}})
     reference = [{"modes_covered": 1000, "kl_uniform": 0.02, "max_mode_fraction": 0.0015,
                   "true_modes_covered": 1000, "true_kl_uniform": 0.019, "wall_seconds": 4.0}]
@@ -202,7 +211,7 @@ def test_mean_std_formatting():
 
 
 def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
-    # compare runs `otgen toy` itself; the report recomputes the metrics from samples.npy.
+    # compare runs `otgen toy` itself; the report reads the record the run stored.
     spec = compare.plan("toy", tmp_path, ["gan"], ["grid25"], [0])[0]
     compare.toy_runner(n_samples=500, steps=20)(spec)
     stored = json.loads((spec.out / "metrics.json").read_text())

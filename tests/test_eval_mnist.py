@@ -13,7 +13,8 @@ import pytest
 
 from otgen.checkpoint import CheckpointError
 from otgen.eval.mnist import digit_metrics
-from otgen.eval.stacked import N_MODES, make_stacked_mnist, mode_ids, stacked_mode_metrics
+from otgen.data.stacked import N_MODES, make_stacked_mnist, mode_ids
+from otgen.eval.stacked import stacked_mode_metrics
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 

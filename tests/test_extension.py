@@ -178,3 +178,22 @@ def test_default_threshold_separates_modes_of_the_pacgan_toys(name):
     angle = 2 * np.arcsin(np.clip(0.5 * np.sqrt(np.maximum(2 - 2 * cos, 0)), 0, 1))
     same = mode[:, None] == mode[None, :]
     assert angle[same].max() < DEFAULT_ANGLE_THRESHOLD < 0.2 <= angle[~same].min()
+
+
+def test_far_source_points_move_at_most_one_edge_from_their_target():
+    """A Gaussian source's tail lies far from every barycentre; its images stay in their targets' star."""
+    from otgen.ot import Gaussian
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(300, 4)).astype(np.float32)
+    bmap = SemiDiscreteOT(Gaussian(dim=4), y).fit(jax.random.key(0), tol=0.05, progress=False)
+    ext = extend(bmap, jax.random.key(1), angle_threshold=np.pi, top_k=6)
+    far = rng.normal(size=(500, 4))
+    far = (8.0 * far / np.linalg.norm(far, axis=1, keepdims=True)).astype(np.float32)  # 8 sigma out
+    z, moved = (np.asarray(a) for a in ext.map_with_info(far))
+    _, idx = bmap.top_k(far, 6)
+    idx = np.asarray(idx)
+    own = y[idx[:, 0]]
+    reach = np.linalg.norm(y[idx[:, 1:]] - own[:, None, :], axis=-1).max(axis=1)
+    assert moved.mean() > 0.9  # they are interpolated, not copies ...
+    assert np.all(np.linalg.norm(z - own, axis=1) <= reach * (1 + 1e-4))  # ... within one edge of the target

@@ -4,6 +4,7 @@ The end-to-end test uses the first few hundred real MNIST digits (skipped when t
 absent next to the repo) and a fixed seed, so it is reproducible run to run.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -81,15 +82,38 @@ def test_to_uint8_rounds_and_clips():
 
 
 def test_run_dir_refuses_another_configuration(tmp_path):
-    from otgen.rundir import RunDir
-
-    rd = RunDir(tmp_path)
-    exp._check_or_write_config(rd, tiny_config(tmp_path))
+    out = tmp_path / "run"
+    exp._claim_run_dir(tiny_config(out))
     # Runtime-only fields may change ...
-    exp._check_or_write_config(rd, tiny_config(tmp_path, stages=("encode",), progress=True))
-    # ... anything that changes the results may not.
-    with pytest.raises(ValueError, match="different configuration.*ot_steps"):
-        exp._check_or_write_config(rd, tiny_config(tmp_path, ot_steps=3))
+    exp._claim_run_dir(tiny_config(out, stages=("encode",), progress=True))
+    # ... anything that changes the results may not, unless --overwrite replaces the run.
+    (out / "latents.npy").write_bytes(b"stale")
+    with pytest.raises(ValueError, match="holds another run.*ot_steps: 2 there, 3 now"):
+        exp._claim_run_dir(tiny_config(out, ot_steps=3))
+    assert (out / "latents.npy").exists()
+    exp._claim_run_dir(tiny_config(out, ot_steps=3, overwrite=True))
+    assert not (out / "latents.npy").exists()
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    from otgen.cli import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["mnist", "--out", str(tmp_path / "f"), "--limit", "10"]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+
+
+def test_flags_come_from_the_config_fields(capsys):
+    from otgen.cli import main
+    from otgen.cliargs import flag_of
+
+    with pytest.raises(SystemExit):
+        main(["mnist", "--help"])
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(exp.MnistConfig):
+        if "cli" in f.metadata:
+            assert flag_of(f) in text, f.name
+    assert "--no-eval" in text and "--quiet" in text and "--ot-optimizer" in text
 
 
 def test_missing_artefact_names_the_stage(tmp_path):
@@ -122,7 +146,8 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     # a cell's image a little beyond its neighbours, never far (within 25% of the codes' range).
     span = latents.max(0) - latents.min(0)
     assert (gen.min(0) >= latents.min(0) - 0.25 * span).all() and (gen.max(0) <= latents.max(0) + 0.25 * span).all()
-    for name in ("samples.png", "reconstruction.png", "config.json", "autoencoder.npz", exp.OT_FILE):
+    for name in ("samples.png", "reconstruction.png", "config.json", "autoencoder.npz", exp.MAP_FILE,
+                 exp.EXTENSION_FILE):
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["seed"] == 0
 

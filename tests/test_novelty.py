@@ -40,7 +40,7 @@ def test_copier_truth_and_blur_get_their_known_verdicts(name):
 
 
 def test_threshold_zero_aeot_is_flagged_as_a_copier():
-    from otgen.aeot import AEOT, ExtensionOptions
+    from otgen.generators.aeot import AEOT, ExtensionOptions
 
     toy, train, held, _ = _sets("ring8", 0)
     pure = AEOT(extension=ExtensionOptions(angle_threshold=0.0)).fit(train, jax.random.key(1), progress=False)

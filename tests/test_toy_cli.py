@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from otgen.aeot import AEOT, OTOptions, fit_whitening
+from otgen.generators.aeot import AEOT, OTOptions, fit_whitening
 from otgen.cli import main
 from otgen.ot import NotConvergedWarning
 
@@ -68,9 +68,76 @@ def test_help_lists_every_flag(capsys):
     with pytest.raises(SystemExit):
         main(["toy", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--dist", "--data", "--model", "--out", "--seed", "--n-samples", "--steps", "--resume",
+    for flag in ("--dist", "--data", "--model", "--out", "--seed", "--n-samples", "--steps", "--overwrite",
                  "--angle-threshold", "grid25", "pacgan4"):
         assert flag in text
+
+
+def test_rerun_resumes_and_another_model_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["toy", "--dist", "ring8", "--out", str(out), "--n-train", "300", "--n-samples", "300", "--no-progress"]
+    assert main(args) == 0
+    first = np.load(out / "samples.npy")
+    stamp = (out / "brenier.npz").stat().st_mtime_ns
+    assert main(args) == 0  # the same run again: the solved map is reloaded, not recomputed
+    assert (out / "brenier.npz").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(np.load(out / "samples.npy"), first)
+    capsys.readouterr()
+    gan = ["toy", "--dist", "ring8", "--model", "gan", "--steps", "5", "--out", str(out), "--n-train", "300",
+           "--n-samples", "300", "--no-progress"]
+    assert main(gan) == 2
+    err = capsys.readouterr().err
+    assert "model: 'aeot' there, 'gan' now" in err and "--overwrite" in err
+    np.testing.assert_array_equal(np.load(out / "samples.npy"), first)  # nothing touched
+    assert main(gan + ["--overwrite"]) == 0
+    assert not (out / "brenier.npz").exists() and (out / "checkpoint.npz").exists()
+
+
+def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["toy", "--out", str(tmp_path / "f"), "--no-progress"]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    assert main(["toy", "--out", str(tmp_path / "d"), "--no-progress", "--overwrite"]) == 2
+    assert "holds no otgen run" in capsys.readouterr().err
+    assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
+
+
+def test_data_errors_leave_no_run_directory_and_name_the_problem(tmp_path, capsys):
+    text = tmp_path / "points.npy"
+    text.write_text("1.0 2.0\n3.0 4.0\n")
+    assert main(["toy", "--data", str(text), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a .npy file" in err and "pickle" not in err
+    assert not (tmp_path / "o").exists()
+    np.savez(tmp_path / "two.npz", a=np.zeros((3, 2)), b=np.ones(3))
+    assert main(["toy", "--data", str(tmp_path / "two.npz"), "--out", str(tmp_path / "o")]) == 2
+    assert ".npz archive" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_repeated_points_are_merged_and_said(tmp_path, capsys):
+    pts = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    data = np.concatenate([pts, pts[:40]])  # 40 points twice
+    np.save(tmp_path / "dup.npy", data)
+    out = tmp_path / "o"
+    assert main(["toy", "--data", str(tmp_path / "dup.npy"), "--out", str(out), "--n-samples", "200",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 of the 140 training points repeat" in printed and "summed weight" in printed
+    from otgen.ot import BrenierMap
+
+    bmap = BrenierMap.load(out / "brenier.npz")
+    assert bmap.num_targets == 100
+    w = np.asarray(bmap.weights)
+    np.testing.assert_allclose(np.sort(w)[-40:], 2 / 140, rtol=1e-5)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_distinct_train"] == 100 and m["n_train_used"] == 140
+
+
+def test_aeot_only_flags_are_refused_for_a_gan(tmp_path, capsys):
+    assert main(["toy", "--model", "gan", "--angle-threshold", "0.2", "--out", str(tmp_path / "o")]) == 2
+    assert "--angle-threshold" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_whitening_round_trip_and_placement():
@@ -87,7 +154,7 @@ def test_whitening_round_trip_and_placement():
 
 
 def test_whitening_save_load_round_trip_and_corruption(tmp_path):
-    from otgen.aeot import Whitening
+    from otgen.generators.aeot import Whitening
     from otgen.checkpoint import CheckpointError, save_pytree
 
     w = fit_whitening(np.random.default_rng(1).normal(size=(100, 3)), "uniform")

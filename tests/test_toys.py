@@ -79,7 +79,10 @@ def test_load_npy_accepts_good_data_and_names_every_problem(tmp_path):
     with pytest.raises(ValueError, match="dtype"):
         toys.load_npy(tmp_path / "records.npy")
     (tmp_path / "junk.npy").write_bytes(b"not an npy file")
-    with pytest.raises(ValueError, match="not a readable numeric .npy"):
+    with pytest.raises(ValueError, match="is not a .npy file"):
         toys.load_npy(tmp_path / "junk.npy")
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "nan.npy").read_bytes()[:70])  # header, then truncated
+    with pytest.raises(ValueError, match="not a readable numeric .npy"):
+        toys.load_npy(tmp_path / "cut.npy")
     with pytest.raises(ValueError, match="does not exist"):
         toys.load_npy(tmp_path / "missing.npy")

@@ -143,7 +143,15 @@ def load_npy(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"data file {path} does not exist")
+        raise ValueError(f"data file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic[:2] == b"PK":
+        raise ValueError(f"{path} is a .npz archive (several arrays); give a single (n, d) array saved with "
+                         "numpy.save")
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{path} is not a .npy file (it lacks the .npy header): save the (n, d) array with "
+                         "numpy.save(path, array)")
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:

@@ -1,9 +1,44 @@
-"""Evaluation: mode coverage on 2D mixtures, MNIST class coverage / FID, Stacked MNIST.
+"""Evaluation: one :func:`evaluate` for every suite, models and control rows alike.
 
-Submodules are imported on demand (``otgen.eval.modes`` is numpy-only and cheap;
-the MNIST metrics pull in flax).
+The record is a flat, JSON-serialisable dict (its fields depend on the suite;
+reports index it by name), computed once per run and stored as the run's
+``metrics.json``; reports only read records.  Submodules are imported on demand
+(``otgen.eval.modes`` is numpy-only and cheap; the MNIST metrics pull in flax).
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from otgen.eval.modes import assign_to_modes, kl_divergence, mode_coverage, mode_coverage_for_toy
 
-__all__ = ["assign_to_modes", "kl_divergence", "mode_coverage", "mode_coverage_for_toy"]
+__all__ = ["SUITES", "evaluate", "assign_to_modes", "kl_divergence", "mode_coverage", "mode_coverage_for_toy"]
+
+SUITES = ("toy", "mnist", "stacked")
+
+
+def evaluate(suite: str, samples, *, toy=None, train=None, held_out=None, seed: int = 0,
+             data_dir=None) -> dict[str, Any]:
+    """The metrics record of ``samples`` in ``suite``.
+
+    * ``toy``: :func:`otgen.eval.toy.evaluate_toy` (``toy`` object or None for user data,
+      ``train`` set, ``held_out`` draw, ``seed``): modes, HQ, KL, spread, W2, novelty.
+    * ``mnist``: :func:`otgen.eval.mnist.evaluate_digits` (classes, KL, FID, precision / recall,
+      feature-space novelty against the training digits).
+    * ``stacked``: :func:`otgen.eval.stacked.evaluate_stacked` (modes, KL over 1,000 triples).
+    """
+    if suite == "toy":
+        from otgen.eval.toy import evaluate_toy
+
+        if train is None:
+            raise ValueError("a toy record needs the training set (train=...) for its novelty metrics")
+        return evaluate_toy(samples, toy, train, held_out, seed=seed)
+    if suite == "mnist":
+        from otgen.eval.mnist import evaluate_digits
+
+        return evaluate_digits(samples, data_dir=data_dir)
+    if suite == "stacked":
+        from otgen.eval.stacked import evaluate_stacked
+
+        return evaluate_stacked(samples, data_dir=data_dir)
+    raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {suite!r}")

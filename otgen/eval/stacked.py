@@ -1,51 +1,21 @@
-"""Stacked MNIST (1,000 modes): three MNIST digits as the R, G, B channels of one image.
+"""Stacked-MNIST metrics (the data: :mod:`otgen.data.stacked`).
 
-As in VEEGAN and PacGAN: the training set is 128,000 images, each built from
-three uniformly drawn MNIST training digits; a generated image's mode is the
-triple of digits the project's classifier reads in its three channels
-(``100 * r + 10 * g + b``); metrics are the number of distinct modes among
-26,000 generated samples and KL(mode histogram || uniform over 1,000).
+A generated image's mode is the triple of digits the project's classifier reads
+in its three channels (``100 * r + 10 * g + b``); metrics are the number of
+distinct modes among 26,000 generated samples and KL(mode histogram || uniform
+over 1,000).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
+from otgen.data.stacked import N_MODES, mode_ids
 from otgen.eval.modes import kl_divergence
 
-__all__ = ["N_MODES", "make_stacked_mnist", "mode_ids", "stacked_mode_metrics", "evaluate_stacked"]
-
-N_MODES = 1000
-
-
-def make_stacked_mnist(images, labels, n: int, key) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` stacked images uint8 (n, 28, 28, 3) and their modes int64 (n,) in 0..999.
-
-    Digits are drawn independently and uniformly (with replacement) from
-    ``images``/``labels`` using the PRNG ``key``, so the data are reproducible.
-    """
-    images = np.asarray(images)
-    labels = np.asarray(labels)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (m, 28, 28), got {images.dtype} {images.shape}")
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    idx = np.asarray(jax.random.randint(key, (n, 3), 0, images.shape[0]))
-    stacked = np.stack([images[idx[:, c]] for c in range(3)], axis=-1)
-    return stacked, mode_ids(labels[idx])
-
-
-def mode_ids(digits) -> np.ndarray:
-    """(n, 3) digits (r, g, b) -> mode 100 r + 10 g + b."""
-    d = np.asarray(digits, np.int64)
-    if d.ndim != 2 or d.shape[1] != 3 or (d.size and (d.min() < 0 or d.max() > 9)):
-        raise ValueError(f"digits must be (n, 3) integers in 0..9, got shape {d.shape}")
-    return d @ np.array([100, 10, 1])
+__all__ = ["stacked_mode_metrics", "evaluate_stacked"]
 
 
 def stacked_mode_metrics(modes) -> dict[str, Any]:

@@ -6,11 +6,12 @@
 
 Every (model, distribution, seed) run gets its own run directory under
 ``--runs-dir``; a run whose ``metrics.json`` exists is skipped, so an interrupted
-comparison resumes where it stopped.  The report (``<report-dir>/<suite>.md`` and
-PNG figures) is then written only from what the run directories hold: the toy
-metrics are recomputed from each run's ``samples.npy`` with
-:func:`otgen.eval.modes.mode_coverage`, so every model is scored by one protocol.
-Nothing in a report is typed by hand; its header names the command and the date.
+comparison resumes where it stopped.  Each run scores itself once, with
+:func:`otgen.eval.evaluate`, into its ``metrics.json`` (wall time included); the
+report (``<report-dir>/<suite>.md`` and PNG figures, :mod:`otgen.experiments.report`)
+only reads those records and the control rows, scored by the same function.
+What differs between suites is one row of :data:`SUITES`.  Nothing in a report
+is typed by hand; its header names the command and the date.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from otgen.experiments.report import (CONTROLS, PUBLISHED_STACKED, PUBLISHED_TOY, utc_now, write_mnist_report,
+from otgen.experiments.report import (CONTROLS, PUBLISHED_STACKED, PUBLISHED_TOY, write_mnist_report,
                                       write_stacked_report, write_toy_report)
 
 __all__ = ["RunSpec", "TOY_MODELS", "DEFAULT_TOY_DISTS", "PUBLISHED_TOY", "PUBLISHED_STACKED",
@@ -36,7 +37,6 @@ __all__ = ["RunSpec", "TOY_MODELS", "DEFAULT_TOY_DISTS", "PUBLISHED_TOY", "PUBLI
 TOY_MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
 DEFAULT_TOY_DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 MNIST_QUICK_MODELS = ("aeot", "gan", "pacgan2")  # wgan-gp (1.4 steps/s) would not fit the 30 min
-TIMING_FILE = "compare.json"  # written by this command into each run directory it ran
 ERROR_FILE = "compare_error.json"
 
 
@@ -99,7 +99,6 @@ def execute(specs: list[RunSpec], runner: Callable[[RunSpec], Any], log: Callabl
             log(f"{label}: FAILED after {time.perf_counter() - t0:.1f} s: {type(e).__name__}: {e}")
             continue
         seconds = time.perf_counter() - t0
-        rd.write_json(TIMING_FILE, {"wall_seconds": round(seconds, 3), "finished": utc_now()})
         if rd.has(ERROR_FILE):
             rd.file(ERROR_FILE).unlink()
         counts["ran"] += 1
@@ -153,18 +152,6 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _wall_seconds(out: Path) -> float | None:
-    # A staged pipeline's own record (MNIST) sums every stage across resumed calls; compare.json
-    # only times the last call of this command.
-    stages = _read_json(out / "stages.json")
-    if stages:
-        return float(sum(v.get("seconds", 0.0) for v in stages.values()))
-    t = _read_json(out / TIMING_FILE)
-    if t and "wall_seconds" in t:
-        return float(t["wall_seconds"])
-    return None
-
-
 def _get_toy(name: str):
     from otgen.data import toys
 
@@ -175,45 +162,43 @@ def _get_toy(name: str):
 def toy_controls(dist: str, seed: int, train: np.ndarray, n: int, get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
     """The two control rows of a (toy, seed), scored by the models' own function:
     *real* (fresh draws of the toy) and *replay* (the training set resampled with replacement)."""
-    from otgen.eval.toy import evaluate_toy
+    from otgen.eval import evaluate
     from otgen.experiments.toy import held_out_set
 
     toy = get_toy(dist)
     held = held_out_set(toy, seed, n)
     real = held_out_set(toy, seed, n, stream=2)
     replay = train[np.random.default_rng(seed).integers(0, len(train), n)]
-    return [{"model": name, "dist": dist, "seed": seed, "status": "ok", **evaluate_toy(x, toy, train, held, seed=seed)}
+    return [{"model": name, "dist": dist, "seed": seed, "status": "ok",
+             **evaluate("toy", x, toy=toy, train=train, held_out=held, seed=seed)}
             for name, x in zip(CONTROLS, (real, replay))]
 
 
-def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
-    """One record per spec, every metric recomputed from ``samples.npy`` against the run's training
-    set (``data.npy``) and held-out draw by :func:`otgen.eval.toy.evaluate_toy`; then the control
-    rows (:func:`toy_controls`) of every (toy, seed) with a finished run."""
-    from otgen.eval.toy import evaluate_toy
-    from otgen.experiments.toy import held_out_set
+def _record(spec: RunSpec, metric: str) -> dict:
+    """A run's stored record (its ``metrics.json``, which must hold ``metric``) with its status."""
+    rec: dict[str, Any] = {"model": spec.model, "seed": spec.seed, "out": str(spec.out)}
+    err = _read_json(spec.out / ERROR_FILE)
+    m = _read_json(spec.out / "metrics.json") if is_done(spec) else None
+    if m is None:
+        rec.update(status="failed" if err else "missing", error=(err or {}).get("error"))
+    elif metric not in m:
+        rec.update(status="failed", error=f"metrics.json has no {metric!r} (written by an older otgen?)")
+    else:
+        rec.update(m)
+        rec.update(status="ok", model=spec.model, seed=spec.seed)
+        rec["created"] = (_read_json(spec.out / "config.json") or {}).get("created")
+    return rec
 
+
+def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
+    """One record per spec (its ``metrics.json``, scored by :func:`otgen.eval.evaluate` when it ran),
+    then the control rows (:func:`toy_controls`) of every (toy, seed) with a finished run."""
     records, trains = [], {}
     for spec in specs:
-        rec: dict[str, Any] = {"model": spec.model, "dist": spec.dist, "seed": spec.seed, "out": str(spec.out)}
-        err = _read_json(spec.out / ERROR_FILE)
-        if not is_done(spec):
-            rec["status"] = "failed" if err else "missing"
-            rec["error"] = (err or {}).get("error")
-            records.append(rec)
-            continue
-        rec["status"] = "ok"
-        rec["wall_seconds"] = _wall_seconds(spec.out)
-        samples_path = spec.out / "samples.npy"
-        if not samples_path.exists():
-            rec.update(status="failed", error="metrics.json but no samples.npy")
-            records.append(rec)
-            continue
-        samples = np.load(samples_path, allow_pickle=False).astype(np.float32)
-        train = np.load(spec.out / "data.npy", allow_pickle=False)
-        toy = get_toy(spec.dist)
-        rec.update(evaluate_toy(samples, toy, train, held_out_set(toy, spec.seed, len(samples)), seed=spec.seed))
-        trains.setdefault((spec.dist, spec.seed), (train, len(samples)))
+        rec = {**_record(spec, "copy_fraction"), "dist": spec.dist}
+        if rec["status"] == "ok" and (spec.out / "data.npy").exists():
+            n = int(np.load(spec.out / "samples.npy", mmap_mode="r").shape[0])
+            trains.setdefault((spec.dist, spec.seed), (np.load(spec.out / "data.npy", allow_pickle=False), n))
         records.append(rec)
     for (dist, seed), (train, n) in trains.items():
         records += toy_controls(dist, seed, train, n, get_toy)
@@ -237,10 +222,8 @@ def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=prin
     """
     from otgen.rundir import RunDir
 
-    if dataset == "stacked":
-        from otgen.eval.stacked import evaluate_stacked as evaluate
-    else:
-        from otgen.eval.mnist import evaluate_digits as evaluate
+    from otgen.eval import evaluate
+
     out = []
     for name in MNIST_CONTROLS:
         if name == "real" and dataset == "stacked":
@@ -257,35 +240,22 @@ def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=prin
 
                 images = load_mnist("test", data_dir)[0][HELD_OUT.stop:]
             elif name == "replay":
-                from otgen.experiments.mnist import _load_images, make_config
+                from otgen.data import load
 
-                train = _load_images(make_config("quick", dataset=dataset, data_dir=data_dir), "train")
+                train = load(dataset, "train", data_dir)
                 images = train[np.random.default_rng(0).integers(0, len(train), n)]
             else:
                 from otgen.experiments.mnist import replay_reconstructions
 
                 images, extra = replay_reconstructions(aeot_cfg, n)
-            rd.write_json("metrics.json", {**evaluate(images, data_dir=data_dir), **extra})
+            rd.write_json("metrics.json", {**evaluate(dataset, images, data_dir=data_dir), **extra})
         out.append({"model": name, "seed": 0, "status": "ok", **rd.read_json("metrics.json")})
     return out
 
 
 def collect_mnist(specs: list[RunSpec], metric: str = "classes_covered") -> list[dict]:
-    """One record per image run: its metrics.json (which must hold ``metric``), status and wall time."""
-    records = []
-    for spec in specs:
-        rec: dict[str, Any] = {"model": spec.model, "seed": spec.seed, "out": str(spec.out)}
-        err = _read_json(spec.out / ERROR_FILE)
-        m = _read_json(spec.out / "metrics.json") if is_done(spec) else None
-        if m is None:
-            rec.update(status="failed" if err else "missing", error=(err or {}).get("error"))
-        elif metric not in m:
-            rec.update(status="failed", error=f"metrics.json has no {metric!r}")
-        else:
-            rec.update(status="ok", wall_seconds=_wall_seconds(spec.out), **m)
-            rec["created"] = (_read_json(spec.out / "config.json") or {}).get("created")
-        records.append(rec)
-    return records
+    """One record per image run: its metrics.json (which must hold ``metric``) and status."""
+    return [_record(spec, metric) for spec in specs]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -297,7 +267,9 @@ def run_stacked_reference(runs_dir: Path, data_dir, seeds: list[int], log=print)
     import jax
 
     from otgen.data.mnist import load_mnist
-    from otgen.eval.stacked import evaluate_stacked, make_stacked_mnist, stacked_mode_metrics
+    from otgen.data.stacked import N_SAMPLES, make_stacked_mnist
+    from otgen.eval import evaluate
+    from otgen.eval.stacked import stacked_mode_metrics
     from otgen.rundir import RunDir
 
     out = []
@@ -307,8 +279,8 @@ def run_stacked_reference(runs_dir: Path, data_dir, seeds: list[int], log=print)
             log(f"stacked: scoring 26,000 real stacked digits (seed {seed}) ...")
             t0 = time.perf_counter()
             x, y = load_mnist("train", data_dir)
-            imgs, modes = make_stacked_mnist(x, y, 26000, jax.random.key(seed))
-            m = evaluate_stacked(imgs, data_dir=data_dir)
+            imgs, modes = make_stacked_mnist(x, y, N_SAMPLES, jax.random.key(seed))
+            m = evaluate("stacked", imgs, data_dir=data_dir)
             truth = stacked_mode_metrics(modes)
             m.update(true_modes_covered=truth["modes_covered"], true_kl_uniform=truth["kl_uniform"],
                      wall_seconds=round(time.perf_counter() - t0, 2))
@@ -322,7 +294,7 @@ def run_stacked_reference(runs_dir: Path, data_dir, seeds: list[int], log=print)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", choices=("toy", "mnist", "stacked"), required=True)
+    parser.add_argument("--suite", choices=tuple(SUITES), required=True)
     parser.add_argument("--models", default=None,
                         help=f"comma-separated (toy default: all of {','.join(TOY_MODELS)}; "
                              f"mnist quick default: {','.join(MNIST_QUICK_MODELS)})")
@@ -353,22 +325,76 @@ def _csv(value: str | None, default: Iterable[str]) -> list[str]:
     return list(default) if not value else [v.strip() for v in value.split(",") if v.strip()]
 
 
+# ----------------------------------------------------------------------------------------------
+# the suites: what each runs by default, how one run is made, how the report is written
+
+
+def _toy_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
+    budget = (f"{seeds} seeds x {len(models)} models x {len(dists)} distributions, "
+              f"{n_samples} samples per run, steps {args.steps if args.steps else 'runner default'}")
+    return write_toy_report(collect_toy(specs, _get_toy), models, dists, report_dir, command, get_toy=_get_toy,
+                            budget=budget)
+
+
+def _image_budget(args, models, seeds) -> str:
+    return f"preset {args.preset}, {seeds} seed(s) x {len(models)} models" + (
+        f", GAN steps {args.gan_steps}" if args.gan_steps else "")
+
+
+def _mnist_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
+    controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, n_samples, _aeot_config(specs, args, "mnist"),
+                                  log)
+    return write_mnist_report(collect_mnist(specs), models, report_dir, command, controls=controls,
+                              budget=_image_budget(args, models, seeds))
+
+
+def _stacked_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
+    reference = run_stacked_reference(Path(args.runs_dir), args.data_dir, list(range(seeds)), log)
+    controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, n_samples,
+                                  _aeot_config(specs, args, "stacked"), log, dataset="stacked")
+    return write_stacked_report(reference, report_dir, command, collect_mnist(specs, metric="modes_covered"),
+                                models, _image_budget(args, models, seeds), controls)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """One row of :data:`SUITES`."""
+
+    models: Callable[[str], tuple[str, ...]]  # preset -> the default models
+    dists: tuple[str, ...] | None  # toy distributions; None: one image dataset
+    seeds: int  # default number of seeds
+    n_samples: int  # default samples per run
+    runner: Callable[[argparse.Namespace, int], Callable[[RunSpec], Any]]  # (args, n_samples) -> run one spec
+    report: Callable[..., Path]
+
+
+def _image_runner(dataset: str):
+    return lambda args, n: mnist_runner(args.preset, args.data_dir, args.n_samples, args.gan_steps,
+                                        not args.quiet, dataset=dataset)
+
+
+SUITES: dict[str, Suite] = {
+    "toy": Suite(models=lambda preset: TOY_MODELS, dists=DEFAULT_TOY_DISTS, seeds=3, n_samples=2500,
+                 runner=lambda args, n: toy_runner(n, args.steps), report=_toy_report),
+    "mnist": Suite(models=lambda preset: MNIST_QUICK_MODELS if preset == "quick" else TOY_MODELS, dists=None,
+                   seeds=1, n_samples=10_000, runner=_image_runner("mnist"), report=_mnist_report),
+    "stacked": Suite(models=lambda preset: MNIST_QUICK_MODELS if preset == "quick" else TOY_MODELS, dists=None,
+                     seeds=1, n_samples=26_000, runner=_image_runner("stacked"), report=_stacked_report),
+}
+
+
 def _command(args: argparse.Namespace, models, dists, seeds: int) -> str:
     parts = ["otgen", "compare", "--suite", args.suite]
     if args.suite == "toy":
         parts += ["--models", ",".join(models), "--dists", ",".join(dists), "--seeds", str(seeds)]
         if args.steps is not None:
             parts += ["--steps", str(args.steps)]
-        if args.n_samples is not None:
-            parts += ["--n-samples", str(args.n_samples)]
-    elif args.suite in ("mnist", "stacked"):
+    else:
         parts += ["--preset", args.preset, "--models", ",".join(models), "--seeds", str(seeds)]
         if args.gan_steps is not None:
             parts += ["--gan-steps", str(args.gan_steps)]
-        if args.n_samples is not None:
-            parts += ["--n-samples", str(args.n_samples)]
-    else:
-        parts += ["--seeds", str(seeds)]
+    if args.n_samples is not None:
+        parts += ["--n-samples", str(args.n_samples)]
     if args.data_dir:
         parts += ["--data-dir", "DATA_DIR"]  # the local path says nothing about the results
     parts += ["--runs-dir", args.runs_dir, "--report-dir", args.report_dir]
@@ -376,64 +402,31 @@ def _command(args: argparse.Namespace, models, dists, seeds: int) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from otgen.generators import names as generator_names
+
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"[otgen compare] {msg}", flush=True))
+    suite = SUITES[args.suite]
+    models = _csv(args.models, suite.models(args.preset))
+    for m in models:
+        if m not in generator_names():
+            raise ValueError(f"unknown model {m!r}; models are {', '.join(generator_names())}")
+    seeds = args.seeds if args.seeds is not None else suite.seeds
+    n_samples = args.n_samples or suite.n_samples
+    if seeds < 1 or n_samples < 1:
+        raise ValueError("--seeds and --n-samples must be >= 1")
+    if suite.dists is None:
+        dists = [args.preset]  # one image dataset: the runs are grouped by preset
+    else:
+        dists = _csv(args.dists, suite.dists)
+        for d in dists:
+            _get_toy(d)  # unknown names fail now, not after an hour of training
     report_dir = Path(args.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if args.suite == "toy":
-        models = _csv(args.models, TOY_MODELS)
-        dists = _csv(args.dists, DEFAULT_TOY_DISTS)
-        for m in models:
-            if m not in TOY_MODELS:
-                raise ValueError(f"unknown model {m!r}; models are {', '.join(TOY_MODELS)}")
-        seeds = args.seeds if args.seeds is not None else 3
-        n_samples = args.n_samples or 2500
-        if seeds < 1 or n_samples < 1:
-            raise ValueError("--seeds and --n-samples must be >= 1")
-        for d in dists:
-            _get_toy(d)  # unknown names fail now, not after an hour of training
-        specs = plan("toy", Path(args.runs_dir), models, dists, range(seeds))
-        if not args.report_only:
-            counts = execute(specs, toy_runner(n_samples, args.steps), log)
-            log(f"runs: {counts}")
-        budget = (f"{seeds} seeds x {len(models)} models x {len(dists)} distributions, "
-                  f"{n_samples} samples per run, steps {args.steps if args.steps else 'runner default'}")
-        path = write_toy_report(collect_toy(specs, _get_toy), models, dists, report_dir,
-                                _command(args, models, dists, seeds), get_toy=_get_toy, budget=budget)
-    elif args.suite == "mnist":
-        models = _csv(args.models, MNIST_QUICK_MODELS if args.preset == "quick" else TOY_MODELS)
-        seeds = args.seeds if args.seeds is not None else 1
-        if seeds < 1:
-            raise ValueError("--seeds must be >= 1")
-        specs = plan("mnist", Path(args.runs_dir), models, [args.preset], range(seeds))
-        if not args.report_only:
-            runner = mnist_runner(args.preset, args.data_dir, args.n_samples, args.gan_steps, not args.quiet)
-            counts = execute(specs, runner, log)
-            log(f"runs: {counts}")
-        budget = f"preset {args.preset}, {seeds} seed(s) x {len(models)} models" + (
-            f", GAN steps {args.gan_steps}" if args.gan_steps else "")
-        controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, args.n_samples or 10_000,
-                                      _aeot_config(specs, args, "mnist"), log)
-        path = write_mnist_report(collect_mnist(specs), models, report_dir, _command(args, models, [], seeds),
-                                  controls=controls,
-                                  budget=budget)
-    else:
-        models = _csv(args.models, MNIST_QUICK_MODELS if args.preset == "quick" else TOY_MODELS)
-        seeds = args.seeds if args.seeds is not None else 1
-        if seeds < 1:
-            raise ValueError("--seeds must be >= 1")
-        specs = plan("stacked", Path(args.runs_dir), models, [args.preset], range(seeds))
-        if not args.report_only:
-            runner = mnist_runner(args.preset, args.data_dir, args.n_samples, args.gan_steps, not args.quiet,
-                                  dataset="stacked")
-            counts = execute(specs, runner, log)
-            log(f"runs: {counts}")
-        reference = run_stacked_reference(Path(args.runs_dir), args.data_dir, list(range(seeds)), log)
-        controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, args.n_samples or 26_000,
-                                      _aeot_config(specs, args, "stacked"), log, dataset="stacked")
-        budget = f"preset {args.preset}, {seeds} seed(s) x {len(models)} models" + (
-            f", GAN steps {args.gan_steps}" if args.gan_steps else "")
-        path = write_stacked_report(reference, report_dir, _command(args, models, [], seeds),
-                                    collect_mnist(specs, metric="modes_covered"), models, budget, controls)
+    specs = plan(args.suite, Path(args.runs_dir), models, dists, range(seeds))
+    if not args.report_only:
+        log(f"runs: {execute(specs, suite.runner(args, n_samples), log)}")
+    command = _command(args, models, dists if suite.dists is not None else [], seeds)
+    path = suite.report(args, specs, models, dists, seeds, n_samples, report_dir, command, log)
     log(f"report {path} written ({time.perf_counter() - t0:.1f} s)")
     return 0

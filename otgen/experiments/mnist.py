@@ -4,15 +4,16 @@ AE-OT stages, each skipped when its artefact already exists in the run directory
 
     train-ae  -> autoencoder.npz   (per-epoch ae_train_state.npz lets a killed run resume mid-training)
     encode    -> latents.npy       (codes of every training image)
-    fit-ot    -> whitening.npz, brenier.npz (semi-discrete OT onto the codes, otgen.ot)
+    fit-ot    -> whitening.npz, brenier.npz, extension.npz (otgen.generators.aeot.AEOT on the codes:
+                 semi-discrete OT, then the extension's cell barycentres)
     generate  -> generated_latents.npy, samples.npy (uint8 (n, 28, 28)), samples.png
     evaluate  -> metrics.json      (classifier-judged class coverage / KL / FID; --no-eval skips it)
 
-GAN baselines (``--model gan|wgan|wgan-gp|pacgan2|...``) run ``train-gan`` (otgen.train, resumable)
+GAN baselines (``--model gan|wgan|wgan-gp|pacgan2|...``) run ``train-gan`` (otgen.generators.gan, resumable)
 then ``generate`` and ``evaluate``.  Every file is written atomically, so killing the command at any
 point and re-running it with the same ``--out`` redoes only the unfinished stage.
 
-``--dataset stacked`` trains on Stacked MNIST (1,000 modes; ``otgen.eval.stacked``): 128,000 RGB
+``--dataset stacked`` trains on Stacked MNIST (1,000 modes; ``otgen.data.stacked``): 128,000 RGB
 images whose channels are three MNIST training digits, drawn once with a fixed key so that every
 model and seed sees the same data; 26,000 samples are generated and scored by digit triples.
 """
@@ -27,6 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from otgen.cliargs import add_arguments as _add_config_arguments
+from otgen.cliargs import option, values_from_args
+from otgen.data.stacked import N_SAMPLES as N_STACKED_SAMPLES
+from otgen.generators.aeot import EXTENSION_FILE, MAP_FILE
 from otgen.models.autoencoder import AEConfig
 
 __all__ = ["MnistConfig", "PRESETS", "AEOT_STAGES", "GAN_STAGES", "make_config", "run", "add_arguments", "main",
@@ -37,53 +42,69 @@ GAN_STAGES = ("train-gan", "generate", "evaluate")
 
 # Files that mark a stage as done (each written atomically, last thing the stage does).
 AE_FILE, AE_STATE_FILE, LATENTS_FILE = "autoencoder.npz", "ae_train_state.npz", "latents.npy"
-OT_FILE, GEN_LATENTS_FILE, SAMPLES_FILE = "brenier.npz", "generated_latents.npy", "samples.npy"
+GEN_LATENTS_FILE, SAMPLES_FILE = "generated_latents.npy", "samples.npy"
+GAN_DIR = "gan"
 METRICS_FILE, STAGES_FILE = "metrics.json", "stages.json"
 GENERATION_FILE, NEIGHBOURS_FIGURE = "generation.json", "nearest_neighbours.png"
 
 
 @dataclasses.dataclass(frozen=True)
 class MnistConfig:
-    """Everything one MNIST run depends on.  ``make_config(preset, ...)`` fills the preset values."""
+    """Everything one image run depends on.  ``make_config(preset, ...)`` fills the preset values;
+    every field with a help text is also an ``otgen mnist`` flag (default: the preset's)."""
 
-    preset: str = "quick"
-    model: str = "aeot"
-    dataset: str = "mnist"  # "mnist" or "stacked" (Stacked MNIST, 3 channels, 1,000 modes)
-    out: str = "runs/mnist"
-    data_dir: str | None = None
-    seed: int = 0
-    stages: tuple[str, ...] | None = None  # None: all stages of the model
-    limit: int | None = None  # use only the first `limit` training images (tests, smoke runs)
-    n_samples: int = 10000
-    evaluate: bool = True
-    progress: bool = True
+    preset: str = option("quick", "quick: small AE (< 15 min on 2 CPU cores); paper: AE-OT's settings",
+                         choices=("quick", "paper"))
+    model: str = option("aeot", "aeot or a GAN baseline: gan, wgan, wgan-gp, pacgan2, pacgan3, pacgan4")
+    dataset: str = option("mnist", "mnist (10 classes) or stacked (Stacked MNIST: 3 digits as RGB, 1,000 modes)",
+                          choices=("mnist", "stacked"))
+    out: str | None = option(None, "run directory (default runs/<dataset>_<model>_<preset>)", preset_default=True)
+    data_dir: str | None = option(None, "directory with the MNIST IDX files (else $OTGEN_DATA_DIR, else "
+                                  "~/.cache/otgen/mnist)", preset_default=True)
+    seed: int = option(0, "seed of initialisation, OT and sampling")
+    stages: tuple[str, ...] | None = option(None, f"comma-separated subset of {','.join(('train-ae', 'encode', 'fit-ot', 'generate', 'evaluate'))} "
+                                            f"(GANs: train-gan,generate,evaluate; default all)", preset_default=True)
+    limit: int | None = option(None, "use only the first N training images (default all)", preset_default=True)
+    n_samples: int = option(10000, "images to generate (default 10,000; Stacked 26,000)", preset_default=True)
+    evaluate: bool = option(True, "skip the classifier evaluation (metrics.json)", flag="--no-eval")
+    progress: bool = option(True, "no progress bars or log lines", flag="--quiet")
+    overwrite: bool = option(False, "replace a run directory that holds another configuration")
     # autoencoder
     ae: AEConfig = AEConfig()
-    ae_epochs: int = 6
-    ae_batch: int = 128
-    ae_lr: float = 2e-3
-    # semi-discrete OT from the source onto the codes (otgen.ot.SemiDiscreteOT)
+    ae_epochs: int = option(6, "autoencoder epochs", preset_default=True)
+    ae_batch: int = option(128, "autoencoder batch size", preset_default=True)
+    ae_lr: float = option(2e-3, "autoencoder Adam learning rate", preset_default=True)
+    # semi-discrete OT from the source onto the codes (otgen.generators.aeot.OTOptions)
     whiten: bool = True  # OT on PCA-whitened codes (an invertible affine change of latent coordinates)
-    ot_source: str = "gaussian"  # "gaussian" (standard normal) or "uniform" (unit cube, as pyOMT)
-    ot_optimizer: str = "aeot"  # "aeot" (pyOMT's Adam recipe) or "newton" (otgen's damped Newton)
-    ot_init: str = "voronoi"  # initial h: "voronoi" (-|y|^2/2), "zero" (pyOMT) or "discrete" (warm start)
-    ot_sampling: str = "rqmc"  # aeot recipe: "rqmc" (fresh randomised Sobol each step) or "sobol" (pyOMT)
-    ot_steps: int = 25
-    ot_batch: int = 65536  # Monte-Carlo source samples per step (initial: the recipes may grow it)
-    ot_lr: float = 2e-2  # aeot recipe only
-    ot_tol: float = 1e-2
+    ot_source: str = option("gaussian", "OT source: gaussian (standard normal) or uniform (unit cube, as pyOMT)",
+                            choices=("gaussian", "uniform"), preset_default=True)
+    ot_optimizer: str = option("aeot", "aeot (pyOMT's Adam recipe) or newton (otgen's damped Newton)",
+                               choices=("aeot", "newton"), preset_default=True)
+    ot_init: str = option("voronoi", "the solver's start: auto, discrete, multiscale, voronoi or zero",
+                          preset_default=True)
+    ot_sampling: str = option("rqmc", "aeot recipe: rqmc (fresh randomised Sobol each step), sobol (pyOMT) or iid",
+                              preset_default=True)
+    ot_steps: int = option(25, "maximum OT steps", preset_default=True)
+    ot_batch: int = option(65536, "Monte-Carlo source samples per OT step (initial: the recipes may grow it)",
+                           preset_default=True)
+    ot_lr: float = option(2e-2, "aeot recipe's learning rate", preset_default=True)
+    ot_tol: float = option(1e-2, "stop OT at estimated L1 error <= tol", preset_default=True)
     # extended generation (otgen.ot.extension: top-k neighbouring cells, dihedral-angle threshold in radians
     # on standardised codes; 0.35 measured by scripts/mnist_angle_study.py: 81% of samples interpolated,
     # 0.5% of the regular neighbour pairs of another digit class)
-    top_k: int = 20
-    angle_threshold: float = 0.35
+    top_k: int = option(20, "neighbour cells considered by the extension", preset_default=True)
+    angle_threshold: float = option(0.35, "extension's dihedral-angle threshold, radians on standardised codes",
+                                    preset_default=True)
     # GAN baselines
-    gan_steps: int = 2000
+    gan_steps: int = option(2000, "GAN generator updates", preset_default=True)
 
     # Fields that may change between runs in one run directory without invalidating it.
-    RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out")
+    RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out", "overwrite")
 
     def __post_init__(self):
+        if self.out is None:
+            prefix = "mnist" if self.dataset == "mnist" else "stacked_mnist"
+            object.__setattr__(self, "out", f"runs/{prefix}_{self.model}_{self.preset}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.dataset not in DATASETS:
@@ -98,7 +119,7 @@ class MnistConfig:
         for name in ("ae_epochs", "ae_batch", "ot_steps", "ot_batch", "top_k", "gan_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        try:  # the ot_* fields are otgen.aeot.OTOptions: one place checks them
+        try:  # the ot_* fields are otgen.generators.aeot.OTOptions: one place checks them
             _ot_options(self)
         except ValueError as e:
             raise ValueError(f"invalid ot_* settings: {e}") from None
@@ -154,7 +175,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 DATASETS = ("mnist", "stacked")
-N_STACKED_TRAIN, N_STACKED_TEST, N_STACKED_SAMPLES = 128_000, 10_000, 26_000  # VEEGAN/PacGAN protocol
 # What each preset changes on Stacked MNIST (a field given to make_config wins).  "ae": three digits per
 # image want a wider code and conv stack than one digit (our choice).  Quick: 3 AE epochs of the 128,000
 # images (as many image steps as MNIST's 6 epochs of 60,000), so the quick comparison fits 30 min on
@@ -202,22 +222,18 @@ def _to_uint8(images) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def _check_or_write_config(rd, cfg: MnistConfig) -> None:
-    """A run directory belongs to one configuration: refuse to mix artefacts of two."""
-    if rd.has("config.json"):
-        try:
-            stored = rd.read_json("config.json").get("config", {})
-        except ValueError:
-            stored = None  # unreadable (cannot happen with atomic writes, but never trust it): rewrite
-        if stored is not None:
-            stored = {k: v for k, v in stored.items() if k not in MnistConfig.RUNTIME_FIELDS}
-            if stored != cfg.identity():
-                diff = sorted(k for k in set(stored) | set(cfg.identity())
-                              if stored.get(k) != cfg.identity().get(k))
-                raise ValueError(f"run directory {rd.path} holds a run with a different configuration "
-                                 f"(differs in: {', '.join(diff)}); use another --out")
-            return
-    rd.write_config(dataclasses.asdict(cfg), seed=cfg.seed)
+def _claim_run_dir(cfg: MnistConfig):
+    """A run directory belongs to one configuration: resume it, or refuse to mix artefacts of two
+    (``--overwrite`` replaces the other run)."""
+    from otgen.rundir import claim_run_dir
+
+    def stored(doc):
+        return {k: v for k, v in doc.get("config", {}).items() if k not in MnistConfig.RUNTIME_FIELDS}
+
+    rd = claim_run_dir(cfg.out, cfg.identity(), stored, cfg.overwrite)
+    if not rd.has("config.json"):
+        rd.write_config(dataclasses.asdict(cfg), seed=cfg.seed)
+    return rd
 
 
 def _peak_rss_mb() -> float | None:
@@ -244,25 +260,16 @@ def _keys(seed: int):
 
 
 def _load_images(cfg: MnistConfig, split: str) -> np.ndarray:
-    """uint8 training or test images: (n, 28, 28) MNIST, or (n, 28, 28, 3) Stacked MNIST."""
-    import jax
+    """uint8 images of ``split`` (:func:`otgen.data.load`): (n, 28, 28) MNIST, (n, 28, 28, 3) Stacked."""
+    from otgen.data import load
 
-    from otgen.data.mnist import load_mnist
-    from otgen.eval.stacked import make_stacked_mnist
-
-    images, labels = load_mnist(split, cfg.data_dir)
-    if cfg.dataset == "stacked":
-        n = N_STACKED_TRAIN if split == "train" else N_STACKED_TEST
-        if split == "train" and cfg.limit:
-            n = min(n, cfg.limit)
-        # A fixed key per split (not the run's seed): every model and seed trains on the same data.
-        images, _ = make_stacked_mnist(images, labels, n, jax.random.key(0 if split == "train" else 1))
-    return images
+    return load(cfg.dataset, split, cfg.data_dir)
 
 
 def _load_train_images(cfg: MnistConfig) -> np.ndarray:
-    images = _load_images(cfg, "train")
-    return images[: cfg.limit] if cfg.limit else images
+    from otgen.data import load
+
+    return load(cfg.dataset, "train", cfg.data_dir, n=cfg.limit)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,28 +353,31 @@ def stage_encode(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
     _log(cfg, f"encode: {z.shape[0]} codes of dimension {z.shape[1]}")
 
 
-WHITEN_FILE = "whitening.npz"
-
-
 def _ot_options(cfg: MnistConfig):
-    from otgen.aeot import OTOptions
+    from otgen.generators.aeot import OTOptions
 
     return OTOptions(source=cfg.ot_source, whiten=cfg.whiten, optimizer=cfg.ot_optimizer, tol=cfg.ot_tol,
                      max_steps=cfg.ot_steps, batch_size=cfg.ot_batch, lr=cfg.ot_lr, init_h=cfg.ot_init,
                      sampling=cfg.ot_sampling)
 
 
+def _extension_options(cfg: MnistConfig):
+    from otgen.generators.aeot import ExtensionOptions
+
+    return ExtensionOptions(angle_threshold=cfg.angle_threshold, top_k=cfg.top_k)
+
+
 def stage_fit_ot(rd, cfg: MnistConfig) -> None:
-    """Semi-discrete OT from the source onto the (whitened) codes (otgen.aeot); writes whitening.npz, brenier.npz."""
-    from otgen.aeot import solve_latent_ot
+    """AE-OT's latent map (:class:`otgen.generators.aeot.AEOT` on the cached codes): semi-discrete
+    OT onto the codes and the extension, saved in the run directory as they are made."""
+    from otgen.generators.aeot import AEOT
 
     if not rd.has(LATENTS_FILE):
         raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
     z = rd.load_array(LATENTS_FILE)
-    whitening, bmap = solve_latent_ot(z, _ot_options(cfg), _keys(cfg.seed)["ot"], progress=cfg.progress)
-    whitening.save(rd.file(WHITEN_FILE))
-    bmap.save(rd.file(OT_FILE))  # last: marks the stage done
-    diag = bmap.diagnostics
+    model = AEOT(ot=_ot_options(cfg), extension=_extension_options(cfg))
+    model.fit_codes(z, _keys(cfg.seed)["ot"], rd.path, progress=cfg.progress)
+    diag = model.latent_map.bmap.diagnostics
     if diag.l1_error:
         verdict = diag.as_metrics()
         _log(cfg, f"fit-ot: {len(z)} codes, {diag.summary()}; estimated chi2 "
@@ -376,29 +386,22 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
 
 
 def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
-    """AE-OT's extended generation (otgen.ot.extension) of new codes, decoded to digits."""
-    import jax
-
-    from otgen.aeot import Whitening
+    """AE-OT's extended generation of new codes (the fitted :class:`AEOT`), decoded to digits."""
+    from otgen.generators.aeot import AEOT
     from otgen.models.autoencoder import decode_batched
-    from otgen.ot import BrenierMap
-    from otgen.ot.extension import extend
 
-    if not rd.has(OT_FILE):
-        raise ValueError(f"{rd.file(OT_FILE)} is missing: run the fit-ot stage first")
+    if not rd.has(EXTENSION_FILE):
+        raise ValueError(f"{rd.file(EXTENSION_FILE)} is missing: run the fit-ot stage first")
     model, params, _ = _load_ae_params(rd, cfg)
-    bmap = BrenierMap.load(rd.file(OT_FILE))
-    whitening = Whitening.load(rd.file(WHITEN_FILE))
-    k_ext, k_gen = jax.random.split(_keys(cfg.seed)["generate"])
-    ext = extend(bmap, k_ext, angle_threshold=cfg.angle_threshold, top_k=min(cfg.top_k, bmap.num_targets))
-    codes, moved = ext.map_with_info(bmap.source.sample(k_gen, cfg.n_samples))
-    z = whitening.invert(np.asarray(codes))  # back to the decoder's coordinates
+    aeot = AEOT.load(rd.path, extension=_extension_options(cfg))
+    z, moved = aeot.sample_codes(_keys(cfg.seed)["generate"], cfg.n_samples, return_interpolated=True)
     rd.save_array(GEN_LATENTS_FILE, z)
-    interpolated = float(np.mean(np.asarray(moved)))
+    interpolated = float(np.mean(moved))
+    top_k = aeot.latent_map.top_k
     rd.write_json(GENERATION_FILE, {"interpolated_fraction": interpolated, "angle_threshold": cfg.angle_threshold,
-                                    "top_k": ext.top_k})
+                                    "top_k": top_k})
     _log(cfg, f"generate: {100 * interpolated:.1f}% of codes interpolated between "
-              f"neighbouring cells (angle threshold {cfg.angle_threshold} rad, top-{ext.top_k})")
+              f"neighbouring cells (angle threshold {cfg.angle_threshold} rad, top-{top_k})")
     return _to_uint8(decode_batched(model, params, z, 1000, progress=cfg.progress))
 
 
@@ -406,29 +409,29 @@ def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
 # GAN baselines
 
 
-def _gan_config(cfg: MnistConfig):
-    from otgen.train import GANConfig
+def _gan(cfg: MnistConfig):
+    from otgen.generators import make
 
-    return GANConfig.for_mnist(cfg.model, steps=cfg.gan_steps, seed=cfg.seed, sample_shape=(28, 28, cfg.channels))
+    return make(cfg.model, "images", shape=(28, 28, cfg.channels), steps=cfg.gan_steps, seed=cfg.seed,
+                progress=cfg.progress)
 
 
 def stage_train_gan(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
-    """DCGAN-style baseline via otgen.train (checkpoints every 1000 steps; resumes from the last)."""
+    """A GAN-family baseline (:mod:`otgen.generators.gan`), checkpointed in ``gan/`` and resumed from it."""
     from otgen.data.mnist import to_unit_float
-    from otgen.train import train_gan
 
-    result = train_gan(_gan_config(cfg), data=to_unit_float(train_u8), run_dir=rd.file("gan"), resume=True,
-                       progress=cfg.progress)
-    _log(cfg, f"train-gan: {cfg.model} trained for {cfg.gan_steps} steps ({result.train_seconds:.0f} s this call)")
+    gan = _gan(cfg).fit(to_unit_float(train_u8), _keys(cfg.seed)["gan"], rd.file(GAN_DIR))
+    _log(cfg, f"train-gan: {cfg.model} trained for {cfg.gan_steps} steps ({gan.info()['train_seconds']:.0f} s "
+              "this call)")
 
 
 def stage_generate_gan(rd, cfg: MnistConfig) -> np.ndarray:
-    from otgen.train import load_gan
+    from otgen.generators.gan import GAN
 
     if not rd.has(STAGES_FILE) or "train-gan" not in rd.read_json(STAGES_FILE):
         raise ValueError(f"no finished GAN training in {rd.path}: run the train-gan stage first")
-    result = load_gan(rd.file("gan"), _gan_config(cfg))
-    return _to_uint8(result.sample(_keys(cfg.seed)["generate"], cfg.n_samples))
+    gan = GAN.load(rd.file(GAN_DIR), _gan(cfg).config)
+    return _to_uint8(gan.sample(_keys(cfg.seed)["generate"], cfg.n_samples))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,26 +452,22 @@ def stage_evaluate(rd, cfg: MnistConfig) -> dict:
                                "n_samples": int(len(samples))}
     if rd.has("reconstruction.json"):
         metrics["reconstruction"] = rd.read_json("reconstruction.json")
-    if cfg.dataset == "stacked":
-        from otgen.eval.stacked import evaluate_stacked
+    from otgen.eval import evaluate
 
-        metrics.update(evaluate_stacked(samples, data_dir=cfg.data_dir))
-    else:
-        from otgen.eval.mnist import evaluate_digits
-
-        metrics.update(evaluate_digits(samples, data_dir=cfg.data_dir))
+    metrics.update(evaluate(cfg.dataset, samples, data_dir=cfg.data_dir))
     if rd.has(GENERATION_FILE):
         metrics.update(rd.read_json(GENERATION_FILE))
     if rd.has(GEN_LATENTS_FILE) and rd.has(LATENTS_FILE):
         metrics.update(_code_novelty(rd, cfg, rd.load_array(GEN_LATENTS_FILE)))
     if cfg.dataset == "mnist":
         _nearest_neighbour_figure(rd, cfg, samples)
-    if rd.has(OT_FILE):  # the map's own verdict: converged or not, its error, every fallback taken
+    if rd.has(MAP_FILE):  # the map's own verdict: converged or not, its error, every fallback taken
         from otgen.ot import BrenierMap
 
-        metrics.update(BrenierMap.load(rd.file(OT_FILE)).diagnostics.as_metrics())
-    if rd.has(STAGES_FILE):
+        metrics.update(BrenierMap.load(rd.file(MAP_FILE)).diagnostics.as_metrics())
+    if rd.has(STAGES_FILE):  # every stage, across resumed calls: the run's wall time
         metrics["stage_seconds"] = {k: v["seconds"] for k, v in rd.read_json(STAGES_FILE).items()}
+        metrics["wall_seconds"] = float(sum(metrics["stage_seconds"].values()))
     rd.write_json(METRICS_FILE, metrics)
     summary = {k: metrics[k] for k in ("classes_covered", "modes_covered", "kl_uniform", "fid") if k in metrics}
     _log(cfg, f"evaluate: {summary}")
@@ -520,7 +519,7 @@ def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int 
 
 
 def _stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
-    marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": OT_FILE, "generate": SAMPLES_FILE,
+    marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": EXTENSION_FILE, "generate": SAMPLES_FILE,
               "evaluate": METRICS_FILE, "train-gan": None}[stage]
     if stage == "train-gan":
         return rd.has(STAGES_FILE) and "train-gan" in rd.read_json(STAGES_FILE)
@@ -529,10 +528,7 @@ def _stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
 
 def run(cfg: MnistConfig) -> dict:
     """Run (or resume) every requested stage; returns paths, per-stage seconds and metrics."""
-    from otgen.rundir import RunDir
-
-    rd = RunDir(cfg.out)
-    _check_or_write_config(rd, cfg)
+    rd = _claim_run_dir(cfg)
     train_u8 = None
     ran, skipped = [], []
     for stage in cfg.stage_list():
@@ -572,36 +568,15 @@ def run(cfg: MnistConfig) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="aeot",
-                        help="aeot (default) or a GAN baseline: gan, wgan, wgan-gp, pacgan2, ...")
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist",
-                        help="mnist (10 classes) or stacked (Stacked MNIST: 3 digits as RGB, 1,000 modes)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                        help="quick: small AE, fewer OT steps (< 15 min on 2 CPU cores); paper: AE-OT's settings")
-    parser.add_argument("--data-dir", default=None,
-                        help="directory with the MNIST IDX files (else $OTGEN_DATA_DIR, else ~/.cache/otgen/mnist)")
-    parser.add_argument("--out", default=None, help="run directory (default runs/mnist_<model>_<preset>)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stages", default=None,
-                        help=f"comma-separated subset of {','.join(AEOT_STAGES)} (GANs: {','.join(GAN_STAGES)})")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--n-samples", type=int, default=None, help="images to generate (default 10000)")
-    parser.add_argument("--latent-dim", type=int, default=None, help="override the preset's code dimension")
-    parser.add_argument("--ae-epochs", type=int, default=None)
-    parser.add_argument("--ot-steps", type=int, default=None)
-    parser.add_argument("--gan-steps", type=int, default=None)
-    parser.add_argument("--no-eval", action="store_true", help="skip the classifier evaluation (metrics.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    _add_config_arguments(parser, MnistConfig)
+    parser.add_argument("--latent-dim", type=int, default=None,
+                        help="the autoencoder's code dimension (default: the preset's, 16 quick / 100 paper; "
+                             "32 quick on Stacked)")
 
 
 def config_from_args(args: argparse.Namespace) -> MnistConfig:
-    stages = None if args.stages is None else tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    prefix = "mnist" if args.dataset == "mnist" else "stacked_mnist"
-    out = args.out or f"runs/{prefix}_{args.model}_{args.preset}"
-    return make_config(args.preset, model=args.model, dataset=args.dataset, out=out, data_dir=args.data_dir, seed=args.seed,
-                       stages=stages, limit=args.limit, n_samples=args.n_samples, latent_dim=args.latent_dim,
-                       ae_epochs=args.ae_epochs, ot_steps=args.ot_steps, gan_steps=args.gan_steps,
-                       evaluate=not args.no_eval, progress=not args.quiet)
+    values = values_from_args(MnistConfig, args)
+    return make_config(values.pop("preset"), latent_dim=args.latent_dim, **values)
 
 
 def main(args: argparse.Namespace) -> int:

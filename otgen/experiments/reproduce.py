@@ -5,7 +5,7 @@
     otgen reproduce --runs-dir runs/repro --shard 1/2 --threads 1 &
     otgen reproduce --runs-dir runs/repro --report-only --report-dir experiments/reports
 
-Every job is ``otgen toy --preset published --resume`` on ring8 / grid25 (100,000
+Every job is ``otgen toy --preset published`` (which resumes its run directory) on ring8 / grid25 (100,000
 training points, see ``otgen.train.TOY_PRESETS``): GAN and PacGAN-m 400,000
 generator steps at batch 100, WGAN-GP and WGAN ``gan_toy.py``'s 100,000 steps.
 Each job checkpoints every 10,000 steps and at its learning-curve steps, so a
@@ -65,7 +65,7 @@ def run_job(runs_dir: Path, dist: str, model: str, seed: int, progress: bool = F
     out = run_dir(runs_dir, dist, model, seed)
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
-    return run(ToyRunConfig(model=model, dist=dist, out=str(out), seed=seed, preset="published", resume=True,
+    return run(ToyRunConfig(model=model, dist=dist, out=str(out), seed=seed, preset="published",
                             progress=progress))
 
 

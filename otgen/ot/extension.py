@@ -32,7 +32,11 @@ What otgen does (and why it differs from the reference code, pyOMT):
   sample's own nearest facets is the same construction made local).  With more
   neighbours it is the least-squares affine map of the cell's regular star.  At
   ``c_i`` the map returns ``y_i``; the coefficients are not clipped, so the image
-  of a cell spreads around ``y_i`` instead of piling up on it.  (An earlier
+  of a cell spreads around ``y_i`` instead of piling up on it.  Only its reach is
+  bounded: ``|T(x) - y_i|`` is at most the longest regular edge ``|y_j - y_i|``, so
+  a sample far from every barycentre (a Gaussian source's tail, a flat simplex)
+  lands on the edge of its target's star, not far outside the data -- unbounded,
+  generated 4-d codes reached 1.2 code ranges beyond the training codes.  (An earlier
   version projected onto each edge separately and clipped the weights to
   [0, 1]: ~6% of the samples on ring8 / grid25 were then training points --
   :mod:`otgen.eval.novelty` flagged it as copying, C_T ~ -4.4.  pyOMT uses one
@@ -150,8 +154,14 @@ def _pl_images(x, idx, targets, normals, bary, has_bary, threshold):
     rhs = jnp.einsum("nkd,nd->nk", dc, x - ci)
     b = jnp.where(regular, jnp.linalg.solve(gram + ridge, rhs[..., None])[..., 0], 0.0)
     yi = targets[i]
-    z = yi + jnp.einsum("nk,nkd->nd", b, targets[nbrs] - yi[:, None, :])
-    return z, jnp.any(b != 0, axis=1)
+    edges = targets[nbrs] - yi[:, None, :]
+    step = jnp.einsum("nk,nkd->nd", b, edges)
+    # A sample far from every barycentre (a Gaussian source's tail, an ill-conditioned simplex) would
+    # be extrapolated without bound: its image moves at most the longest regular edge from its target.
+    reach = jnp.max(jnp.where(regular, jnp.linalg.norm(edges, axis=-1), 0.0), axis=1)
+    length = jnp.linalg.norm(step, axis=1)
+    step = step * jnp.minimum(1.0, reach / jnp.maximum(length, 1e-30))[:, None]
+    return yi + step, jnp.any(b != 0, axis=1)
 
 
 class ExtendedMap(NamedTuple):

@@ -1,0 +1,359 @@
+"""The AE-OT generator (the only AE-OT pipeline): encode, solve semi-discrete OT onto the
+codes, extend, decode.
+
+    model = AEOT(encoder, decoder, ot=OTOptions(...), extension=ExtensionOptions(...))
+    model.fit(data, key, workdir)  # codes -> (optional whitening) -> SemiDiscreteOT -> ExtendedMap
+    x_new = model.sample(key, n)   # n fresh source samples -> extended map -> unwhiten -> decoder
+
+In 2-D the encoder and decoder are the identity (the default); the image
+experiment passes its trained autoencoder's and calls :meth:`AEOT.fit_codes`
+on the codes it has cached.  With a ``workdir`` each stage's result is saved
+there as it is made (``whitening.npz``, ``brenier.npz``, ``extension.npz``, all
+atomic and pickle-free) and found again by the next fit, so a killed fit
+resumes at the first missing stage.  This module knows nothing of networks:
+``encoder``/``decoder`` are plain functions of arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
+from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
+from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
+
+INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
+
+__all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity",
+           "WHITENING_FILE", "MAP_FILE", "EXTENSION_FILE"]
+
+_WHITENING_FORMAT = "otgen-whitening-v1"
+_EXTENSION_FORMAT = "otgen-extension-v1"
+# The files a fit leaves in its workdir, in the order they are made.
+WHITENING_FILE, MAP_FILE, EXTENSION_FILE = "whitening.npz", "brenier.npz", "extension.npz"
+
+
+def identity(x):
+    return x
+
+
+class Whitening(NamedTuple):
+    """An invertible affine change of code coordinates: ``w = (z - mean) @ proj + offset``."""
+
+    mean: np.ndarray  # (d,)
+    proj: np.ndarray  # (d, d)
+    unproj: np.ndarray  # (d, d), the inverse of proj
+    offset: np.ndarray  # (d,)
+
+    def apply(self, z) -> np.ndarray:
+        return ((np.asarray(z, np.float32) - self.mean) @ self.proj + self.offset).astype(np.float32)
+
+    def invert(self, w) -> np.ndarray:
+        return ((np.asarray(w, np.float32) - self.offset) @ self.unproj + self.mean).astype(np.float32)
+
+    @classmethod
+    def identity(cls, dim: int) -> "Whitening":
+        eye = np.eye(dim, dtype=np.float32)
+        zero = np.zeros(dim, np.float32)
+        return cls(zero, eye, eye, zero)
+
+    def save(self, path) -> None:
+        """Atomic, pickle-free ``.npz`` (via :mod:`otgen.checkpoint`)."""
+        save_pytree(path, dict(self._asdict()), {"format": _WHITENING_FORMAT})
+
+    @classmethod
+    def load(cls, path) -> "Whitening":
+        flat, meta = load_pytree(path)
+        if meta.get("format") != _WHITENING_FORMAT:
+            raise CheckpointError(f"{path} is not a saved code whitening (format {meta.get('format')!r})")
+        try:
+            arrays = {f: np.asarray(flat[f"['{f}']"], np.float32) for f in cls._fields}
+        except KeyError as e:
+            raise CheckpointError(f"{path}: missing array {e}") from None
+        d = arrays["mean"].shape[0]
+        if any(arrays[f].shape != (d, d) for f in ("proj", "unproj")) or arrays["offset"].shape != (d,):
+            raise CheckpointError(f"{path}: inconsistent shapes {[a.shape for a in arrays.values()]}")
+        return cls(**arrays)
+
+
+def fit_whitening(z, source: str = "gaussian", eps: float = 1e-6) -> Whitening:
+    """PCA whitening of codes ``z`` (n, d), fitted in float64, placed on the source's support.
+
+    ``"gaussian"``: mean 0, identity covariance, like N(0, I).  ``"uniform"``: the
+    whitened codes are then scaled uniformly and shifted into [0.02, 0.98]^d, so
+    that every target's Voronoi cell meets the unit cube (the damped Newton
+    solver starts from Voronoi cells, which must all have mass).  Near-zero
+    variances are floored at ``eps`` times the largest, so the map stays invertible.
+    """
+    z = np.asarray(z, np.float64)
+    mean = z.mean(0)
+    evals, evecs = np.linalg.eigh(np.cov(z - mean, rowvar=False).reshape(z.shape[1], z.shape[1]))
+    scale = np.sqrt(np.maximum(evals, eps * max(evals.max(), eps)))
+    proj, unproj = evecs / scale, (evecs * scale).T
+    offset = np.zeros(z.shape[1])
+    if source == "uniform":
+        s = 0.48 / max(float(np.max(np.abs((z - mean) @ proj))), 1e-12)
+        proj, unproj, offset = proj * s, unproj / s, np.full(z.shape[1], 0.5)
+    elif source != "gaussian":
+        raise ValueError(f"source must be 'gaussian' or 'uniform', got {source!r}")
+    return Whitening(*(a.astype(np.float32) for a in (mean, proj, unproj, offset)))
+
+
+@dataclasses.dataclass(frozen=True)
+class OTOptions:
+    """How the latent OT problem is set up and solved (see :mod:`otgen.ot`)."""
+
+    source: str = "uniform"  # "uniform" (unit cube, as AE-OT) or "gaussian" (standard normal)
+    whiten: bool = True  # solve on PCA-whitened codes placed on the source's support (see fit_whitening)
+    optimizer: str = "newton"  # "newton" (otgen's damped Newton) or "aeot" (pyOMT's Adam recipe)
+    tol: float = 0.02  # stop at estimated ||w - nu||_1 <= tol
+    max_steps: int = 30
+    batch_size: int | None = None  # Monte-Carlo samples per step (optimizer default if None)
+    lr: float = 2e-2  # aeot recipe only
+    init_h: str = "auto"  # the solver's start: "auto" (discrete OT for small K, multiscale above;
+    #                       otgen.ot.warm_start), or force "discrete", "multiscale", "voronoi" or "zero"
+    sampling: str = "rqmc"  # aeot recipe only: "rqmc", "sobol" (pyOMT) or "iid"
+
+    def __post_init__(self):
+        if self.source not in ("uniform", "gaussian"):
+            raise ValueError(f"source must be 'uniform' or 'gaussian', got {self.source!r}")
+        if self.init_h not in INIT_KINDS:
+            raise ValueError(f"init_h must be one of {', '.join(INIT_KINDS)}, got {self.init_h!r}")
+        if self.optimizer not in ("newton", "aeot"):
+            raise ValueError(f"optimizer must be 'newton' or 'aeot', got {self.optimizer!r}")
+        if self.sampling not in ("rqmc", "sobol", "iid"):
+            raise ValueError(f"sampling must be 'rqmc', 'sobol' or 'iid', got {self.sampling!r}")
+        if not self.tol > 0 or self.max_steps < 1:
+            raise ValueError(f"need tol > 0 and max_steps >= 1, got {self.tol}, {self.max_steps}")
+
+    def measure(self, dim: int):
+        return Gaussian(dim=dim) if self.source == "gaussian" else UniformBox(dim=dim)
+
+    def make_optimizer(self):
+        if self.optimizer == "newton":
+            return damped_newton(max_steps=self.max_steps, init_h=self.init_h)
+        return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, max_steps=self.max_steps,
+                           init_h=self.init_h, sampling=self.sampling)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtensionOptions:
+    """AE-OT's extended generation (see :mod:`otgen.ot.extension`)."""
+
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD  # radians, on standardised codes
+    top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 2, 20))
+    num_samples: int | None = None  # source samples for the cell barycentres (None: 16 per cell)
+
+
+def merge_duplicates(z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Repeated rows of ``z`` merged into one target carrying their summed weight.
+
+    Returns ``(targets, weights)``; ``weights`` is None (uniform) when every row is distinct.
+    Data with repeated points are normal (rounded measurements, a replayed set); one
+    power cell per distinct point is what the semi-discrete problem needs.
+    """
+    unique, first, counts = np.unique(z, axis=0, return_index=True, return_counts=True)
+    if len(unique) == len(z):
+        return z, None
+    order = np.argsort(first)  # keep the rows' first-appearance order
+    return unique[order], (counts[order] / len(z)).astype(np.float64)
+
+
+def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
+                    progress: bool | None = None) -> tuple[Whitening, BrenierMap]:
+    """Semi-discrete OT from ``ot``'s source onto (whitened) ``codes`` (K, d): returns (whitening, map).
+
+    The solver's start is ``ot.init_h`` (default "auto": see :mod:`otgen.ot.warm_start`).
+    Repeated codes become one target with their summed weight (:func:`merge_duplicates`), so
+    the map may have fewer targets than ``codes`` has rows.
+    """
+    z = np.asarray(codes)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"codes must have shape (K, d) with K >= 2, got {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("codes contain NaN or inf")
+    whitening = fit_whitening(z, ot.source) if ot.whiten else Whitening.identity(z.shape[1])
+    targets, weights = merge_duplicates(whitening.apply(z))
+    # pyOMT's learning rates are tuned in the codes' own frame: the recipe solves there.
+    solver = SemiDiscreteOT(ot.measure(z.shape[1]), targets, weights, normalise=ot.optimizer != "aeot")
+    bmap = solver.fit(key, tol=ot.tol, max_steps=ot.max_steps, batch_size=ot.batch_size,
+                      optimizer=ot.make_optimizer(), progress=progress)
+    return whitening, bmap
+
+
+def _fingerprint(z: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(z.shape).encode())
+    h.update(np.ascontiguousarray(z, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
+    arrays = {"barycentres": np.asarray(ext.barycentres), "counts": np.asarray(ext.counts),
+              "normals": np.asarray(ext.normals)}
+    save_pytree(path, arrays, {"format": _EXTENSION_FORMAT, "angle_threshold": float(ext.angle_threshold),
+                               "top_k": int(ext.top_k), "codes": codes_digest})
+
+
+def _load_extension(path, bmap: BrenierMap) -> tuple[ExtendedMap, dict]:
+    flat, meta = load_pytree(path)
+    if meta.get("format") != _EXTENSION_FORMAT:
+        raise CheckpointError(f"{path} is not a saved AE-OT extension (format {meta.get('format')!r})")
+    try:
+        bary, counts, normals = (jnp.asarray(flat[f"['{k}']"]) for k in ("barycentres", "counts", "normals"))
+    except KeyError as e:
+        raise CheckpointError(f"{path}: missing array {e}") from None
+    k, d = bmap.num_targets, bmap.dim
+    if bary.shape != (k, d) or counts.shape != (k,) or normals.shape != (k, d + 1):
+        raise CheckpointError(f"{path}: shapes {bary.shape}, {counts.shape}, {normals.shape} do not fit "
+                              f"the map's {k} targets in dimension {d}")
+    return ExtendedMap(bmap, bary, counts, normals, meta["angle_threshold"], meta["top_k"]), meta
+
+
+class AEOT:
+    """Autoencoder + semi-discrete OT + AE-OT extension, as one generator.
+
+    Args:
+      encoder, decoder: functions of arrays (identity by default: 2-D toys).
+      ot: :class:`OTOptions`.  extension: :class:`ExtensionOptions`.
+    After :meth:`fit` (or :meth:`fit_codes`, or :meth:`load`), ``.latent_map`` is the
+    :class:`~otgen.ot.extension.ExtendedMap` and ``.whitening`` the code transform.
+    """
+
+    name = "aeot"
+
+    def __init__(self, encoder: Callable = identity, decoder: Callable = identity, *,
+                 ot: OTOptions = OTOptions(), extension: ExtensionOptions = ExtensionOptions()):
+        self.encoder, self.decoder = encoder, decoder
+        self.ot, self.extension = ot, extension
+        self.latent_map: ExtendedMap | None = None
+        self.whitening: Whitening | None = None
+        self.resumed: tuple[str, ...] = ()  # the stages a fit found in its workdir instead of computing
+        self.progress: bool | None = None  # progress bars of the solver (None: when on a terminal)
+
+    def fit(self, data, key: jax.Array, workdir=None, *, progress: bool | None = None) -> "AEOT":
+        """Encode ``data`` and fit the latent map onto the codes; returns ``self``."""
+        return self.fit_codes(np.asarray(self.encoder(data)), key, workdir, progress=progress)
+
+    def fit_codes(self, codes, key: jax.Array, workdir=None, *, progress: bool | None = None) -> "AEOT":
+        """Solve OT from the source onto ``codes`` (K, d) and build the extension; returns ``self``.
+
+        With ``workdir``, each stage's result is saved there and reused by a later fit on the
+        same codes (a saved stage made from other codes is refused, naming the file).
+        """
+        progress = self.progress if progress is None else progress
+        k_ot, k_ext = jax.random.split(key)
+        z = np.asarray(codes, np.float32)
+        digest = _fingerprint(z)
+        wd = None if workdir is None else Path(workdir)
+        resumed = []
+        if wd is not None and (wd / MAP_FILE).exists() and (wd / WHITENING_FILE).exists():
+            self.whitening, bmap = Whitening.load(wd / WHITENING_FILE), BrenierMap.load(wd / MAP_FILE)
+            if bmap.dim != z.shape[1] or bmap.num_targets > len(z):
+                raise CheckpointError(f"{wd / MAP_FILE} maps onto {bmap.num_targets} targets in dimension "
+                                      f"{bmap.dim}, not these {z.shape[0]} codes of dimension {z.shape[1]}; "
+                                      "use another directory")
+            resumed.append("fit-ot")
+        else:
+            self.whitening, bmap = solve_latent_ot(z, self.ot, k_ot, progress=progress)
+            if wd is not None:
+                wd.mkdir(parents=True, exist_ok=True)
+                self.whitening.save(wd / WHITENING_FILE)
+                bmap.save(wd / MAP_FILE)
+        opts = self.extension
+        if wd is not None and (wd / EXTENSION_FILE).exists():
+            ext, meta = _load_extension(wd / EXTENSION_FILE, bmap)
+            if meta.get("codes") != digest:
+                raise CheckpointError(f"{wd / EXTENSION_FILE} was built on other codes; use another directory")
+            # threshold and top-k change no estimate: the saved extension serves any of them
+            ext = ext.with_threshold(opts.angle_threshold)
+            self.latent_map = ext if opts.top_k is None else ext._replace(top_k=min(opts.top_k, bmap.num_targets))
+            resumed.append("extend")
+        else:
+            top_k = None if opts.top_k is None else min(opts.top_k, bmap.num_targets)
+            self.latent_map = extend(bmap, k_ext, angle_threshold=opts.angle_threshold, top_k=top_k,
+                                     num_samples=opts.num_samples)
+            if wd is not None:
+                _save_extension(wd / EXTENSION_FILE, self.latent_map, digest)
+        self.resumed = tuple(resumed)
+        return self
+
+    def save(self, directory) -> None:
+        """The fitted model's three files into ``directory`` (what :meth:`load` reads)."""
+        ext = self._require_fit()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.whitening.save(d / WHITENING_FILE)
+        ext.bmap.save(d / MAP_FILE)
+        _save_extension(d / EXTENSION_FILE, ext, "")
+
+    @classmethod
+    def load(cls, directory, encoder: Callable = identity, decoder: Callable = identity, *,
+             extension: ExtensionOptions | None = None) -> "AEOT":
+        """A fitted model from ``directory`` (a fit's workdir or :meth:`save`'s output)."""
+        d = Path(directory)
+        for name in (WHITENING_FILE, MAP_FILE, EXTENSION_FILE):
+            if not (d / name).exists():
+                raise CheckpointError(f"{d / name} is missing: no fitted AE-OT model in {d}")
+        model = cls(encoder, decoder)
+        model.whitening = Whitening.load(d / WHITENING_FILE)
+        model.latent_map, _ = _load_extension(d / EXTENSION_FILE, BrenierMap.load(d / MAP_FILE))
+        if extension is not None:
+            model.extension = extension
+            model.latent_map = model.latent_map.with_threshold(extension.angle_threshold)
+        return model
+
+    def info(self) -> dict:
+        """The fit's diagnostics as flat metrics (OT convergence, extension settings)."""
+        ext = self._require_fit()
+        diag = ext.bmap.diagnostics
+        return {**diag.as_metrics(), "ot_summary": diag.summary(), "top_k": int(ext.top_k),
+                "angle_threshold": float(ext.angle_threshold)}
+
+    def _require_fit(self) -> ExtendedMap:
+        if self.latent_map is None:
+            raise ValueError("this AEOT model is not fitted: call fit(data, key) first")
+        return self.latent_map
+
+    def sample_codes(self, key: jax.Array, n: int, *, return_interpolated: bool = False):
+        """``n`` new codes (n, d) in the encoder's coordinates (and, if asked, which were interpolated)."""
+        w, moved = self._require_fit().generate_with_info(key, n)
+        codes = self.whitening.invert(np.asarray(w))
+        return (codes, np.asarray(moved)) if return_interpolated else codes
+
+    def sample(self, key: jax.Array, n: int) -> np.ndarray:
+        """``n`` new samples: new codes through the decoder."""
+        return np.asarray(self.decoder(self.sample_codes(key, n)))
+
+
+def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
+         seed: int = 0, progress: bool = True, evaluate=None, ot: OTOptions | None = None,
+         extension: ExtensionOptions | None = None, ot_tol: float | None = None,
+         angle_threshold: float | None = None, top_k: int | None = None,
+         encoder: Callable = identity, decoder: Callable = identity) -> AEOT:
+    """AE-OT with the default options, or ``ot`` / ``extension``, or the single settings given.
+
+    ``steps`` caps the OT solver's steps.  ``evaluate`` is accepted for the protocol's sake and
+    unused: the fit is one solve, with no learning curve to record.  ``seed`` and ``preset``
+    play no part (the key passed to ``fit`` is the randomness; the presets are the suites').
+    """
+    del model, suite, shape, preset, seed, evaluate
+    ot = ot or OTOptions()
+    if ot_tol is not None or steps is not None:
+        ot = dataclasses.replace(ot, **({"tol": ot_tol} if ot_tol is not None else {}),
+                                 **({"max_steps": steps} if steps is not None else {}))
+    extension = extension or ExtensionOptions()
+    if angle_threshold is not None or top_k is not None:
+        extension = dataclasses.replace(extension, **({"angle_threshold": angle_threshold}
+                                                      if angle_threshold is not None else {}),
+                                        **({"top_k": top_k} if top_k is not None else {}))
+    fresh = AEOT(encoder, decoder, ot=ot, extension=extension)
+    fresh.progress = progress
+    return fresh
