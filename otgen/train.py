@@ -70,7 +70,8 @@ from otgen.rundir import RunDir
 __all__ = [
     "GAN_MODELS", "GANConfig", "GANState", "GANResult", "TrainingDivergedError",
     "build_networks", "make_optimizer", "init_state", "make_train_step", "make_fit_step",
-    "train_gan", "load_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "curve_steps",
+    "train_gan", "load_gan", "save_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "TRAINING",
+    "curve_steps",
 ]
 
 GAN_MODELS = ("gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
@@ -234,55 +235,27 @@ def curve_steps(total: int) -> tuple[int, ...]:
     return tuple(s for s in marks if s < total) + ((int(total),) if total > 0 else ())
 
 
+# Each model's own optimiser and update rule, as its authors' code trains it (cited in the README's
+# table of published hyperparameters): the toy row below it and the image setting start from these.
+_PACGAN_ADAM = dict(optimizer="adam", lr=1e-4, beta1=0.8, beta2=0.999, n_critic=1, simultaneous=True)
+_DCGAN_ADAM = dict(optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999, n_critic=1, simultaneous=False)
+TRAINING: dict[str, dict[str, dict]] = {
+    "toy": {
+        "wgan": dict(optimizer="rmsprop", lr=5e-5, rms_decay=0.99, eps=1e-8, n_critic=5, clip=0.01,
+                     gp_lambda=0.0, simultaneous=False),
+        "wgan-gp": dict(optimizer="adam", lr=1e-4, beta1=0.5, beta2=0.9, n_critic=5, clip=0.0,
+                        gp_lambda=10.0, simultaneous=False),
+        **{m: _PACGAN_ADAM for m in ("gan", "pacgan2", "pacgan3", "pacgan4")},
+    },
+}
+TRAINING["images"] = {**TRAINING["toy"], **{m: _DCGAN_ADAM for m in ("gan", "pacgan2", "pacgan3", "pacgan4")}}
+
+
 def _published_training(model: str, images: bool) -> dict:
-    if model == "wgan":
-        return dict(optimizer="rmsprop", lr=5e-5, rms_decay=0.99, eps=1e-8, n_critic=5, clip=0.01,
-                    gp_lambda=0.0, simultaneous=False)
-    if model == "wgan-gp":
-        return dict(optimizer="adam", lr=1e-4, beta1=0.5, beta2=0.9, n_critic=5, clip=0.0,
-                    gp_lambda=10.0, simultaneous=False)
-    if model in GAN_MODELS:  # gan, pacgan*
-        if images:  # DCGAN
-            return dict(optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999, n_critic=1, simultaneous=False)
-        return dict(optimizer="adam", lr=1e-4, beta1=0.8, beta2=0.999, n_critic=1, simultaneous=True)
-    raise ValueError(f"model must be one of {GAN_MODELS}, got {model!r}")
-
-
-class GANState(struct.PyTreeNode):
-    """Everything that changes during training; a pytree, checkpointed whole."""
-
-    g_params: Any
-    g_stats: Any       # generator batch-norm running statistics
-    d_params: Any
-    g_opt: Any
-    d_opt: Any
-    step: jax.Array    # generator updates done (int32 scalar)
-    key: jax.Array     # typed PRNG key of the run
-
-
-def build_networks(cfg: GANConfig):
-    """(generator, discriminator) Flax modules for ``cfg``."""
-    if cfg.arch == "relu_mlp":
-        g = ReLUMLP(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers)
-        d = ReLUMLP(out_dim=1, hidden=cfg.d_hidden, layers=cfg.d_layers, squeeze=True)
-    elif cfg.arch == "mlp":
-        g = MLPGenerator(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers,
-                         init_std=cfg.init_std, bn_momentum=cfg.bn_momentum)
-        d = MaxoutDiscriminator(hidden=cfg.d_hidden, pieces=cfg.maxout_pieces, layers=cfg.d_layers,
-                                init_std=cfg.init_std)
-    else:
-        g = DCGANGenerator(dim=cfg.conv_dim, channels=cfg.sample_shape[-1], init_std=cfg.init_std,
-                           bn_momentum=cfg.bn_momentum)
-        d = DCGANDiscriminator(dim=cfg.conv_dim, init_std=cfg.init_std)
-    return g, d
-
-
-def make_optimizer(cfg: GANConfig) -> optax.GradientTransformation:
-    if cfg.optimizer == "adam":
-        return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
-    # PyTorch-style RMSProp (as in the WGAN reference): eps added outside the square root
-    return optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.eps, eps_in_sqrt=cfg.eps_in_sqrt,
-                         initial_scale=cfg.rms_initial)
+    row = TRAINING["images" if images else "toy"]
+    if model not in row:
+        raise ValueError(f"model must be one of {GAN_MODELS}, got {model!r}")
+    return dict(row[model])
 
 
 def packed_shape(cfg: GANConfig) -> tuple[int, ...]:
