@@ -26,6 +26,8 @@ import numpy as np
 __all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write"]
 
 _MANIFEST = "__manifest__"
+_UMASK = os.umask(0o022)  # read the process umask (os.umask can only read it by setting it) ...
+os.umask(_UMASK)  # ... and put it back
 _FORMAT = "otgen-checkpoint-v1"
 
 
@@ -39,6 +41,7 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the user's group
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
             f.flush()

@@ -11,6 +11,12 @@ A *step* is one generator update, preceded by ``n_critic`` discriminator updates
 counts discriminator inputs, so PacGAN-m draws ``m * batch_size`` real and
 ``m * batch_size`` generated samples per update, as in the PacGAN paper.
 
+Why one module of ~700 lines: the configuration, its preset tables, the jitted
+step and the checkpointed loop must agree field by field (a checkpoint is refused
+when any field but ``steps`` differs), so they are kept side by side; the networks
+and losses live in :mod:`otgen.models`, the generator adapter in
+:mod:`otgen.generators.gan`.
+
 Minibatches are drawn *with replacement* from the data array, inside the jitted
 step, with a key split off the training state's key.  The whole run is thus a
 function of (config, data, seed): resuming from a checkpoint reproduces the
@@ -258,6 +264,43 @@ def _published_training(model: str, images: bool) -> dict:
     return dict(row[model])
 
 
+class GANState(struct.PyTreeNode):
+    """Everything that changes during training; a pytree, checkpointed whole."""
+
+    g_params: Any
+    g_stats: Any       # generator batch-norm running statistics
+    d_params: Any
+    g_opt: Any
+    d_opt: Any
+    step: jax.Array    # generator updates done (int32 scalar)
+    key: jax.Array     # typed PRNG key of the run
+
+
+def build_networks(cfg: GANConfig):
+    """(generator, discriminator) Flax modules for ``cfg``."""
+    if cfg.arch == "relu_mlp":
+        g = ReLUMLP(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers)
+        d = ReLUMLP(out_dim=1, hidden=cfg.d_hidden, layers=cfg.d_layers, squeeze=True)
+    elif cfg.arch == "mlp":
+        g = MLPGenerator(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers,
+                         init_std=cfg.init_std, bn_momentum=cfg.bn_momentum)
+        d = MaxoutDiscriminator(hidden=cfg.d_hidden, pieces=cfg.maxout_pieces, layers=cfg.d_layers,
+                                init_std=cfg.init_std)
+    else:
+        g = DCGANGenerator(dim=cfg.conv_dim, channels=cfg.sample_shape[-1], init_std=cfg.init_std,
+                           bn_momentum=cfg.bn_momentum)
+        d = DCGANDiscriminator(dim=cfg.conv_dim, init_std=cfg.init_std)
+    return g, d
+
+
+def make_optimizer(cfg: GANConfig) -> optax.GradientTransformation:
+    if cfg.optimizer == "adam":
+        return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    # PyTorch-style RMSProp (as in the WGAN reference): eps added outside the square root
+    return optax.rmsprop(cfg.lr, decay=cfg.rms_decay, eps=cfg.eps, eps_in_sqrt=cfg.eps_in_sqrt,
+                         initial_scale=cfg.rms_initial)
+
+
 def packed_shape(cfg: GANConfig) -> tuple[int, ...]:
     """Shape of one discriminator input: ``m`` samples concatenated along the last axis."""
     return cfg.sample_shape[:-1] + (cfg.pack * cfg.sample_shape[-1],)
@@ -454,6 +497,7 @@ class GANResult:
     data_scale: float = 1.0     # the networks see data / data_scale (``config.standardize``)
     curve: tuple[dict, ...] = ()  # learning-curve records {"step": s, **evaluate(result at s)}
     data_digest: str = ""       # fingerprint of the training set (checked on resume)
+    total_seconds: float = 0.0  # training wall time summed over every call that trained it (resumes included)
 
     _CHUNK = 2048  # samples per generator call, bounding memory for the image nets
 
@@ -524,9 +568,11 @@ def _data_scale(cfg: GANConfig, x: np.ndarray) -> float:
     return scale
 
 
-def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict, curve: list, scale: float) -> dict:
+def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict, curve: list, scale: float,
+              seconds: float = 0.0) -> dict:
     return {"kind": _CHECKPOINT_KIND, "model": cfg.model, "config": cfg.compatibility_dict(),
-            "step": int(step), "data": data_digest, "history": history, "curve": curve, "data_scale": scale}
+            "step": int(step), "data": data_digest, "history": history, "curve": curve, "data_scale": scale,
+            "seconds": float(seconds)}
 
 
 def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str | None) -> None:
@@ -559,14 +605,15 @@ def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
     """The :class:`GANResult` stored in ``run_dir``'s checkpoint (refused if ``cfg`` differs)."""
     state, history, meta = _restore(RunDir(run_dir).file(CHECKPOINT_NAME), cfg, None)
     return GANResult(cfg, state, history, data_scale=float(meta.get("data_scale", 1.0)),
-                     curve=tuple(meta.get("curve", ())), data_digest=str(meta.get("data", "")))
+                     curve=tuple(meta.get("curve", ())), data_digest=str(meta.get("data", "")),
+                     total_seconds=float(meta.get("seconds", 0.0)))
 
 
 def save_gan(result: GANResult, run_dir: str | Path) -> Path:
     """``result`` as ``run_dir``'s checkpoint (what :func:`load_gan` and a resumed training read)."""
     path = RunDir(run_dir).file(CHECKPOINT_NAME)
     meta = _metadata(result.config, int(result.state.step), result.data_digest, result.history,
-                     list(result.curve), result.data_scale)
+                     list(result.curve), result.data_scale, result.total_seconds)
     return save_pytree(path, result.state, metadata=meta)
 
 
@@ -612,11 +659,12 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
     ckpt = None if run is None else run.file(CHECKPOINT_NAME)
     eval_steps = sorted({int(s) for s in eval_steps if 0 < int(s) <= cfg.steps})
 
-    state, history, curve, last_saved = None, {}, [], None
+    state, history, curve, last_saved, before = None, {}, [], None, 0.0
     if resume and ckpt is not None and ckpt.exists():
         state, history, meta = _restore(ckpt, cfg, digest)
         curve = [dict(r) for r in meta.get("curve", [])]
         last_saved = int(state.step)
+        before = float(meta.get("seconds", 0.0))  # training time of the earlier calls
     if state is None:
         state = init_state(cfg, key)
     step = int(state.step)
@@ -627,18 +675,20 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
             raise _diverged(cfg, at, {"parameters": float("nan")}, last_saved)
         if ckpt is None:
             return
-        save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale))
+        save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale,
+                                                before + time.perf_counter() - t0))
         last_saved = at
 
     def result(s, seconds=0.0):
-        return GANResult(cfg, s, history, seconds, data_scale=scale, curve=tuple(curve), data_digest=digest)
+        return GANResult(cfg, s, history, seconds, data_scale=scale, curve=tuple(curve), data_digest=digest,
+                         total_seconds=before + seconds)
 
     run_chunk = make_chunk_runner(cfg)
     data_dev = jnp.asarray(x / np.float32(scale) if scale != 1.0 else x)
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), desc=cfg.model, disable=not progress,
+    bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), desc=cfg.model, disable=None if progress else True,
                dynamic_ncols=True, leave=False)
     try:
         while step < cfg.steps:

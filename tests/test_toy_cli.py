@@ -180,3 +180,31 @@ def test_aeot_object_rejects_bad_codes_and_unfitted_use():
         model.fit(np.zeros(5), jax.random.key(0))
     with pytest.raises(ValueError, match="optimizer"):
         OTOptions(optimizer="sgd")
+
+
+def test_cli_as_a_subprocess_refuses_bad_out_and_bad_data_with_exit_2(tmp_path):
+    """The friction items as a user meets them: a real process, its exit code and stderr."""
+    import subprocess
+    import sys
+
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "pts.npy").write_text("1 2\n3 4\n")
+    for args, message in ((["--out", str(tmp_path / "f")], "is an existing file"),
+                          (["--data", str(tmp_path / "pts.npy"), "--out", str(tmp_path / "o")], "is not a .npy file")):
+        done = subprocess.run([sys.executable, "-m", "otgen.cli", "toy", *args], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_outputs_follow_the_users_umask(tmp_path):
+    import os
+
+    from otgen.rundir import RunDir
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    rd = RunDir(tmp_path)
+    rd.write_json("m.json", {"a": 1})
+    rd.save_array("x.npy", np.zeros(3))
+    for name in ("m.json", "x.npy"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask

@@ -27,7 +27,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from otgen.experiments.report import (CONTROLS, PUBLISHED_STACKED, PUBLISHED_TOY, write_mnist_report,
+from otgen.cliargs import add_arguments as _add_config_arguments
+from otgen.cliargs import option
+from otgen.experiments.controls import run_mnist_controls, run_stacked_reference, toy_controls
+from otgen.experiments.report import (PUBLISHED_STACKED, PUBLISHED_TOY, write_mnist_report,
                                       write_stacked_report, write_toy_report)
 
 __all__ = ["RunSpec", "TOY_MODELS", "DEFAULT_TOY_DISTS", "PUBLISHED_TOY", "PUBLISHED_STACKED",
@@ -159,21 +162,6 @@ def _get_toy(name: str):
 
 
 
-def toy_controls(dist: str, seed: int, train: np.ndarray, n: int, get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
-    """The two control rows of a (toy, seed), scored by the models' own function:
-    *real* (fresh draws of the toy) and *replay* (the training set resampled with replacement)."""
-    from otgen.eval import evaluate
-    from otgen.experiments.toy import held_out_set
-
-    toy = get_toy(dist)
-    held = held_out_set(toy, seed, n)
-    real = held_out_set(toy, seed, n, stream=2)
-    replay = train[np.random.default_rng(seed).integers(0, len(train), n)]
-    return [{"model": name, "dist": dist, "seed": seed, "status": "ok",
-             **evaluate("toy", x, toy=toy, train=train, held_out=held, seed=seed)}
-            for name, x in zip(CONTROLS, (real, replay))]
-
-
 def _record(spec: RunSpec, metric: str) -> dict:
     """A run's stored record (its ``metrics.json``, which must hold ``metric``) with its status."""
     rec: dict[str, Any] = {"model": spec.model, "seed": spec.seed, "out": str(spec.out)}
@@ -205,110 +193,43 @@ def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) 
     return records
 
 
-# ----------------------------------------------------------------------------------------------
-# MNIST report
-
-
-MNIST_CONTROLS = ("real", "replay", "reconstructions")
-def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=print,
-                       dataset: str = "mnist") -> list[dict]:
-    """The control rows of an image report, scored by the models' own evaluation; cached under
-    ``<runs_dir>/<dataset>/controls/<name>/metrics.json``.
-
-    *real* (MNIST only; Stacked's real row is :func:`run_stacked_reference`): the second half of the
-    test set (the first half is the novelty metrics' held-out set); *replay*: ``n`` training images
-    drawn with replacement; *reconstructions*: ``n`` training codes of the AE-OT run ``aeot_cfg``
-    decoded by its autoencoder (what decoding the training codes scores), with their code-space novelty.
-    """
-    from otgen.rundir import RunDir
-
-    from otgen.eval import evaluate
-
-    out = []
-    for name in MNIST_CONTROLS:
-        if name == "real" and dataset == "stacked":
-            continue
-        if name == "reconstructions" and (aeot_cfg is None or not (Path(aeot_cfg.out) / "latents.npy").exists()):
-            continue
-        rd = RunDir(Path(runs_dir) / dataset / "controls" / name)
-        if not rd.has("metrics.json"):
-            log(f"{dataset}: scoring the {name} control ...")
-            extra = {}
-            if name == "real":
-                from otgen.data.mnist import load_mnist
-                from otgen.eval.mnist import HELD_OUT
-
-                images = load_mnist("test", data_dir)[0][HELD_OUT.stop:]
-            elif name == "replay":
-                from otgen.data import load
-
-                train = load(dataset, "train", data_dir)
-                images = train[np.random.default_rng(0).integers(0, len(train), n)]
-            else:
-                from otgen.experiments.mnist import replay_reconstructions
-
-                images, extra = replay_reconstructions(aeot_cfg, n)
-            rd.write_json("metrics.json", {**evaluate(dataset, images, data_dir=data_dir), **extra})
-        out.append({"model": name, "seed": 0, "status": "ok", **rd.read_json("metrics.json")})
-    return out
-
-
 def collect_mnist(specs: list[RunSpec], metric: str = "classes_covered") -> list[dict]:
     """One record per image run: its metrics.json (which must hold ``metric``) and status."""
     return [_record(spec, metric) for spec in specs]
 
 
 # ----------------------------------------------------------------------------------------------
-# Stacked MNIST
-
-
-def run_stacked_reference(runs_dir: Path, data_dir, seeds: list[int], log=print) -> list[dict]:
-    """Score 26,000 real Stacked-MNIST images per seed (the metric's ceiling); cached in run dirs."""
-    import jax
-
-    from otgen.data.mnist import load_mnist
-    from otgen.data.stacked import N_SAMPLES, make_stacked_mnist
-    from otgen.eval import evaluate
-    from otgen.eval.stacked import stacked_mode_metrics
-    from otgen.rundir import RunDir
-
-    out = []
-    for seed in seeds:
-        rd = RunDir(Path(runs_dir) / "stacked" / "data" / f"seed{seed}")
-        if not rd.has("metrics.json"):
-            log(f"stacked: scoring 26,000 real stacked digits (seed {seed}) ...")
-            t0 = time.perf_counter()
-            x, y = load_mnist("train", data_dir)
-            imgs, modes = make_stacked_mnist(x, y, N_SAMPLES, jax.random.key(seed))
-            m = evaluate("stacked", imgs, data_dir=data_dir)
-            truth = stacked_mode_metrics(modes)
-            m.update(true_modes_covered=truth["modes_covered"], true_kl_uniform=truth["kl_uniform"],
-                     wall_seconds=round(time.perf_counter() - t0, 2))
-            rd.write_json("metrics.json", m)
-        out.append({"seed": seed, **rd.read_json("metrics.json")})
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # command line
 
 
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """The flags of ``otgen compare`` (``main`` reads them by name from the parsed arguments)."""
+
+    suite: str = option("toy", "which comparison: toy (2-D mixtures), mnist, stacked (Stacked MNIST)",
+                        choices=("toy", "mnist", "stacked"), required=True)
+    models: str | None = option(None, f"comma-separated models (default: toy all of {','.join(TOY_MODELS)}; "
+                                f"mnist/stacked quick {','.join(MNIST_QUICK_MODELS)})", preset_default=True)
+    dists: str | None = option(None, f"toy distributions (default {','.join(DEFAULT_TOY_DISTS)})",
+                               preset_default=True)
+    seeds: int | None = option(None, "number of seeds 0..N-1 (default: toy 3, mnist/stacked 1)", preset_default=True)
+    steps: int | None = option(None, "toy: training steps per run (default: each model's preset)",
+                               preset_default=True)
+    n_samples: int | None = option(None, "samples per run (default: toy 2500 as PacGAN; mnist 10000; stacked "
+                                   "26000)", preset_default=True)
+    preset: str = option("quick", "mnist / stacked preset", choices=("quick", "paper"))
+    gan_steps: int | None = option(None, "mnist / stacked: the GANs' steps (default: the preset's)",
+                                   preset_default=True)
+    data_dir: str | None = option(None, "MNIST IDX directory, mnist / stacked suites (default: $OTGEN_DATA_DIR, "
+                                  "then ~/.cache/otgen/mnist)", preset_default=True)
+    runs_dir: str = option("runs/compare", "where the run directories go (git-ignored)")
+    report_dir: str = option("experiments/reports", "where the report .md / .png go")
+    report_only: bool = option(False, "write the report from the existing runs only (run nothing)")
+    quiet: bool = option(False, "no log lines or progress bars")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", choices=tuple(SUITES), required=True)
-    parser.add_argument("--models", default=None,
-                        help=f"comma-separated (toy default: all of {','.join(TOY_MODELS)}; "
-                             f"mnist quick default: {','.join(MNIST_QUICK_MODELS)})")
-    parser.add_argument("--dists", default=None, help=f"toy distributions (default {','.join(DEFAULT_TOY_DISTS)})")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (toy 3, mnist 1)")
-    parser.add_argument("--steps", type=int, default=None, help="toy: training steps per run (runner default)")
-    parser.add_argument("--n-samples", type=int, default=None, help="toy: 2500 (PacGAN); mnist: 10000; stacked: 26000")
-    parser.add_argument("--preset", choices=("quick", "paper"), default="quick", help="mnist / stacked preset")
-    parser.add_argument("--gan-steps", type=int, default=None, help="mnist / stacked: override the preset GAN steps")
-    parser.add_argument("--data-dir", default=None, help="MNIST IDX directory (mnist / stacked suites)")
-    parser.add_argument("--runs-dir", default="runs/compare", help="where the run directories go (git-ignored)")
-    parser.add_argument("--report-dir", default="experiments/reports", help="where the report .md/.png go")
-    parser.add_argument("--report-only", action="store_true", help="write the report from existing runs only")
-    parser.add_argument("--quiet", action="store_true")
+    _add_config_arguments(parser, CompareConfig)
 
 
 def _aeot_config(specs: list[RunSpec], args: argparse.Namespace, dataset: str):

@@ -1,5 +1,8 @@
 """``otgen mnist``: AE-OT (or a GAN baseline) on MNIST or Stacked MNIST, stage by stage, resumable.
 
+(~600 lines: the config and its presets, five stages and their artefacts, the evaluate stage's
+novelty and nearest-neighbour figure; the AE-OT pipeline itself is :mod:`otgen.generators.aeot`.)
+
 AE-OT stages, each skipped when its artefact already exists in the run directory:
 
     train-ae  -> autoencoder.npz   (per-epoch ae_train_state.npz lets a killed run resume mid-training)
@@ -48,6 +51,9 @@ METRICS_FILE, STAGES_FILE = "metrics.json", "stages.json"
 GENERATION_FILE, NEIGHBOURS_FIGURE = "generation.json", "nearest_neighbours.png"
 
 
+MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")  # otgen.generators.REGISTRY
+
+
 @dataclasses.dataclass(frozen=True)
 class MnistConfig:
     """Everything one image run depends on.  ``make_config(preset, ...)`` fills the preset values;
@@ -55,7 +61,7 @@ class MnistConfig:
 
     preset: str = option("quick", "quick: small AE (< 15 min on 2 CPU cores); paper: AE-OT's settings",
                          choices=("quick", "paper"))
-    model: str = option("aeot", "aeot or a GAN baseline: gan, wgan, wgan-gp, pacgan2, pacgan3, pacgan4")
+    model: str = option("aeot", "aeot or a GAN baseline", choices=MODELS)
     dataset: str = option("mnist", "mnist (10 classes) or stacked (Stacked MNIST: 3 digits as RGB, 1,000 modes)",
                           choices=("mnist", "stacked"))
     out: str | None = option(None, "run directory (default runs/<dataset>_<model>_<preset>)", preset_default=True)
@@ -297,22 +303,26 @@ def _load_ae_params(rd, cfg: MnistConfig):
     return model, params, meta
 
 
-def stage_train_ae(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
+def stage_train_ae(rd, cfg: MnistConfig, train_u8: np.ndarray) -> float:
+    """Train (or resume) the autoencoder; returns its training seconds summed over every call."""
     from otgen.checkpoint import load_pytree, save_pytree
     from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import fit_autoencoder, reconstruction_mse, decode_batched, encode_batched
     from otgen.plotting import image_grid, loss_curves
 
     model, optimizer, state = _ae_parts(cfg)
-    start, history = 0, []
+    start, history, before = 0, [], 0.0
     if rd.has(AE_STATE_FILE):  # resume mid-training from the last finished epoch
         state, meta = load_pytree(rd.file(AE_STATE_FILE), like=state)
         start, history = int(meta["epoch"]), list(meta["history"])
+        before = float(meta.get("seconds", 0.0))  # the earlier calls' training time
         _log(cfg, f"train-ae: resuming after epoch {start}/{cfg.ae_epochs}")
+    t0 = time.perf_counter()
 
     def checkpoint(epoch, st, metrics):
         history.append(metrics)
-        save_pytree(rd.file(AE_STATE_FILE), st, {"epoch": epoch + 1, "history": history})
+        save_pytree(rd.file(AE_STATE_FILE), st, {"epoch": epoch + 1, "history": history,
+                                                 "seconds": before + time.perf_counter() - t0})
         _log(cfg, f"train-ae: epoch {epoch + 1}/{cfg.ae_epochs} loss {metrics['loss']:.4f} mse {metrics['mse']:.4f}")
 
     x = to_unit_float(train_u8)
@@ -339,6 +349,7 @@ def stage_train_ae(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
                 {"ae": dataclasses.asdict(cfg.ae), "epochs": cfg.ae_epochs, "recon_mse": test_mse,
                  "recon_split": held_out})
     _log(cfg, f"train-ae: done, {held_out} reconstruction MSE per pixel {test_mse:.5f}")
+    return before + time.perf_counter() - t0
 
 
 def stage_encode(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
@@ -376,7 +387,8 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
         raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
     z = rd.load_array(LATENTS_FILE)
     model = AEOT(ot=_ot_options(cfg), extension=_extension_options(cfg))
-    model.fit_codes(z, _keys(cfg.seed)["ot"], rd.path, progress=cfg.progress)
+    _log(cfg, f"fit-ot: semi-discrete OT onto {len(z)} codes, then the extension's cell barycentres")
+    model.fit_codes(z, _keys(cfg.seed)["ot"], rd.path, progress=None if cfg.progress else False)
     diag = model.latent_map.bmap.diagnostics
     if diag.l1_error:
         verdict = diag.as_metrics()
@@ -416,13 +428,15 @@ def _gan(cfg: MnistConfig):
                 progress=cfg.progress)
 
 
-def stage_train_gan(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
-    """A GAN-family baseline (:mod:`otgen.generators.gan`), checkpointed in ``gan/`` and resumed from it."""
+def stage_train_gan(rd, cfg: MnistConfig, train_u8: np.ndarray) -> float:
+    """A GAN-family baseline (:mod:`otgen.generators.gan`), checkpointed in ``gan/`` and resumed from it;
+    returns its training seconds summed over every call."""
     from otgen.data.mnist import to_unit_float
 
     gan = _gan(cfg).fit(to_unit_float(train_u8), _keys(cfg.seed)["gan"], rd.file(GAN_DIR))
     _log(cfg, f"train-gan: {cfg.model} trained for {cfg.gan_steps} steps ({gan.info()['train_seconds']:.0f} s "
               "this call)")
+    return gan.result.total_seconds
 
 
 def stage_generate_gan(rd, cfg: MnistConfig) -> np.ndarray:
@@ -539,14 +553,15 @@ def run(cfg: MnistConfig) -> dict:
         t0 = time.perf_counter()
         if stage in ("train-ae", "encode", "train-gan") and train_u8 is None:
             train_u8 = _load_train_images(cfg)
+        seconds = None  # the training stages report their time summed over resumed calls
         if stage == "train-ae":
-            stage_train_ae(rd, cfg, train_u8)
+            seconds = stage_train_ae(rd, cfg, train_u8)
         elif stage == "encode":
             stage_encode(rd, cfg, train_u8)
         elif stage == "fit-ot":
             stage_fit_ot(rd, cfg)
         elif stage == "train-gan":
-            stage_train_gan(rd, cfg, train_u8)
+            seconds = stage_train_gan(rd, cfg, train_u8)
         elif stage == "generate":
             samples = stage_generate_aeot(rd, cfg) if cfg.model == "aeot" else stage_generate_gan(rd, cfg)
             _write_samples(rd, cfg, samples)
@@ -554,7 +569,7 @@ def run(cfg: MnistConfig) -> dict:
             if not rd.has(SAMPLES_FILE):
                 raise ValueError(f"{rd.file(SAMPLES_FILE)} is missing: run the generate stage first")
         if stage != "evaluate":
-            _record_stage(rd, stage, time.perf_counter() - t0)
+            _record_stage(rd, stage, time.perf_counter() - t0 if seconds is None else seconds)
         else:
             stage_evaluate(rd, cfg)
         ran.append(stage)

@@ -1,5 +1,8 @@
 """The markdown reports and figures of ``otgen compare``, written only from collected records.
 
+(~500 lines: three report writers, each with its tables, verdicts and figure; they share the
+table, control-row and header helpers at the top, which is why they stay in one module.)
+
 ``write_toy_report`` / ``write_mnist_report`` / ``write_stacked_report`` take the
 records that :mod:`otgen.experiments.compare` collects from run directories (and
 the control rows scored by the same evaluation code) and write ``<suite>.md`` and

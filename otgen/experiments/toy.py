@@ -226,5 +226,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {n_used - metrics['n_distinct_train']} of the {n_used} training points repeat an earlier "
               f"one; " + ("AE-OT merged each repeated point into one target carrying the summed weight"
                           if cfg.model == "aeot" else "the GAN samples them as given"))
-    print(summary(cfg, metrics) + f"\nwrote {cfg.out}/ (samples.npy, samples.png, metrics.json, config.json)")
+    files = sorted(p.name for p in Path(cfg.out).iterdir() if not p.name.startswith("."))
+    print(summary(cfg, metrics) + f"\nwrote {cfg.out}/: {', '.join(files)}")
     return 0

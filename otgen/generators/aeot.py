@@ -279,7 +279,7 @@ class AEOT:
         else:
             top_k = None if opts.top_k is None else min(opts.top_k, bmap.num_targets)
             self.latent_map = extend(bmap, k_ext, angle_threshold=opts.angle_threshold, top_k=top_k,
-                                     num_samples=opts.num_samples)
+                                     num_samples=opts.num_samples, progress=progress)
             if wd is not None:
                 _save_extension(wd / EXTENSION_FILE, self.latent_map, digest)
         self.resumed = tuple(resumed)
@@ -355,5 +355,5 @@ def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "defau
                                                       if angle_threshold is not None else {}),
                                         **({"top_k": top_k} if top_k is not None else {}))
     fresh = AEOT(encoder, decoder, ot=ot, extension=extension)
-    fresh.progress = progress
+    fresh.progress = None if progress else False  # bars only on a terminal
     return fresh

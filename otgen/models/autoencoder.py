@@ -184,7 +184,8 @@ def fit_autoencoder(key, x: np.ndarray, model: Autoencoder, optimizer: optax.Gra
     for epoch in range(start_epoch, epochs):
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
         sums = {"loss": 0.0, "mse": 0.0}
-        bar = tqdm(range(steps_per_epoch), desc=f"train-ae epoch {epoch + 1}/{epochs}", disable=not progress,
+        bar = tqdm(range(steps_per_epoch), desc=f"train-ae epoch {epoch + 1}/{epochs}",
+                   disable=None if progress else True,
                    leave=False)
         for i in bar:
             state, m = step(state, x[perm[i * batch_size:(i + 1) * batch_size]])
@@ -224,7 +225,7 @@ def _batched(fn, inputs: np.ndarray, batch_size: int, progress: bool, desc: str)
 
     n = len(inputs)
     outs = []
-    for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
+    for start in tqdm(range(0, n, batch_size), desc=desc, disable=None if progress else True, leave=False):
         chunk = inputs[start:start + batch_size]
         m = len(chunk)
         if m < batch_size:

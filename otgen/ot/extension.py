@@ -115,7 +115,7 @@ def dihedral_angle(y_i, y_j) -> jax.Array:
 
 
 def cell_barycentres(bmap: BrenierMap, key: jax.Array, num_samples: int, *,
-                     batch: int = 1 << 16) -> tuple[jax.Array, jax.Array]:
+                     batch: int = 1 << 16, progress: bool | None = None) -> tuple[jax.Array, jax.Array]:
     """Monte-Carlo barycentres (K, d) of the power cells under the source, and sample counts (K,).
 
     Uses randomised QMC when the source offers it.  Cells that received no
@@ -129,7 +129,11 @@ def cell_barycentres(bmap: BrenierMap, key: jax.Array, num_samples: int, *,
     k, d = bmap.num_targets, bmap.dim
     sums = jnp.zeros((k, d), jnp.float32)
     counts = jnp.zeros((k,), jnp.int32)
-    for x in sample_batches(src, key, num_samples, batch, qmc=hasattr(src, "qmc_sample")):
+    from tqdm.auto import tqdm
+
+    batches = sample_batches(src, key, num_samples, batch, qmc=hasattr(src, "qmc_sample"))
+    for x in tqdm(batches, total=-(-num_samples // batch), desc="cell barycentres", leave=False,
+                  disable=None if progress is None or progress else True):
         idx = bmap.assign(x)
         sums = sums + jax.ops.segment_sum(x, idx, num_segments=k)
         counts = counts + jnp.bincount(idx, length=k)
@@ -234,7 +238,7 @@ def _check_threshold(angle_threshold) -> float:
 
 
 def extend(bmap: BrenierMap, key: jax.Array, *, angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
-           top_k: int | None = None, num_samples: int | None = None) -> ExtendedMap:
+           top_k: int | None = None, num_samples: int | None = None, progress: bool | None = None) -> ExtendedMap:
     """Build AE-OT's extension of a fitted map: estimate cell barycentres, standardise normals.
 
     Args:
@@ -246,6 +250,7 @@ def extend(bmap: BrenierMap, key: jax.Array, *, angle_threshold: float = DEFAULT
         :func:`default_top_k`); 1 also gives the pure semi-discrete map.
       num_samples: source samples for the barycentres (default 16 per cell, between
         2^16 and 2^20: 1M samples cost ~100 s for 60,000 codes in 16-d on 2 CPU cores).
+      progress: a bar over the barycentre batches (None: when stderr is a terminal).
     """
     threshold = _check_threshold(angle_threshold)
     k = default_top_k(bmap.num_targets, bmap.dim) if top_k is None else int(top_k)
@@ -253,6 +258,6 @@ def extend(bmap: BrenierMap, key: jax.Array, *, angle_threshold: float = DEFAULT
         raise ValueError(f"top_k must be between 1 and the number of targets ({bmap.num_targets}), got {top_k}")
     if num_samples is None:
         num_samples = int(np.clip(16 * bmap.num_targets, 1 << 16, 1 << 20))
-    bary, counts = cell_barycentres(bmap, key, num_samples)
+    bary, counts = cell_barycentres(bmap, key, num_samples, progress=progress)
     y_std, _, _ = standardise(bmap.targets)
     return ExtendedMap(bmap, bary, counts, unit_normals(y_std), threshold, k)

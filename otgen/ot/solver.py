@@ -1,5 +1,8 @@
 """SemiDiscreteOT: validate a problem, estimate the energy by tiled Monte Carlo, run an optimizer.
 
+(~580 lines: validation, the jitted estimate and the fit loop with its stopping, time-budget and
+diagnostics rules belong to one object; the optimizers are :mod:`otgen.ot.optim`.)
+
 ``SemiDiscreteOT(source, targets, weights).fit(key, tol=...)`` minimises
 E(h) = E_mu[max_i <x, y_i> + h_i] - <nu, h> and returns a :class:`BrenierMap`.
 The estimate of the gradient w(h) - nu is computed in batches of samples
