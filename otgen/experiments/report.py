@@ -178,9 +178,9 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
               "Meehan et al.'s data-copying statistic (~0 for fresh data, << 0 for copying, > 0 for blur); "
               "*NN ratio* = median distance to the nearest training point, generated / held-out. "
               "Two control rows are scored by the same code: *real* (fresh draws of the toy, as many as a model "
-              "generates) and *replay* (the training set resampled). Metrics are recomputed from each "
-              "run's `samples.npy` and `data.npy`; mean ± sample std over seeds; wall time is the whole run "
-              "(training + sampling) " + _WALL_TIME_NOTE, ""]
+              "generates) and *replay* (the training set resampled). Each run's metrics are its own record "
+              "(`otgen.eval.evaluate`, stored in its `metrics.json` when it ran); mean ± sample std over seeds; "
+              "wall time is training + sampling of the run's last call " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
     by = {}
