@@ -177,8 +177,9 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
             f"{'-' if pub is None else _pm(pub['kl'], fmt='{:.2f}')} | "
             f"{'-' if train is None else f'{train[0] / 60:.0f} min'} | "
             f"{verdict(rec)}{' (running: ' + running + ')' if running else ''} |")
-    lines += ["", "Train time is the wall time of the training steps on the machine that ran them (2 CPU cores, "
-              "shared with other work; learning-curve evaluations included). AE-OT's steps are OT solver steps.", ""]
+    lines += ["", "Train time is the wall time of the training steps of the job's *last* call on the machine that "
+              "ran them (2 CPU cores, shared with other work; learning-curve evaluations included): a job resumed "
+              "across sessions ran longer in all. AE-OT's steps are OT solver steps.", ""]
 
     curves = {f"{r['dist']} {r['model']}": next(iter(c for c in r["curves"].values() if c), [])
               for r in records if any(r["curves"].values())}
