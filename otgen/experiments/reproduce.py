@@ -198,8 +198,8 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
 
     shown = [(r, d) for r in records for d in r["dirs"][:1]]
     if shown:
-        fig, axes = plt.subplots(len(DISTS), max(1, max(sum(r["dist"] == d for r, _ in shown) for d in DISTS)),
-                                 figsize=(3 * len(JOBS), 6), squeeze=False)
+        cols = max(1, max(sum(r["dist"] == d for r, _ in shown) for d in DISTS))
+        fig, axes = plt.subplots(len(DISTS), cols, figsize=(3.2 * cols, 6.4), squeeze=False)
         for row, dist in enumerate(DISTS):
             cells = [(r, d) for r, d in shown if r["dist"] == dist]
             for col, ax in enumerate(axes[row]):
@@ -207,7 +207,7 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
                     ax.axis("off")
                     continue
                 rec, d = cells[col]
-                samples, data = np.load(Path(d) / "samples.npy"), np.load(Path(d) / "data.npy")
+                samples, data = np.load(Path(d) / "samples.npy"), _training_set(Path(d), dist)
                 scatter_panel(ax, samples, data, title=f"{dist} {rec['model']}: {rec['modes_captured'][0]:.0f} "
                                                        f"modes, {100 * rec['high_quality_fraction'][0]:.1f}% HQ")
         fig.tight_layout()
@@ -216,6 +216,16 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
     path = report_dir / "reproduction.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _training_set(run: Path, dist: str) -> np.ndarray:
+    """The job's ``data.npy``, or (committed copies keep no data) the same draw redone from its config."""
+    if (run / "data.npy").exists():
+        return np.load(run / "data.npy")
+    from otgen.data import load
+
+    cfg = json.loads((run / "config.json").read_text())["config"]["run"]
+    return load(dist, "train", n=int(cfg["n_train"]), seed=int(cfg["seed"]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
