@@ -580,13 +580,13 @@ def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str |
         raise CheckpointError(f"{path} is not a GAN training checkpoint (kind {meta.get('kind')!r})")
     if meta.get("model") != cfg.model:
         raise CheckpointError(f"{path} was written by model {meta.get('model')!r}, not {cfg.model!r}; "
-                              "use another run directory or drop --resume")
+                              "use another run directory (otgen toy: --overwrite)")
     want, have = cfg.compatibility_dict(), meta.get("config", {})
     diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
     if diff:
         detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {want.get(k)!r}" for k in diff)
         raise CheckpointError(f"{path} was written with another configuration ({detail}); "
-                              "use another run directory or drop --resume")
+                              "use another run directory (otgen toy: --overwrite)")
     if data_digest is not None and meta.get("data") != data_digest:
         raise CheckpointError(f"{path} was trained on different data (fingerprint mismatch)")
 
