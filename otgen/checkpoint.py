@@ -13,6 +13,7 @@ dtype, raising :class:`CheckpointError` with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write"]
+__all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write", "array_fingerprint"]
 
 _MANIFEST = "__manifest__"
 _UMASK = os.umask(0o022)  # read the process umask (os.umask can only read it by setting it) ...
@@ -33,6 +34,14 @@ _FORMAT = "otgen-checkpoint-v1"
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, or does not match what was expected."""
+
+
+def array_fingerprint(x: np.ndarray) -> str:
+    """A short hash of an array's shape and bytes: checkpoints record the data they were made from."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(x.shape).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:

@@ -53,7 +53,6 @@ and ``GANConfig.for_mnist``):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from functools import partial
@@ -66,7 +65,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
+from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
 from otgen.models.gan import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, ReLUMLP,
                               pack)
 from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss,
@@ -551,13 +550,6 @@ def _validate_data(cfg: GANConfig, data) -> np.ndarray:
     return x
 
 
-def _data_fingerprint(x: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(x.shape).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-    return h.hexdigest()
-
-
 def _data_scale(cfg: GANConfig, x: np.ndarray) -> float:
     """The standard deviation the data is divided by (1 unless ``cfg.standardize``)."""
     if not cfg.standardize:
@@ -653,7 +645,7 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
     from otgen.plotting import loss_curves  # matplotlib only when training
 
     x = _validate_data(cfg, data)
-    digest = _data_fingerprint(x)
+    digest = array_fingerprint(x)
     scale = _data_scale(cfg, x)
     run = None if run_dir is None else RunDir(run_dir)
     ckpt = None if run is None else run.file(CHECKPOINT_NAME)

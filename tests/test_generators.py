@@ -64,6 +64,10 @@ def test_aeot_workdir_resumes_each_stage_and_refuses_other_codes(tmp_path):
     (tmp_path / "extension.npz").unlink()
     third = make("aeot", "toy", shape=(2,), progress=False).fit(x, jax.random.key(0), tmp_path)
     assert third.resumed == ("fit-ot",)
+    # a saved model's directory serves as the workdir of a fit on the same codes
+    third.save(tmp_path / "saved")
+    assert make("aeot", "toy", shape=(2,), progress=False).fit(x, jax.random.key(0), tmp_path / "saved").resumed == (
+        "fit-ot", "extend")
     with pytest.raises(CheckpointError, match="other codes"):
         make("aeot", "toy", shape=(2,), progress=False).fit(x + 1.0, jax.random.key(0), tmp_path)
 

@@ -17,7 +17,6 @@ resumes at the first missing stage.  This module knows nothing of networks:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -25,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
+from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
 
@@ -188,13 +187,6 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     return whitening, bmap
 
 
-def _fingerprint(z: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(z.shape).encode())
-    h.update(np.ascontiguousarray(z, np.float32).tobytes())
-    return h.hexdigest()
-
-
 def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
     arrays = {"barycentres": np.asarray(ext.barycentres), "counts": np.asarray(ext.counts),
               "normals": np.asarray(ext.normals)}
@@ -237,6 +229,7 @@ class AEOT:
         self.whitening: Whitening | None = None
         self.resumed: tuple[str, ...] = ()  # the stages a fit found in its workdir instead of computing
         self.progress: bool | None = None  # progress bars of the solver (None: when on a terminal)
+        self.codes_digest = ""  # fingerprint of the codes of the fit (written with the extension)
 
     def fit(self, data, key: jax.Array, workdir=None, *, progress: bool | None = None) -> "AEOT":
         """Encode ``data`` and fit the latent map onto the codes; returns ``self``."""
@@ -251,7 +244,7 @@ class AEOT:
         progress = self.progress if progress is None else progress
         k_ot, k_ext = jax.random.split(key)
         z = np.asarray(codes, np.float32)
-        digest = _fingerprint(z)
+        digest = array_fingerprint(z)
         wd = None if workdir is None else Path(workdir)
         resumed = []
         if wd is not None and (wd / MAP_FILE).exists() and (wd / WHITENING_FILE).exists():
@@ -283,6 +276,7 @@ class AEOT:
             if wd is not None:
                 _save_extension(wd / EXTENSION_FILE, self.latent_map, digest)
         self.resumed = tuple(resumed)
+        self.codes_digest = digest
         return self
 
     def save(self, directory) -> None:
@@ -292,7 +286,7 @@ class AEOT:
         d.mkdir(parents=True, exist_ok=True)
         self.whitening.save(d / WHITENING_FILE)
         ext.bmap.save(d / MAP_FILE)
-        _save_extension(d / EXTENSION_FILE, ext, "")
+        _save_extension(d / EXTENSION_FILE, ext, self.codes_digest)
 
     @classmethod
     def load(cls, directory, encoder: Callable = identity, decoder: Callable = identity, *,
@@ -304,7 +298,8 @@ class AEOT:
                 raise CheckpointError(f"{d / name} is missing: no fitted AE-OT model in {d}")
         model = cls(encoder, decoder)
         model.whitening = Whitening.load(d / WHITENING_FILE)
-        model.latent_map, _ = _load_extension(d / EXTENSION_FILE, BrenierMap.load(d / MAP_FILE))
+        model.latent_map, meta = _load_extension(d / EXTENSION_FILE, BrenierMap.load(d / MAP_FILE))
+        model.codes_digest = str(meta.get("codes", ""))
         if extension is not None:
             model.extension = extension
             model.latent_map = model.latent_map.with_threshold(extension.angle_threshold)
