@@ -140,6 +140,14 @@ def test_aeot_only_flags_are_refused_for_a_gan(tmp_path, capsys):
     assert "--angle-threshold" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+def test_gan_identity_ignores_aeot_options_so_older_run_directories_resume():
+    from otgen.experiments.toy import ToyRunConfig
+
+    gan = ToyRunConfig(model="gan", dist="ring8", out="x").identity()
+    assert "ot_tol" not in gan and "steps" not in gan and gan["model"] == "gan"
+    assert "ot_tol" in ToyRunConfig(model="aeot", dist="ring8", out="x").identity()
+
+
 def test_whitening_round_trip_and_placement():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 4)) + 3.0

@@ -40,6 +40,7 @@ TOY_TRAIN_SIZE = {"default": 2000, "published": 100_000}
 CURVE_FIELDS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 # Fields that may change between calls on one run directory.
 RUNTIME_FIELDS = ("out", "progress", "overwrite")
+AEOT_ONLY_FIELDS = ("angle_threshold", "top_k", "ot_tol")  # refused for GAN-family models
 
 
 def _toy_names() -> tuple[str, ...]:
@@ -93,16 +94,16 @@ class ToyRunConfig:
             raise ValueError(f"need n_train >= 2 and n_samples >= 1, got {self.n_train}, {self.n_samples}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        aeot_only = [f"--{k.replace('_', '-')}" for k in ("angle_threshold", "top_k", "ot_tol")
-                     if getattr(self, k) is not None]
+        aeot_only = [f"--{k.replace('_', '-')}" for k in AEOT_ONLY_FIELDS if getattr(self, k) is not None]
         if self.model != "aeot" and aeot_only:
             raise ValueError(f"{', '.join(aeot_only)} set(s) AE-OT only, not {self.model}")
 
     def identity(self) -> dict:
         """The fields that define the run's results (compared when a run directory is reused).
-        A GAN's step budget may grow: its checkpoint continues."""
+        A GAN's step budget may grow: its checkpoint continues; AE-OT's options do not
+        concern it (runs written when ``ot_tol`` defaulted to 0.02 resume)."""
         d = dataclasses.asdict(self)
-        for k in RUNTIME_FIELDS + (("steps",) if self.model != "aeot" else ()):
+        for k in RUNTIME_FIELDS + (("steps",) + AEOT_ONLY_FIELDS if self.model != "aeot" else ()):
             d.pop(k)
         return d
 
