@@ -29,7 +29,8 @@ def tiny_config(out, **kw):
 def test_presets_and_overrides():
     q, p = exp.make_config("quick"), exp.make_config("paper")
     assert p.ae.latent_dim == 100 and p.top_k == 20 and p.angle_threshold == 0.35  # top-20 as AE-OT public code
-    assert q.ae.latent_dim < p.ae.latent_dim and q.ot_steps < p.ot_steps and q.ae_epochs < p.ae_epochs
+    assert q.ae.latent_dim < p.ae.latent_dim and q.ae_epochs < p.ae_epochs
+    assert q.ot_time_budget < p.ot_time_budget and q.ot_steps is None  # the OT stage is bounded in time
     c = exp.make_config("quick", latent_dim=8, ot_steps=None, stages=["encode", "train-ae"])
     assert c.ae.latent_dim == 8 and c.ot_steps == q.ot_steps
     assert c.stage_list() == ("train-ae", "encode")  # canonical order, whatever the order asked
@@ -150,6 +151,10 @@ def test_tiny_end_to_end_and_resume(tmp_path):
                  exp.EXTENSION_FILE):
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["seed"] == 0
+    # The map's error measured on fresh i.i.d. samples, not by the solver's own estimate.
+    chk = json.loads((out / exp.OT_CHECK_FILE).read_text())
+    assert chk["ot_check_samples"] == exp.OT_CHECK_SAMPLES and np.isfinite(chk["ot_check_chi2"])
+    assert chk["ot_check_noise_chi2"] == pytest.approx(2 * np.sqrt(300) / exp.OT_CHECK_SAMPLES)
 
     # A second run finds everything done and changes nothing.
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".npy", ".npz")}

@@ -41,10 +41,11 @@ def test_tiled_equals_dense(d, block_size, chunk_size):
     np.testing.assert_array_equal(counts, jnp.bincount(jnp.argmax(dense, axis=1), length=301))
 
 
-def test_ties_go_to_lowest_index_across_blocks():
+@pytest.mark.parametrize("d", [3, 12])  # fused path and matmul path (block max, then the winner re-scored)
+def test_ties_go_to_lowest_index_across_blocks(d):
     # Targets 0, 3 and 5 are identical with equal heights: every tie must resolve to 0,
     # even though they sit in different blocks.
-    x, y, h = _problem(64, 8, 3)
+    x, y, h = _problem(64, 8, d)
     y = y.at[3].set(y[0]).at[5].set(y[0])
     h = h.at[:].set(0.0)
     dense = scores.dense_scores(x, y, h)

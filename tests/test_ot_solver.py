@@ -259,10 +259,12 @@ def test_d32_small_converges():
 
 @pytest.mark.slow
 def test_d32_k10000_converges():
-    """The stated high-dimensional case: K = 10,000 uniform targets in [0,1]^32, tol 0.1."""
+    """The stated high-dimensional case: K = 10,000 uniform targets in [0,1]^32.  The default there is
+    stochastic Newton on chi2 (tol 0.01: a 10% RMS relative cell-mass error, L1 <= 0.1)."""
+    from otgen.ot.problems import independent_error
+
     y = jax.random.uniform(jax.random.PRNGKey(0), (10_000, 32))
-    bmap = SemiDiscreteOT(UniformBox(32), y).fit(jax.random.PRNGKey(1), tol=0.1, progress=False)
-    assert bmap.diagnostics.converged
-    w = np.asarray(bmap.cell_masses(jax.random.PRNGKey(2), 1 << 23))
-    # i.i.d. noise floor at 2^23 samples: sqrt(2K / (pi N)) ~ 0.028, included in the bound.
-    assert np.abs(w - 1e-4).sum() <= 0.1 + 0.028
+    bmap = SemiDiscreteOT(UniformBox(32), y).fit(jax.random.PRNGKey(1), tol=0.01, progress=False)
+    assert bmap.diagnostics.converged and bmap.diagnostics.metric == "chi2"
+    chk = independent_error(bmap, jax.random.PRNGKey(2), 1 << 23)
+    assert chk.chi2 <= 0.01 + 3 * 2 * np.sqrt(10_000) / chk.num_samples  # + 3 x the check's own noise

@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
-from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton
+from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, stochastic_newton
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
+OPTIMIZERS = ("auto", "newton", "stochastic", "aeot")
 
 __all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity",
            "WHITENING_FILE", "MAP_FILE", "EXTENSION_FILE"]
@@ -111,35 +112,43 @@ class OTOptions:
 
     source: str = "uniform"  # "uniform" (unit cube, as AE-OT) or "gaussian" (standard normal)
     whiten: bool = True  # solve on PCA-whitened codes placed on the source's support (see fit_whitening)
-    optimizer: str = "newton"  # "newton" (otgen's damped Newton) or "aeot" (pyOMT's Adam recipe)
-    tol: float = 0.02  # stop at estimated ||w - nu||_1 <= tol
-    max_steps: int = 30
+    optimizer: str = "auto"  # "auto" (the solver's default: damped Newton for small K or d <= 4,
+    #                          stochastic Newton on chi2 above), "newton", "stochastic" or "aeot" (pyOMT's Adam)
+    tol: float = 0.02  # stop at estimated error <= tol (L1; chi2 for the stochastic optimizer)
+    max_steps: int | None = None  # None: the optimizer's own cap
     batch_size: int | None = None  # Monte-Carlo samples per step (optimizer default if None)
     lr: float = 2e-2  # aeot recipe only
-    init_h: str = "auto"  # the solver's start: "auto" (discrete OT for small K, multiscale above;
-    #                       otgen.ot.warm_start), or force "discrete", "multiscale", "voronoi" or "zero"
+    init_h: str = "auto"  # the solver's start: "auto" (the optimizer's default), or force "discrete",
+    #                       "multiscale", "voronoi" or "zero" (otgen.ot.warm_start)
     sampling: str = "rqmc"  # aeot recipe only: "rqmc", "sobol" (pyOMT) or "iid"
+    time_budget: float | None = None  # seconds; the fit stops there (and says so) if not converged
 
     def __post_init__(self):
         if self.source not in ("uniform", "gaussian"):
             raise ValueError(f"source must be 'uniform' or 'gaussian', got {self.source!r}")
         if self.init_h not in INIT_KINDS:
             raise ValueError(f"init_h must be one of {', '.join(INIT_KINDS)}, got {self.init_h!r}")
-        if self.optimizer not in ("newton", "aeot"):
-            raise ValueError(f"optimizer must be 'newton' or 'aeot', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.sampling not in ("rqmc", "sobol", "iid"):
             raise ValueError(f"sampling must be 'rqmc', 'sobol' or 'iid', got {self.sampling!r}")
-        if not self.tol > 0 or self.max_steps < 1:
+        if not self.tol > 0 or (self.max_steps is not None and self.max_steps < 1):
             raise ValueError(f"need tol > 0 and max_steps >= 1, got {self.tol}, {self.max_steps}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time_budget must be a positive number of seconds, got {self.time_budget}")
 
     def measure(self, dim: int):
         return Gaussian(dim=dim) if self.source == "gaussian" else UniformBox(dim=dim)
 
-    def make_optimizer(self):
-        if self.optimizer == "newton":
-            return damped_newton(max_steps=self.max_steps, init_h=self.init_h)
-        return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, max_steps=self.max_steps,
-                           init_h=self.init_h, sampling=self.sampling)
+    def make_optimizer(self, solver: SemiDiscreteOT):
+        if self.optimizer == "aeot":
+            return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536,
+                               **({"max_steps": self.max_steps} if self.max_steps else {}),
+                               init_h="zero" if self.init_h == "auto" else self.init_h, sampling=self.sampling)
+        opt = {"auto": solver.default_optimizer, "newton": damped_newton,
+               "stochastic": stochastic_newton}[self.optimizer]()
+        changes = {"init_h": self.init_h} if self.init_h != "auto" else {}
+        return dataclasses.replace(opt, **changes, **({"max_steps": self.max_steps} if self.max_steps else {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,8 +191,8 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     targets, weights = merge_duplicates(whitening.apply(z))
     # pyOMT's learning rates are tuned in the codes' own frame: the recipe solves there.
     solver = SemiDiscreteOT(ot.measure(z.shape[1]), targets, weights, normalise=ot.optimizer != "aeot")
-    bmap = solver.fit(key, tol=ot.tol, max_steps=ot.max_steps, batch_size=ot.batch_size,
-                      optimizer=ot.make_optimizer(), progress=progress)
+    bmap = solver.fit(key, tol=ot.tol, batch_size=ot.batch_size, optimizer=ot.make_optimizer(solver),
+                      progress=progress, time_budget=ot.time_budget)
     return whitening, bmap
 
 
