@@ -141,14 +141,14 @@ class OTOptions:
         return Gaussian(dim=dim) if self.source == "gaussian" else UniformBox(dim=dim)
 
     def make_optimizer(self, solver: SemiDiscreteOT):
+        steps = {"max_steps": self.max_steps} if self.max_steps else {}  # else the optimizer's own cap
         if self.optimizer == "aeot":
-            return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536,
-                               **({"max_steps": self.max_steps} if self.max_steps else {}),
+            return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, **steps,
                                init_h="zero" if self.init_h == "auto" else self.init_h, sampling=self.sampling)
         opt = {"auto": solver.default_optimizer, "newton": damped_newton,
                "stochastic": stochastic_newton}[self.optimizer]()
-        changes = {"init_h": self.init_h} if self.init_h != "auto" else {}
-        return dataclasses.replace(opt, **changes, **({"max_steps": self.max_steps} if self.max_steps else {}))
+        start = {"init_h": self.init_h} if self.init_h != "auto" else {}
+        return dataclasses.replace(opt, **start, **steps)
 
 
 @dataclasses.dataclass(frozen=True)

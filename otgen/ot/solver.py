@@ -29,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
 from otgen.ot.measures import as_measure, moments
-from otgen.ot.optim import METRICS, Estimate, damped_newton, error_of, noise_of, stochastic_newton
+from otgen.ot.optim import METRICS, Estimate, chi2_noise_at, damped_newton, error_of, noise_of, stochastic_newton
 
 __all__ = ["SemiDiscreteOT", "validate_problem", "NotConvergedWarning", "NotConvergedError", "DISCRETE_MAX_K"]
 
@@ -411,7 +411,7 @@ class SemiDiscreteOT:
         chi2 2 sqrt(K) / N."""
         nu = np.asarray(self.weights, np.float64)
         if metric == "chi2":
-            return 2.0 * math.sqrt(np.count_nonzero(nu)) / num_samples
+            return chi2_noise_at(0.0, np.count_nonzero(nu), num_samples)
         return math.sqrt(2.0 / (math.pi * num_samples)) * float(np.sum(np.sqrt(nu)))
 
     def _user_energy(self, energy):
@@ -520,10 +520,10 @@ class SemiDiscreteOT:
 
         bar = tqdm(total=max_steps, disable=not show, desc=f"semi-discrete OT ({opt.name})", leave=False)
         rejected = stalled = 0
+        wants = getattr(opt, "wants_hessian", None)  # optimizers that refresh their Hessian only now and then
         try:
             for step in range(max_steps):
                 key, sub = jax.random.split(key)
-                wants = getattr(opt, "wants_hessian", None)
                 est = self._estimate(sub, h, n, sampling=opt.sampling,
                                      hessian=opt.needs_hessian if wants is None else wants(state),
                                      band=getattr(opt, "band", 0.1))
