@@ -15,9 +15,10 @@ def _ring(n, seed=0):
 
 def test_registry_names_every_model_and_nothing_else():
     from otgen.experiments.toy import MODELS
+    from otgen.generators.flow import COUPLINGS
     from otgen.train import GAN_MODELS
 
-    assert set(REGISTRY) == {"aeot", *GAN_MODELS} == set(MODELS)
+    assert set(REGISTRY) == {"aeot", *GAN_MODELS, *COUPLINGS} == set(MODELS)
     with pytest.raises(ValueError, match="unknown model 'vae'"):
         make("vae", "toy", shape=(2,))
     with pytest.raises(ValueError, match="suite"):
@@ -32,10 +33,10 @@ def test_top_level_names_resolve_lazily():
         otgen.not_a_name
 
 
-@pytest.mark.parametrize("model", ["aeot", "gan"])
+@pytest.mark.parametrize("model", ["aeot", "gan", "sdfm"])
 def test_every_family_fits_samples_saves_and_loads_through_the_protocol(tmp_path, model):
     x = _ring(300)
-    gen = make(model, "toy", shape=(2,), steps=30 if model == "gan" else None, progress=False)
+    gen = make(model, "toy", shape=(2,), steps={"gan": 30, "sdfm": 100}.get(model), progress=False)
     assert isinstance(gen, Generator) and gen.name == model
     with pytest.raises(ValueError, match="not (fitted|trained)"):
         gen.sample(jax.random.key(0), 5)

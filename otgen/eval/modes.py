@@ -115,6 +115,9 @@ def mode_coverage(samples, centres, std, weights=None, *, strict_fraction: float
     - ``modes_captured``: modes with >= 1 HQ sample (PacGAN rule)
     - ``modes_captured_strict``: modes with >= ``strict_fraction * n * w_k`` HQ samples
     - ``high_quality_fraction``: fraction of all samples within ``hq_radius`` sigma
+    - ``between_modes_fraction``: fraction of all samples farther than ``hq_radius`` sigma from
+      every mode (finite ones: with HQ and non-finite it sums to 1) -- the bridges a continuous
+      generator must leave between disconnected modes
     - ``reverse_kl``: KL(HQ mode histogram || weights)
     - ``mode_histogram``: HQ samples per mode (list of int)
     - ``n_modes``, ``n_samples``, ``nonfinite_fraction``
@@ -146,6 +149,7 @@ def _summary(mode: np.ndarray, dist: np.ndarray, weights: np.ndarray, strict_fra
         "modes_captured": int(np.count_nonzero(hist)),
         "modes_captured_strict": int(np.count_nonzero((hist >= strict_fraction * expected) & (weights > 0))),
         "high_quality_fraction": float(hq.mean()),
+        "between_modes_fraction": float(np.mean(np.isfinite(dist) & ~hq)),
         "reverse_kl": kl_divergence(hist, weights),
         "mode_histogram": [int(c) for c in hist],
         "nonfinite_fraction": float(np.mean(mode < 0)),

@@ -31,16 +31,19 @@ from otgen.cliargs import from_args, option
 
 __all__ = ["ToyRunConfig", "MODELS", "run", "add_arguments", "main", "held_out_set"]
 
-MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
+MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4", "fm", "otcfm", "sdfm")
+FLOWS = ("fm", "otcfm", "sdfm")
 PRESETS = ("default", "published")
 # Training points drawn from a built-in toy per preset: PacGAN's code trains on 100,000
 # (``num_sample``); gan_toy.py's 25gaussians also holds 100,000 (its 8gaussians draws fresh
 # batches -- a fixed 100,000-point set stands in for it).
 TOY_TRAIN_SIZE = {"default": 2000, "published": 100_000}
-CURVE_FIELDS = ("modes_captured", "high_quality_fraction", "reverse_kl")
+CURVE_FIELDS = ("modes_captured", "high_quality_fraction", "reverse_kl", "between_modes_fraction")
+ODE_SWEEP = (1, 2, 4, 8, 16, 32, 64)  # a flow's samples are re-scored at these ODE step counts
 # Fields that may change between calls on one run directory.
 RUNTIME_FIELDS = ("out", "progress", "overwrite")
-AEOT_ONLY_FIELDS = ("angle_threshold", "top_k", "ot_tol")  # refused for GAN-family models
+AEOT_ONLY_FIELDS = ("angle_threshold", "top_k", "ot_tol")  # refused for other models
+FLOW_ONLY_FIELDS = ("ode_steps",)
 
 
 def _toy_names() -> tuple[str, ...]:
@@ -67,8 +70,8 @@ class ToyRunConfig:
     n_train: int | None = option(None, "training points drawn from the toy (2000, or 100000 with "
                                  "--preset published)", preset_default=True)
     n_samples: int = option(2500, "points to generate and score (PacGAN / VEEGAN evaluate 2,500)")
-    steps: int | None = option(None, "GANs: generator updates; AE-OT: maximum OT solver steps (30)",
-                               preset_default=True)
+    steps: int | None = option(None, "GANs: generator updates; flows: training steps (20000); AE-OT: maximum "
+                               "OT solver steps (30)", preset_default=True)
     overwrite: bool = option(False, "replace a run directory that holds another configuration")
     progress: bool = option(True, "no progress bars")
     # AE-OT
@@ -78,6 +81,9 @@ class ToyRunConfig:
                                preset_default=True)
     ot_tol: float | None = option(None, "AE-OT: stop the OT solver at estimated L1 error <= tol (0.02)",
                                   preset_default=True)
+    # flows
+    ode_steps: int | None = option(None, "flows (fm, otcfm, sdfm): RK4 steps of the sampling ODE (16; NFE = 4x)",
+                                   preset_default=True)
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -97,13 +103,22 @@ class ToyRunConfig:
         aeot_only = [f"--{k.replace('_', '-')}" for k in AEOT_ONLY_FIELDS if getattr(self, k) is not None]
         if self.model != "aeot" and aeot_only:
             raise ValueError(f"{', '.join(aeot_only)} set(s) AE-OT only, not {self.model}")
+        if self.model not in FLOWS and self.ode_steps is not None:
+            raise ValueError(f"--ode-steps sets the flows' ODE only, not {self.model}")
+        if self.ode_steps is not None and self.ode_steps < 1:
+            raise ValueError(f"ode_steps must be >= 1, got {self.ode_steps}")
 
     def identity(self) -> dict:
         """The fields that define the run's results (compared when a run directory is reused).
-        A GAN's step budget may grow: its checkpoint continues; AE-OT's options do not
-        concern it (runs written when ``ot_tol`` defaulted to 0.02 resume)."""
+        A GAN's or flow's step budget may grow: its checkpoint continues; other models' options
+        do not concern it (runs written when ``ot_tol`` defaulted to 0.02 resume)."""
         d = dataclasses.asdict(self)
-        for k in RUNTIME_FIELDS + (("steps",) + AEOT_ONLY_FIELDS if self.model != "aeot" else ()):
+        drop = RUNTIME_FIELDS
+        if self.model != "aeot":
+            drop += ("steps",) + AEOT_ONLY_FIELDS
+        if self.model not in FLOWS:
+            drop += FLOW_ONLY_FIELDS
+        for k in drop:
             d.pop(k)
         return d
 
@@ -159,9 +174,10 @@ def run(cfg: ToyRunConfig) -> dict:
             scores = mode_coverage_for_toy(result.sample(keys["sample"], cfg.n_samples), toy)
             return {k: scores[k] for k in CURVE_FIELDS}
 
+    own = ({"ode_steps": cfg.ode_steps} if cfg.model in FLOWS else
+           {"ot_tol": cfg.ot_tol, "angle_threshold": cfg.angle_threshold, "top_k": cfg.top_k})
     gen = make(cfg.model, "toy", shape=data.shape[1:], preset=cfg.preset, steps=cfg.steps, seed=cfg.seed,
-               progress=cfg.progress, evaluate=curve_record, ot_tol=cfg.ot_tol, angle_threshold=cfg.angle_threshold,
-               top_k=cfg.top_k)
+               progress=cfg.progress, evaluate=curve_record, **own)
     t0 = time.perf_counter()
     gen.fit(data, keys["fit"], rd.path)
     train_seconds = time.perf_counter() - t0
@@ -173,7 +189,10 @@ def run(cfg: ToyRunConfig) -> dict:
                         seed=cfg.seed)
     else:
         samples = gen.sample(keys["sample"], cfg.n_samples)
-        rd.write_config({**base, "gan": dataclasses.asdict(gen.config)}, seed=cfg.seed)
+        rd.write_config({**base, "flow" if cfg.model in FLOWS else "gan": dataclasses.asdict(gen.config)},
+                        seed=cfg.seed)
+        if cfg.model in FLOWS and toy is not None:  # the bridge against the ODE's resolution
+            info["ode_sweep"] = ode_sweep(gen, toy, keys["sample"], cfg.n_samples)
         if gen.curve:
             from otgen.plotting import learning_curves
 
@@ -196,6 +215,19 @@ def run(cfg: ToyRunConfig) -> dict:
     return metrics
 
 
+def ode_sweep(flow, toy, key, n: int) -> list[dict]:
+    """A flow's mode coverage and between-modes fraction at each ODE step count of :data:`ODE_SWEEP`
+    (same noise for every count)."""
+    from otgen.eval.modes import mode_coverage_for_toy
+
+    rows = []
+    for steps in ODE_SWEEP:
+        scores = mode_coverage_for_toy(flow.sample(key, n, ode_steps=steps), toy)
+        rows.append({"ode_steps": steps, "nfe": steps * flow.config.nfe // flow.config.ode_steps,
+                     **{k: scores[k] for k in CURVE_FIELDS}})
+    return rows
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_config_arguments(parser, ToyRunConfig)
 
@@ -211,7 +243,10 @@ def summary(cfg: ToyRunConfig, metrics: dict) -> str:
         novelty += (f", data-copying C_T {metrics['data_copying_ct']:.1f} (fresh data ~0, a replay << 0), "
                     f"W2 to fresh data {metrics['w2']:.3f}")
     lines.append(novelty)
-    if "ot_converged" in metrics:
+    if "nfe" in metrics:
+        lines.append(f"{100 * metrics['between_modes_fraction']:.1f}% between modes at {metrics['nfe']} velocity "
+                     f"evaluations ({metrics['ode_method']}, {metrics['ode_steps']} steps)")
+    if "ot_converged" in metrics and cfg.model == "aeot":
         verdict = (f"yes (L1 {metrics['ot_l1_error']:.4f} <= tol {metrics['ot_tol']:g})" if metrics["ot_converged"]
                    else f"no (L1 {metrics['ot_l1_error']:.4f} > tol {metrics['ot_tol']:g}, "
                         f"stopped by {metrics['ot_stop_reason']})")
@@ -226,7 +261,7 @@ def main(args: argparse.Namespace) -> int:
     if metrics["n_distinct_train"] < n_used:
         print(f"note: {n_used - metrics['n_distinct_train']} of the {n_used} training points repeat an earlier "
               f"one; " + ("AE-OT merged each repeated point into one target carrying the summed weight"
-                          if cfg.model == "aeot" else "the GAN samples them as given"))
+                          if cfg.model == "aeot" else f"{cfg.model} samples them as given"))
     files = sorted(p.name for p in Path(cfg.out).iterdir() if not p.name.startswith("."))
     print(summary(cfg, metrics) + f"\nwrote {cfg.out}/: {', '.join(files)}")
     return 0

@@ -1,7 +1,7 @@
 """Generators: one protocol every model implements, one file per model family, one registry line
 per model.
 
-    gen = make("pacgan2", "toy", shape=(2,), seed=0)    # or "aeot", "wgan-gp", ...
+    gen = make("pacgan2", "toy", shape=(2,), seed=0)    # or "aeot", "wgan-gp", "sdfm", ...
     gen.fit(data, key, workdir)   # resumable: a workdir keeps what the fit has made so far
     x = gen.sample(key, n)
     gen.save(directory); type(gen).load(directory, ...)
@@ -51,6 +51,9 @@ REGISTRY: dict[str, str] = {
     "pacgan2": "otgen.generators.gan",
     "pacgan3": "otgen.generators.gan",
     "pacgan4": "otgen.generators.gan",
+    "fm": "otgen.generators.flow",
+    "otcfm": "otgen.generators.flow",
+    "sdfm": "otgen.generators.flow",
 }
 
 

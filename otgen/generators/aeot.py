@@ -122,6 +122,7 @@ class OTOptions:
     #                       "multiscale", "voronoi" or "zero" (otgen.ot.warm_start)
     sampling: str = "rqmc"  # aeot recipe only: "rqmc", "sobol" (pyOMT) or "iid"
     time_budget: float | None = None  # seconds; the fit stops there (and says so) if not converged
+    metric: str | None = None  # what tol bounds: "l1", "chi2" or None (the optimizer's own)
 
     def __post_init__(self):
         if self.source not in ("uniform", "gaussian"):
@@ -192,7 +193,7 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     # pyOMT's learning rates are tuned in the codes' own frame: the recipe solves there.
     solver = SemiDiscreteOT(ot.measure(z.shape[1]), targets, weights, normalise=ot.optimizer != "aeot")
     bmap = solver.fit(key, tol=ot.tol, batch_size=ot.batch_size, optimizer=ot.make_optimizer(solver),
-                      progress=progress, time_budget=ot.time_budget)
+                      progress=progress, time_budget=ot.time_budget, metric=ot.metric)
     return whitening, bmap
 
 
