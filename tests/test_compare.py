@@ -57,7 +57,7 @@ class FakeRunner:
 def _args(tmp_path, **kw):
     base = dict(suite="toy", models="aeot,gan,wgan", dists="ring8", seeds=2, steps=7, n_samples=None,
                 preset="quick", gan_steps=None, data_dir=None, runs_dir=str(tmp_path / "runs"),
-                report_dir=str(tmp_path / "reports"), report_only=False, quiet=True)
+                report_dir=str(tmp_path / "reports"), report_only=False, quiet=True, report_name=None)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -77,9 +77,9 @@ def test_toy_report_numbers_resume_and_failures(tmp_path, fake):
     assert "- Command: `otgen compare --suite toy --models aeot,gan,wgan --dists ring8 --seeds 2 --steps 7" in report
     assert "- Written: 20" in report and "UTC" in report
     # aeot: every mode, 312 samples each, all HQ; KL to uniform weights exactly 0
-    assert "| aeot | 2/2 | 8.0 ± 0.0 | 8.0 ± 0.0 | 100.0 ± 0.0 | 0.000 ± 0.000 |" in report
-    # gan: one mode; strict rule also 1; KL = log 8
-    assert f"| gan | 2/2 | 1.0 ± 0.0 | 1.0 ± 0.0 | 100.0 ± 0.0 | {math.log(8):.3f} ± 0.000 |" in report
+    assert "| aeot | 2/2 | 8.0 ± 0.0 | 8.0 ± 0.0 | 100.0 ± 0.0 | 0.0 ± 0.0 | 0.000 ± 0.000 |" in report
+    # gan: one mode; strict rule also 1; none between modes; KL = log 8
+    assert f"| gan | 2/2 | 1.0 ± 0.0 | 1.0 ± 0.0 | 100.0 ± 0.0 | 0.0 ± 0.0 | {math.log(8):.3f} ± 0.000 |" in report
     assert "| wgan | 0/2 (2 failed) | — |" in report
     # control rows, scored by the same code: the replay copies everything and wins modes / HQ / KL
     assert "| *real* (fresh draws) | 2/2 | 8.0 ± 0.0 |" in report

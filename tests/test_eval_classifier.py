@@ -59,7 +59,7 @@ def test_training_learns_a_separable_task_deterministically_and_batching_is_exac
 
 def test_load_or_train_caches_and_reloads_without_training(tmp_path, monkeypatch):
     x, y = _bars(256, seed=2)
-    monkeypatch.setattr(mnist_data, "load_mnist", lambda split, data_dir=None: (x, y))
+    monkeypatch.setattr(mnist_data, "load_mnist", lambda split, data_dir=None, dataset="mnist": (x, y))
     cfg = clf.ClassifierConfig(epochs=1, batch_size=64, learning_rate=3e-3, seed=0)
     params, meta = clf.load_or_train(cache_dir=tmp_path, config=cfg, log=None)
     assert (tmp_path / clf.CHECKPOINT_NAME).exists()

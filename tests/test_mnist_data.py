@@ -126,7 +126,7 @@ def test_lookup_order_and_missing_message(tmp_path, monkeypatch):
     # Nothing anywhere and no network: the message names every place to put the files.
     monkeypatch.delenv("OTGEN_DATA_DIR")
 
-    def offline(stem, target_dir, timeout=30.0):
+    def offline(stem, target_dir, timeout=30.0, dataset="mnist"):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(mnist, "_download", offline)
@@ -150,3 +150,30 @@ def test_real_mnist_checksums_and_shapes():
     # Known facts about the official test set: label counts and first label (a 7).
     assert y[0] == 7
     np.testing.assert_array_equal(np.bincount(y), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+REAL_FASHION = REAL_MNIST.parent / "fashion-mnist"
+
+
+@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="real Fashion-MNIST not present next to the repo")
+def test_real_fashion_mnist_recompressed_copy_is_verified_on_its_decompressed_bytes():
+    # The shared copy is Debian's recompressed one: its .gz bytes differ from upstream's.
+    x, y = load_mnist("test", REAL_FASHION, download=False, dataset="fashion")
+    assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(y), [1000] * 10)  # the test set is balanced
+    assert y[0] == 9  # an ankle boot opens the official test set
+
+
+@pytest.mark.skipif(not (REAL_MNIST.is_dir() and REAL_FASHION.is_dir()), reason="real data not present")
+def test_one_dataset_offered_as_the_other_is_refused_by_name(tmp_path):
+    with pytest.raises(MNISTError, match="it is the MNIST file of that name"):
+        load_mnist("test", REAL_MNIST, download=False, dataset="fashion")
+    # a recompressed MNIST file (other gzip bytes, same content) is accepted as MNIST
+    raw = gzip.decompress((REAL_MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    assert read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")[0] == 7
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw[:-1] + b"\x03"))
+    with pytest.raises(MNISTError, match="corrupt or truncated"):
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(ValueError, match="IDX dataset"):
+        load_mnist("test", REAL_MNIST, dataset="kmnist")

@@ -200,3 +200,30 @@ def test_tiny_stacked_mnist_aeot(tmp_path):
     a = exp._load_train_images(cfg)
     b = exp._load_train_images(tiny_config(tmp_path / "other", dataset="stacked", seed=5))
     assert a.shape == (300, 28, 28, 3) and np.array_equal(a, b)
+
+
+REAL_FASHION = REAL_MNIST.parent / "fashion-mnist"
+
+
+@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="real Fashion-MNIST not present next to the repo")
+@pytest.mark.parametrize("model", ["fm", "sdfm"])
+def test_tiny_latent_flow_on_fashion_mnist(tmp_path, model):
+    """A latent flow shares AE-OT's autoencoder stages, then trains on the codes and decodes its samples."""
+    out = tmp_path / model
+    cfg = tiny_config(out, model=model, dataset="fashion", data_dir=str(REAL_FASHION), ae_epochs=1, flow_steps=60,
+                      n_samples=50)
+    assert cfg.stage_list() == exp.FLOW_STAGES[:-1]
+    res = exp.run(cfg)
+    assert res["ran"] == list(exp.FLOW_STAGES[:-1])
+    samples = np.load(out / "samples.npy", allow_pickle=False)
+    assert samples.shape == (50, 28, 28) and samples.dtype == np.uint8
+    assert np.load(out / "generated_latents.npy").shape == (50, 4)
+    assert (out / "flow" / "checkpoint.npz").is_file()
+    assert json.loads((out / exp.GENERATION_FILE).read_text())["coupling"] == model
+    assert ((out / "flow" / exp.MAP_FILE).is_file()) == (model == "sdfm")
+    # the training images are Fashion-MNIST's, not MNIST's
+    from otgen.data.mnist import load_mnist
+
+    np.testing.assert_array_equal(exp._load_train_images(cfg), load_mnist("train", REAL_FASHION,
+                                                                         dataset="fashion")[0][:300])
+    assert exp.run(cfg)["ran"] == []

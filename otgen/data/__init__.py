@@ -4,8 +4,8 @@
   ``n`` points; the splits are independent draws from keys derived from ``seed``:
   ``"train"`` (what a run trains on), ``"held_out"`` (what a run is scored against)
   and ``"control"`` (the *real* control row of a report).
-* Images, uint8: ``"mnist"`` (:mod:`otgen.data.mnist`, (n, 28, 28), labels 0..9) and
-  ``"stacked"`` (:mod:`otgen.data.stacked`, (n, 28, 28, 3), modes 0..999), splits
+* Images, uint8: ``"mnist"`` and ``"fashion"`` (Fashion-MNIST) (:mod:`otgen.data.mnist`,
+  (n, 28, 28), labels 0..9) and ``"stacked"`` (:mod:`otgen.data.stacked`, (n, 28, 28, 3), modes 0..999), splits
   ``"train"`` and ``"test"``; ``data_dir`` as in :func:`otgen.data.mnist.load_mnist`.
 
 A user's own ``.npy`` array is read by :func:`otgen.data.toys.load_npy`.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __all__ = ["IMAGE_DATASETS", "TOY_SPLITS", "names", "load", "draw_toy"]
 
-IMAGE_DATASETS = ("mnist", "stacked")
+IMAGE_DATASETS = ("mnist", "fashion", "stacked")
 TOY_SPLITS = ("train", "held_out", "control")
 
 
@@ -66,7 +66,7 @@ def load(name: str, split: str = "train", data_dir=None, *, n: int | None = None
     else:
         from otgen.data.mnist import load_mnist
 
-        images, labels = load_mnist(split, data_dir)
+        images, labels = load_mnist(split, data_dir, dataset=name)
     if n is not None:
         images, labels = images[:n], labels[:n]
     return (images, labels) if with_labels else images

@@ -14,7 +14,7 @@ from otgen.eval.modes import assign_to_modes, kl_divergence, mode_coverage, mode
 
 __all__ = ["SUITES", "evaluate", "assign_to_modes", "kl_divergence", "mode_coverage", "mode_coverage_for_toy"]
 
-SUITES = ("toy", "mnist", "stacked")
+SUITES = ("toy", "mnist", "fashion", "stacked")
 
 
 def evaluate(suite: str, samples, *, toy=None, train=None, held_out=None, seed: int = 0,
@@ -23,8 +23,9 @@ def evaluate(suite: str, samples, *, toy=None, train=None, held_out=None, seed: 
 
     * ``toy``: :func:`otgen.eval.toy.evaluate_toy` (``toy`` object or None for user data,
       ``train`` set, ``held_out`` draw, ``seed``): modes, HQ, KL, spread, W2, novelty.
-    * ``mnist``: :func:`otgen.eval.mnist.evaluate_digits` (classes, KL, FID, precision / recall,
-      feature-space novelty against the training digits).
+    * ``mnist`` / ``fashion``: :func:`otgen.eval.mnist.evaluate_digits` with the dataset's own
+      classifier (classes, KL, FID, precision / recall, feature-space novelty against the
+      training images).
     * ``stacked``: :func:`otgen.eval.stacked.evaluate_stacked` (modes, KL over 1,000 triples).
     """
     if suite == "toy":
@@ -33,10 +34,10 @@ def evaluate(suite: str, samples, *, toy=None, train=None, held_out=None, seed: 
         if train is None:
             raise ValueError("a toy record needs the training set (train=...) for its novelty metrics")
         return evaluate_toy(samples, toy, train, held_out, seed=seed)
-    if suite == "mnist":
+    if suite in ("mnist", "fashion"):
         from otgen.eval.mnist import evaluate_digits
 
-        return evaluate_digits(samples, data_dir=data_dir)
+        return evaluate_digits(samples, data_dir=data_dir, dataset=suite)
     if suite == "stacked":
         from otgen.eval.stacked import evaluate_stacked
 

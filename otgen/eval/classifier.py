@@ -1,10 +1,12 @@
-"""The project's own MNIST digit classifier: a small CNN (flax.linen), trained and cached.
+"""The project's own classifiers of MNIST digits and Fashion-MNIST clothes: one small CNN
+(flax.linen) per dataset, trained and cached.
 
-It labels generated digits (class coverage, Stacked-MNIST modes) and its
+It labels generated images (class coverage, Stacked-MNIST modes) and its
 128-d penultimate activations are the feature space of the project's FID.
-Nothing is downloaded: ``train_classifier`` trains it from the MNIST files, and
+Nothing is downloaded: ``train_classifier`` trains it from the IDX files, and
 ``load_or_train`` caches the weights with :mod:`otgen.checkpoint` under
-``$OTGEN_CACHE_DIR/classifier`` (default ``~/.cache/otgen/classifier``).
+``$OTGEN_CACHE_DIR/classifier`` (default ``~/.cache/otgen/classifier``), one file per
+dataset (``mnist_cnn.npz``, ``fashion_cnn.npz``).
 ``scripts/train_mnist_classifier.py`` and :func:`otgen.eval.mnist.evaluate_digits`
 go through the same :func:`load_or_train`.
 """
@@ -188,13 +190,14 @@ def default_cache_dir() -> Path:
     return base / "classifier"
 
 
-def checkpoint_path(cache_dir=None) -> Path:
-    return Path(cache_dir).expanduser() / CHECKPOINT_NAME if cache_dir else default_cache_dir() / CHECKPOINT_NAME
+def checkpoint_path(cache_dir=None, dataset: str = "mnist") -> Path:
+    name = CHECKPOINT_NAME if dataset == "mnist" else f"{dataset}_cnn.npz"
+    return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / name
 
 
-def load_classifier(cache_dir=None) -> tuple[Any, dict]:
+def load_classifier(cache_dir=None, dataset: str = "mnist") -> tuple[Any, dict]:
     """Load cached params and metadata; :class:`CheckpointError` if absent, corrupt or stale."""
-    path = checkpoint_path(cache_dir)
+    path = checkpoint_path(cache_dir, dataset)
     params, meta = load_pytree(path, like=init_params(jax.random.key(0)))
     if meta.get("arch") != ARCH:
         raise CheckpointError(f"{path} holds classifier {meta.get('arch')!r}, expected {ARCH!r}")
@@ -202,24 +205,26 @@ def load_classifier(cache_dir=None) -> tuple[Any, dict]:
 
 
 def load_or_train(data_dir=None, cache_dir=None, config: ClassifierConfig = ClassifierConfig(),
-                  retrain: bool = False, log: Callable[[str], None] | None = print) -> tuple[Any, dict]:
-    """The cached classifier, or train one on MNIST train, test it on MNIST test, and cache it."""
-    path = checkpoint_path(cache_dir)
+                  retrain: bool = False, log: Callable[[str], None] | None = print,
+                  dataset: str = "mnist") -> tuple[Any, dict]:
+    """The cached classifier of ``dataset`` ("mnist" or "fashion"), or train one on its train split,
+    test it on its test split, and cache it."""
+    path = checkpoint_path(cache_dir, dataset)
     if not retrain and path.exists():
         try:
-            return load_classifier(cache_dir)
+            return load_classifier(cache_dir, dataset)
         except CheckpointError as e:
             if log:
                 log(f"cached classifier unusable ({e}); retraining")
     from otgen.data.mnist import load_mnist
 
-    train_x, train_y = load_mnist("train", data_dir)
-    test_x, test_y = load_mnist("test", data_dir)
+    train_x, train_y = load_mnist("train", data_dir, dataset=dataset)
+    test_x, test_y = load_mnist("test", data_dir, dataset=dataset)
     t0 = time.perf_counter()
     params = train_classifier(train_x, train_y, config, log=log)
     train_seconds = time.perf_counter() - t0
     acc = accuracy(params, test_x, test_y)
-    meta = {"arch": ARCH, "config": config._asdict(), "test_accuracy": acc,
+    meta = {"arch": ARCH, "dataset": dataset, "config": config._asdict(), "test_accuracy": acc,
             "train_seconds": round(train_seconds, 1), "n_train": int(len(train_y)), "n_test": int(len(test_y))}
     if log:
         log(f"classifier test accuracy {acc:.4f} after {train_seconds:.0f} s; caching at {path}")

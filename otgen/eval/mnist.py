@@ -1,8 +1,10 @@
-"""MNIST sample quality through the project's classifier: class coverage, KL to uniform, FID.
+"""MNIST (and Fashion-MNIST) sample quality through the project's classifier: class coverage,
+KL to uniform, FID.
 
 :func:`digit_metrics` is the pure part (from logits and features);
-:func:`evaluate_digits` loads (or trains and caches) the classifier and the
-10,000 MNIST test images, which are the FID reference set.
+:func:`evaluate_digits` loads (or trains and caches) the dataset's classifier and its
+10,000 test images, which are the FID reference set.  ``dataset="fashion"`` scores
+Fashion-MNIST with its own classifier; everything else is the same code.
 """
 
 from __future__ import annotations
@@ -64,24 +66,24 @@ def digit_metrics(logits, features, reference_features, *, strict_fraction: floa
     return out
 
 
-@functools.lru_cache(maxsize=2)
-def load_classifier_cached(data_dir=None, cache_dir=None):
-    """(params, metadata) of the cached classifier, training it once if absent; memoised."""
+@functools.lru_cache(maxsize=4)
+def load_classifier_cached(data_dir=None, cache_dir=None, dataset: str = "mnist"):
+    """(params, metadata) of the dataset's cached classifier, training it once if absent; memoised."""
     from otgen.eval.classifier import load_or_train
 
-    return load_or_train(data_dir, cache_dir)
+    return load_or_train(data_dir, cache_dir, dataset=dataset)
 
 
-@functools.lru_cache(maxsize=2)
-def reference_features(data_dir=None, cache_dir=None) -> tuple[np.ndarray, float]:
-    """Classifier features of the 10,000 MNIST test images, and the FID of 10,000
+@functools.lru_cache(maxsize=4)
+def reference_features(data_dir=None, cache_dir=None, dataset: str = "mnist") -> tuple[np.ndarray, float]:
+    """Classifier features of the 10,000 test images, and the FID of 10,000
     training images to them (the floor a perfect generator would reach; memoised)."""
     from otgen.data.mnist import load_mnist
     from otgen.eval.classifier import classify
 
-    params, _ = load_classifier_cached(data_dir, cache_dir)
-    test_x, _ = load_mnist("test", data_dir)
-    train_x, _ = load_mnist("train", data_dir)
+    params, _ = load_classifier_cached(data_dir, cache_dir, dataset)
+    test_x, _ = load_mnist("test", data_dir, dataset=dataset)
+    train_x, _ = load_mnist("train", data_dir, dataset=dataset)
     _, test_f = classify(params, test_x)
     # A fixed, seeded subset of the training set: same size as the test set.
     idx = np.random.default_rng(0).choice(len(train_x), size=len(test_x), replace=False)
@@ -90,14 +92,14 @@ def reference_features(data_dir=None, cache_dir=None) -> tuple[np.ndarray, float
     return test_f, floor
 
 
-@functools.lru_cache(maxsize=2)
-def train_features(data_dir=None, cache_dir=None) -> np.ndarray:
-    """Classifier features of all 60,000 MNIST training images (memoised)."""
+@functools.lru_cache(maxsize=4)
+def train_features(data_dir=None, cache_dir=None, dataset: str = "mnist") -> np.ndarray:
+    """Classifier features of all 60,000 training images (memoised)."""
     from otgen.data.mnist import load_mnist
     from otgen.eval.classifier import classify
 
-    params, _ = load_classifier_cached(data_dir, cache_dir)
-    return classify(params, load_mnist("train", data_dir)[0])[1]
+    params, _ = load_classifier_cached(data_dir, cache_dir, dataset)
+    return classify(params, load_mnist("train", data_dir, dataset=dataset)[0])[1]
 
 
 def prefixed_novelty(prefix: str, samples, train, held_out) -> dict[str, float]:
@@ -107,7 +109,8 @@ def prefixed_novelty(prefix: str, samples, train, held_out) -> dict[str, float]:
     return {prefix + k: v for k, v in novelty(samples, train, held_out).items()}
 
 
-def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None = 3) -> dict[str, Any]:
+def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None = 3,
+                    dataset: str = "mnist") -> dict[str, Any]:
     """Class coverage, KL to uniform, FID (vs MNIST test), and novelty in feature space of generated digits.
 
     ``images``: uint8 (n, 28, 28) (or float in [0, 1]).  The classifier is loaded
@@ -118,13 +121,13 @@ def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None =
 
     data_dir = None if data_dir is None else str(data_dir)
     cache_dir = None if cache_dir is None else str(cache_dir)
-    params, meta = load_classifier_cached(data_dir, cache_dir)
+    params, meta = load_classifier_cached(data_dir, cache_dir, dataset)
     logits, feats = classify(params, images)
-    ref, floor = reference_features(data_dir, cache_dir)
+    ref, floor = reference_features(data_dir, cache_dir, dataset)
     out = digit_metrics(logits, feats, ref, pr_k=pr_k)
-    # novelty in the classifier's feature space: against the 60,000 training digits, with the
+    # novelty in the classifier's feature space: against the 60,000 training images, with the
     # first half of the test set as the held-out reference
-    out.update(prefixed_novelty("feature_", feats, train_features(data_dir, cache_dir), ref[HELD_OUT]))
+    out.update(prefixed_novelty("feature_", feats, train_features(data_dir, cache_dir, dataset), ref[HELD_OUT]))
     out["fid_train_vs_test"] = floor
     out["classifier_test_accuracy"] = float(meta["test_accuracy"])
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import shlex
 import time
@@ -38,6 +39,7 @@ __all__ = ["RunSpec", "TOY_MODELS", "DEFAULT_TOY_DISTS", "PUBLISHED_TOY", "PUBLI
            "write_stacked_report", "add_arguments", "main"]
 
 TOY_MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
+FLOW_MODELS = ("fm", "otcfm", "sdfm")
 DEFAULT_TOY_DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 MNIST_QUICK_MODELS = ("aeot", "gan", "pacgan2")  # wgan-gp (1.4 steps/s) would not fit the 30 min
 ERROR_FILE = "compare_error.json"
@@ -136,8 +138,9 @@ def mnist_runner(preset: str, data_dir, n_samples: int | None, gan_steps: int | 
     def run_one(spec: RunSpec):
         from otgen.experiments.mnist import make_config, run
 
-        # --gan-steps is the GANs' budget only: AE-OT's configuration (and run directory) stays the preset's.
-        steps = gan_steps if spec.model != "aeot" else None
+        # --gan-steps is the GANs' budget only: the other models' configurations (and run directories)
+        # stay the preset's.
+        steps = gan_steps if spec.model not in ("aeot",) + FLOW_MODELS else None
         return run(make_config(preset, model=spec.model, dataset=dataset, out=str(spec.out), data_dir=data_dir,
                                seed=spec.seed, n_samples=n_samples, gan_steps=steps, progress=progress))
 
@@ -206,8 +209,8 @@ def collect_mnist(specs: list[RunSpec], metric: str = "classes_covered") -> list
 class CompareConfig:
     """The flags of ``otgen compare`` (``main`` reads them by name from the parsed arguments)."""
 
-    suite: str = option("toy", "which comparison: toy (2-D mixtures), mnist, stacked (Stacked MNIST)",
-                        choices=("toy", "mnist", "stacked"), required=True)
+    suite: str = option("toy", "which comparison: toy (2-D mixtures), mnist, fashion (Fashion-MNIST), stacked "
+                        "(Stacked MNIST)", choices=("toy", "mnist", "fashion", "stacked"), required=True)
     models: str | None = option(None, f"comma-separated models (default: toy all of {','.join(TOY_MODELS)}; "
                                 f"mnist/stacked quick {','.join(MNIST_QUICK_MODELS)})", preset_default=True)
     dists: str | None = option(None, f"toy distributions (default {','.join(DEFAULT_TOY_DISTS)})",
@@ -225,6 +228,8 @@ class CompareConfig:
     runs_dir: str = option("runs/compare", "where the run directories go (git-ignored)")
     report_dir: str = option("experiments/reports", "where the report .md / .png go")
     report_only: bool = option(False, "write the report from the existing runs only (run nothing)")
+    report_name: str | None = option(None, "toy: the report's file name without .md (default toy)",
+                                     preset_default=True)
     quiet: bool = option(False, "no log lines or progress bars")
 
 
@@ -254,7 +259,7 @@ def _toy_report(args, specs, models, dists, seeds, n_samples, report_dir, comman
     budget = (f"{seeds} seeds x {len(models)} models x {len(dists)} distributions, "
               f"{n_samples} samples per run, steps {args.steps if args.steps else 'runner default'}")
     return write_toy_report(collect_toy(specs, _get_toy), models, dists, report_dir, command, get_toy=_get_toy,
-                            budget=budget)
+                            budget=budget, name=args.report_name or "toy")
 
 
 def _image_budget(args, models, seeds) -> str:
@@ -262,11 +267,12 @@ def _image_budget(args, models, seeds) -> str:
         f", GAN steps {args.gan_steps}" if args.gan_steps else "")
 
 
-def _mnist_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
-    controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, n_samples, _aeot_config(specs, args, "mnist"),
-                                  log)
+def _mnist_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log,
+                  dataset: str = "mnist") -> Path:
+    controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, n_samples, _aeot_config(specs, args, dataset),
+                                  log, dataset=dataset)
     return write_mnist_report(collect_mnist(specs), models, report_dir, command, controls=controls,
-                              budget=_image_budget(args, models, seeds))
+                              budget=_image_budget(args, models, seeds), dataset=dataset)
 
 
 def _stacked_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
@@ -299,6 +305,9 @@ SUITES: dict[str, Suite] = {
                  runner=lambda args, n: toy_runner(n, args.steps), report=_toy_report),
     "mnist": Suite(models=lambda preset: MNIST_QUICK_MODELS if preset == "quick" else TOY_MODELS, dists=None,
                    seeds=1, n_samples=10_000, runner=_image_runner("mnist"), report=_mnist_report),
+    "fashion": Suite(models=lambda preset: MNIST_QUICK_MODELS if preset == "quick" else TOY_MODELS, dists=None,
+                     seeds=1, n_samples=10_000, runner=_image_runner("fashion"),
+                     report=functools.partial(_mnist_report, dataset="fashion")),
     "stacked": Suite(models=lambda preset: MNIST_QUICK_MODELS if preset == "quick" else TOY_MODELS, dists=None,
                      seeds=1, n_samples=26_000, runner=_image_runner("stacked"), report=_stacked_report),
 }
@@ -310,6 +319,8 @@ def _command(args: argparse.Namespace, models, dists, seeds: int) -> str:
         parts += ["--models", ",".join(models), "--dists", ",".join(dists), "--seeds", str(seeds)]
         if args.steps is not None:
             parts += ["--steps", str(args.steps)]
+        if args.report_name:
+            parts += ["--report-name", args.report_name]
     else:
         parts += ["--preset", args.preset, "--models", ",".join(models), "--seeds", str(seeds)]
         if args.gan_steps is not None:

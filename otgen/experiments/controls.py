@@ -72,7 +72,7 @@ def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=prin
                 from otgen.data.mnist import load_mnist
                 from otgen.eval.mnist import HELD_OUT
 
-                images = load_mnist("test", data_dir)[0][HELD_OUT.stop:]
+                images = load_mnist("test", data_dir, dataset=dataset)[0][HELD_OUT.stop:]
             elif name == "replay":
                 from otgen.data import load
 

@@ -1,4 +1,5 @@
-"""``otgen mnist``: AE-OT (or a GAN baseline) on MNIST or Stacked MNIST, stage by stage, resumable.
+"""``otgen mnist``: AE-OT (or a GAN or latent-flow baseline) on MNIST, Fashion-MNIST or Stacked MNIST,
+stage by stage, resumable.
 
 (~600 lines: the config and its presets, five stages and their artefacts, the evaluate stage's
 novelty and nearest-neighbour figure; the AE-OT pipeline itself is :mod:`otgen.generators.aeot`.)
@@ -13,8 +14,14 @@ AE-OT stages, each skipped when its artefact already exists in the run directory
     evaluate  -> metrics.json      (classifier-judged class coverage / KL / FID; --no-eval skips it)
 
 GAN baselines (``--model gan|wgan|wgan-gp|pacgan2|...``) run ``train-gan`` (otgen.generators.gan, resumable)
-then ``generate`` and ``evaluate``.  Every file is written atomically, so killing the command at any
+then ``generate`` and ``evaluate``.  Latent flows (``--model fm|otcfm|sdfm``, otgen.generators.flow)
+share AE-OT's first two stages -- the same autoencoder, so the comparison isolates the latent
+generator -- then ``train-flow`` (on the codes, checkpointed in ``flow/``), ``generate`` (flow
+samples decoded) and ``evaluate``.  Every file is written atomically, so killing the command at any
 point and re-running it with the same ``--out`` redoes only the unfinished stage.
+
+``--dataset fashion`` runs on Fashion-MNIST (``--data-dir`` holding its IDX files), scored by the
+project's Fashion-MNIST classifier.
 
 ``--dataset stacked`` trains on Stacked MNIST (1,000 modes; ``otgen.data.stacked``): 128,000 RGB
 images whose channels are three MNIST training digits, drawn once with a fixed key so that every
@@ -42,18 +49,20 @@ __all__ = ["MnistConfig", "PRESETS", "AEOT_STAGES", "GAN_STAGES", "make_config",
 
 AEOT_STAGES = ("train-ae", "encode", "fit-ot", "generate", "evaluate")
 GAN_STAGES = ("train-gan", "generate", "evaluate")
+FLOW_STAGES = ("train-ae", "encode", "train-flow", "generate", "evaluate")
+FLOWS = ("fm", "otcfm", "sdfm")
 
 # Files that mark a stage as done (each written atomically, last thing the stage does).
 AE_FILE, AE_STATE_FILE, LATENTS_FILE = "autoencoder.npz", "ae_train_state.npz", "latents.npy"
 GEN_LATENTS_FILE, SAMPLES_FILE = "generated_latents.npy", "samples.npy"
-GAN_DIR = "gan"
+GAN_DIR, FLOW_DIR = "gan", "flow"
 METRICS_FILE, STAGES_FILE = "metrics.json", "stages.json"
 OT_CHECK_FILE = "ot_check.json"  # the latent map's error measured on fresh i.i.d. samples (not the solver's)
 OT_CHECK_SAMPLES = 1 << 20  # chi2 noise 2 sqrt(K) / N: 4.7e-4 at K = 60,000
 GENERATION_FILE, NEIGHBOURS_FIGURE = "generation.json", "nearest_neighbours.png"
 
 
-MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")  # otgen.generators.REGISTRY
+MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4", "fm", "otcfm", "sdfm")  # the registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,15 +72,17 @@ class MnistConfig:
 
     preset: str = option("quick", "quick: small AE (< 15 min on 2 CPU cores); paper: AE-OT's settings",
                          choices=("quick", "paper"))
-    model: str = option("aeot", "aeot or a GAN baseline", choices=MODELS)
-    dataset: str = option("mnist", "mnist (10 classes) or stacked (Stacked MNIST: 3 digits as RGB, 1,000 modes)",
-                          choices=("mnist", "stacked"))
+    model: str = option("aeot", "aeot, a GAN baseline, or a latent flow (fm, otcfm, sdfm)", choices=MODELS)
+    dataset: str = option("mnist", "mnist (10 classes), fashion (Fashion-MNIST, 10 classes) or stacked (Stacked "
+                          "MNIST: 3 digits as RGB, 1,000 modes)", choices=("mnist", "fashion", "stacked"))
     out: str | None = option(None, "run directory (default runs/<dataset>_<model>_<preset>)", preset_default=True)
-    data_dir: str | None = option(None, "directory with the MNIST IDX files (else $OTGEN_DATA_DIR, else "
-                                  "~/.cache/otgen/mnist)", preset_default=True)
+    data_dir: str | None = option(None, "directory with the dataset's IDX files (else $OTGEN_DATA_DIR, else "
+                                  "~/.cache/otgen/mnist; Fashion-MNIST: $OTGEN_FASHION_DIR, "
+                                  "~/.cache/otgen/fashion-mnist)", preset_default=True)
     seed: int = option(0, "seed of initialisation, OT and sampling")
     stages: tuple[str, ...] | None = option(None, f"comma-separated subset of {','.join(('train-ae', 'encode', 'fit-ot', 'generate', 'evaluate'))} "
-                                            f"(GANs: train-gan,generate,evaluate; default all)", preset_default=True)
+                                            f"(GANs: train-gan,generate,evaluate; flows: train-ae,encode,train-flow,"
+                                            f"generate,evaluate; default all)", preset_default=True)
     limit: int | None = option(None, "use only the first N training images (default all)", preset_default=True)
     n_samples: int = option(10000, "images to generate (default 10,000; Stacked 26,000)", preset_default=True)
     evaluate: bool = option(True, "skip the classifier evaluation (metrics.json)", flag="--no-eval")
@@ -109,13 +120,16 @@ class MnistConfig:
                                     preset_default=True)
     # GAN baselines
     gan_steps: int = option(2000, "GAN generator updates", preset_default=True)
+    # latent flows
+    flow_steps: int | None = option(None, "latent flows: training steps (default otgen.generators.flow's "
+                                    "images preset, 50,000)", preset_default=True)
 
     # Fields that may change between runs in one run directory without invalidating it.
     RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out", "overwrite")
 
     def __post_init__(self):
         if self.out is None:
-            prefix = "mnist" if self.dataset == "mnist" else "stacked_mnist"
+            prefix = {"stacked": "stacked_mnist"}.get(self.dataset, self.dataset)
             object.__setattr__(self, "out", f"runs/{prefix}_{self.model}_{self.preset}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
@@ -128,7 +142,7 @@ class MnistConfig:
             raise ValueError(f"limit must be >= 2 training images, got {self.limit}")
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
-        for name in ("ae_epochs", "ae_batch", "ot_steps", "ot_batch", "top_k", "gan_steps"):
+        for name in ("ae_epochs", "ae_batch", "ot_steps", "ot_batch", "top_k", "gan_steps", "flow_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         try:  # the ot_* fields are otgen.generators.aeot.OTOptions: one place checks them
@@ -137,12 +151,9 @@ class MnistConfig:
             raise ValueError(f"invalid ot_* settings: {e}") from None
         if not 0.0 <= self.angle_threshold <= np.pi:
             raise ValueError(f"angle_threshold must be in [0, pi] radians, got {self.angle_threshold}")
-        if self.model != "aeot":
-            from otgen.train import GAN_MODELS  # lazily: the AE-OT path never needs the GAN code
-
-            if self.model not in GAN_MODELS:
-                raise ValueError(f"model must be 'aeot' or one of {', '.join(GAN_MODELS)}, got {self.model!r}")
-        known = AEOT_STAGES if self.model == "aeot" else GAN_STAGES
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        known = self.all_stages()
         for s in self.stages or ():
             if s not in known:
                 raise ValueError(f"unknown stage {s!r} for model {self.model!r}; stages are {', '.join(known)}")
@@ -151,8 +162,11 @@ class MnistConfig:
     def channels(self) -> int:
         return 3 if self.dataset == "stacked" else 1
 
+    def all_stages(self) -> tuple[str, ...]:
+        return AEOT_STAGES if self.model == "aeot" else FLOW_STAGES if self.model in FLOWS else GAN_STAGES
+
     def stage_list(self) -> tuple[str, ...]:
-        allowed = AEOT_STAGES if self.model == "aeot" else GAN_STAGES
+        allowed = self.all_stages()
         chosen = allowed if self.stages is None else tuple(s for s in allowed if s in self.stages)
         return tuple(s for s in chosen if s != "evaluate" or self.evaluate)
 
@@ -187,7 +201,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-DATASETS = ("mnist", "stacked")
+DATASETS = ("mnist", "fashion", "stacked")
 # What each preset changes on Stacked MNIST (a field given to make_config wins).  "ae": three digits per
 # image want a wider code and conv stack than one digit (our choice).  Quick: 3 AE epochs of the 128,000
 # images (as many image steps as MNIST's 6 epochs of 60,000), so the quick comparison fits 30 min on
@@ -474,6 +488,45 @@ def stage_generate_gan(rd, cfg: MnistConfig) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# latent flows
+
+
+def _flow(cfg: MnistConfig):
+    from otgen.generators import make
+
+    return make(cfg.model, "images", shape=(cfg.ae.latent_dim,), steps=cfg.flow_steps, seed=cfg.seed,
+                progress=cfg.progress)
+
+
+def stage_train_flow(rd, cfg: MnistConfig) -> float:
+    """A flow-matching model on the cached codes (:mod:`otgen.generators.flow`), checkpointed in
+    ``flow/`` and resumed from it; returns its training seconds summed over every call (sdfm's OT
+    solve included)."""
+    if not rd.has(LATENTS_FILE):
+        raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
+    flow = _flow(cfg).fit(rd.load_array(LATENTS_FILE), _keys(cfg.seed)["gan"], rd.file(FLOW_DIR))
+    info = flow.info()
+    rd.write_json(GENERATION_FILE, {k: info[k] for k in ("coupling", "ode_method", "ode_steps", "nfe")})
+    _log(cfg, f"train-flow: {cfg.model} trained for {info['steps']} steps ({info['train_seconds']:.0f} s)"
+              + (f"; semi-discrete coupling: {flow.bmap.diagnostics.summary()}" if flow.bmap is not None else ""))
+    return info["train_seconds"] + info.get("ot_seconds", 0.0)
+
+
+def stage_generate_flow(rd, cfg: MnistConfig) -> np.ndarray:
+    """Flow samples in code space (N(0, I) noise through the ODE), decoded."""
+    from otgen.generators.flow import Flow
+    from otgen.models.autoencoder import decode_batched
+
+    if not rd.has(STAGES_FILE) or "train-flow" not in rd.read_json(STAGES_FILE):
+        raise ValueError(f"no finished flow training in {rd.path}: run the train-flow stage first")
+    model, params, _ = _load_ae_params(rd, cfg)
+    flow = Flow.load(rd.file(FLOW_DIR), _flow(cfg).config)
+    z = flow.sample(_keys(cfg.seed)["generate"], cfg.n_samples)
+    rd.save_array(GEN_LATENTS_FILE, z.astype(np.float32))
+    return _to_uint8(decode_batched(model, params, z, 1000, progress=cfg.progress))
+
+
+# ----------------------------------------------------------------------------------------------
 # driver
 
 
@@ -498,7 +551,7 @@ def stage_evaluate(rd, cfg: MnistConfig) -> dict:
         metrics.update(rd.read_json(GENERATION_FILE))
     if rd.has(GEN_LATENTS_FILE) and rd.has(LATENTS_FILE):
         metrics.update(_code_novelty(rd, cfg, rd.load_array(GEN_LATENTS_FILE)))
-    if cfg.dataset == "mnist":
+    if cfg.dataset in ("mnist", "fashion"):
         _nearest_neighbour_figure(rd, cfg, samples)
     if rd.has(MAP_FILE):  # the map's own verdict: converged or not, its error, every fallback taken
         from otgen.ot import BrenierMap
@@ -547,13 +600,14 @@ def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int 
     from otgen.eval.mnist import load_classifier_cached, train_features
     from otgen.plotting import nearest_neighbour_grid
 
-    params, _ = load_classifier_cached(None if cfg.data_dir is None else str(cfg.data_dir), None)
+    data_dir = None if cfg.data_dir is None else str(cfg.data_dir)
+    params, _ = load_classifier_cached(data_dir, None, cfg.dataset)
     feats = classify(params, samples[:n])[1]
-    train_f = train_features(None if cfg.data_dir is None else str(cfg.data_dir), None)
+    train_f = train_features(data_dir, None, cfg.dataset)
     d2 = (feats ** 2).sum(1)[:, None] - 2 * feats @ train_f.T + (train_f ** 2).sum(1)[None]
     idx = np.argmin(d2, axis=1)
     dist = np.sqrt(np.maximum(d2[np.arange(len(idx)), idx], 0.0))
-    train_images = load_mnist("train", cfg.data_dir)[0]
+    train_images = load_mnist("train", cfg.data_dir, dataset=cfg.dataset)[0]
     nearest_neighbour_grid(samples[:n], train_images[idx], dist, rd.file(NEIGHBOURS_FIGURE),
                            title=f"{cfg.model}: generated (top) and nearest training digit in classifier features "
                                  "(bottom), with the feature distance")
@@ -561,9 +615,9 @@ def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int 
 
 def _stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
     marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": EXTENSION_FILE, "generate": SAMPLES_FILE,
-              "evaluate": METRICS_FILE, "train-gan": None}[stage]
-    if stage == "train-gan":
-        return rd.has(STAGES_FILE) and "train-gan" in rd.read_json(STAGES_FILE)
+              "evaluate": METRICS_FILE, "train-gan": None, "train-flow": None}[stage]
+    if marker is None:  # a resumable training: done once its stage is recorded
+        return rd.has(STAGES_FILE) and stage in rd.read_json(STAGES_FILE)
     return rd.has(marker)
 
 
@@ -589,8 +643,11 @@ def run(cfg: MnistConfig) -> dict:
             stage_fit_ot(rd, cfg)
         elif stage == "train-gan":
             seconds = stage_train_gan(rd, cfg, train_u8)
+        elif stage == "train-flow":
+            seconds = stage_train_flow(rd, cfg)
         elif stage == "generate":
-            samples = stage_generate_aeot(rd, cfg) if cfg.model == "aeot" else stage_generate_gan(rd, cfg)
+            samples = (stage_generate_aeot(rd, cfg) if cfg.model == "aeot" else
+                       stage_generate_flow(rd, cfg) if cfg.model in FLOWS else stage_generate_gan(rd, cfg))
             _write_samples(rd, cfg, samples)
         elif stage == "evaluate":
             if not rd.has(SAMPLES_FILE):

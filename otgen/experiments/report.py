@@ -165,15 +165,21 @@ def _toy_data(dist: str, get_toy, recs) -> np.ndarray | None:
 
 
 def write_toy_report(records: list[dict], models: list[str], dists: list[str], report_dir: Path, command: str,
-                     get_toy: Callable[[str], Any] = _get_toy, budget: str = "") -> Path:
+                     get_toy: Callable[[str], Any] = _get_toy, budget: str = "", name: str = "toy") -> Path:
+    """``<name>.md`` (and its figures ``<name>_*.png``) from the runs' records."""
     report_dir = Path(report_dir)
-    lines = _header("Toy mode coverage: AE-OT vs the GAN family", command)
+    flows = [m for m in models if m in FLOW_MODELS]
+    lines = _header("Toy mode coverage: AE-OT vs " + ("the GAN family" if not flows else
+                                                      "flow matching" if len(flows) == len(models) - 1
+                                                      else "the GAN family and flow matching"), command)
     lines += ["Protocol (PacGAN / VEEGAN): each generated sample goes to its nearest mode by std-normalised "
               "distance; it is *high quality* (HQ) within 3 sigma. A mode is *captured* when it receives "
               ">= 1 HQ sample (PacGAN's rule); *strict*: >= 1/4 of its expected share. KL = KL(HQ mode "
               "histogram || true mode weights) (PacGAN's \"reverse KL\"). *spread*: per-mode std of the HQ "
               "samples / true std (1 for real data). *W2*: exact 2-Wasserstein distance to a held-out draw of "
-              "the toy (POT, 2,500 vs 2,500 points). Novelty (`otgen.eval.novelty`): *% copies* = samples "
+              "the toy (POT, 2,500 vs 2,500 points). *% between*: samples farther than 3 sigma from every mode "
+              "(100 - HQ - non-finite): the mass a continuous generator leaves between disconnected modes. "
+              "Novelty (`otgen.eval.novelty`): *% copies* = samples "
               "within 1% of the training set's median nearest-neighbour spacing of a training point; *C_T* = "
               "Meehan et al.'s data-copying statistic (~0 for fresh data, << 0 for copying, > 0 for blur); "
               "*NN ratio* = median distance to the nearest training point, generated / held-out. "
@@ -198,9 +204,9 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
             desc = "no Gaussian modes: only a support-distance HQ rule"
         n_modes = len(toy.weights) if toy is not None and getattr(toy, "weights", None) is not None else None
         lines += [f"## {dist} ({desc})", ""]
-        lines += ["| model | seeds ok | modes captured | strict | % high quality | KL | spread | W2 | "
+        lines += ["| model | seeds ok | modes captured | strict | % high quality | % between | KL | spread | W2 | "
                   "% copies | C_T | NN ratio | wall time (s) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for model in [c for c in CONTROLS if by.get((dist, c))] + list(models):
             recs = by.get((dist, model), [])
             ok = [r for r in recs if r["status"] == "ok" and "high_quality_fraction" in r]
@@ -209,6 +215,7 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
             modes = _mean_std([r.get("modes_captured") for r in ok], 1) if n_modes else "—"
             strict = _mean_std([r.get("modes_captured_strict") for r in ok], 1) if n_modes else "—"
             hq = _mean_std([r.get("high_quality_fraction") for r in ok], 1, 100.0)
+            hq += " | " + _mean_std([r.get("between_modes_fraction") for r in ok], 1, 100.0)
             kl = _mean_std([r.get("reverse_kl") for r in ok], 3) if n_modes else "—"
             wall = _mean_std([r.get("wall_seconds") for r in ok], 1) if model not in CONTROLS else "—"
             extra = " | ".join(_mean_std([r.get(k) for r in ok], d, sc) for k, d, sc in
@@ -234,12 +241,79 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
     missing = [r for r in records if r["status"] == "missing"]
     if missing:
         lines += [f"{len(missing)} planned runs have no results yet (not run or interrupted).", ""]
-    fig_name = "toy_samples.png"
+    if flows:
+        lines += _flow_bridges(records, flows, dists, report_dir / f"{name}_bridges.png")
+    fig_name = f"{name}_samples.png"
     _toy_figure(records, models, dists, report_dir / fig_name, get_toy)
     lines += ["## Samples", "", f"![samples over data]({fig_name})", ""]
-    path = report_dir / "toy.md"
+    path = report_dir / f"{name}.md"
     _atomic_text(path, "\n".join(lines))
     return path
+
+
+FLOW_MODELS = ("fm", "otcfm", "sdfm")
+
+
+def _flow_bridges(records: list[dict], flows: list[str], dists: list[str], fig_path: Path) -> list[str]:
+    """The flows' between-modes fraction against ODE steps (their ``ode_sweep``) and against training
+    steps (their learning curves), beside AE-OT's: a table per toy and one figure."""
+    import matplotlib.pyplot as plt
+
+    from otgen.plotting import save_figure
+
+    ok = [r for r in records if r["status"] == "ok"]
+    lines = ["## Flows: the bridge between modes", "",
+             "A flow is a homeomorphism, so its samples cannot leave the noise's connected support without a "
+             "bridge between disconnected modes. Below, *% between* of each flow's samples against the ODE "
+             "solver's steps (RK4: NFE = 4 x steps; the same noise for every column), mean over seeds, "
+             "with AE-OT's (no ODE) in the last column.", ""]
+    sweep_steps = sorted({row["ode_steps"] for r in ok for row in r.get("ode_sweep", [])})
+    fig, axes = plt.subplots(2, len(dists), figsize=(3.2 * len(dists), 5.6), squeeze=False)
+    for j, dist in enumerate(dists):
+        aeot = [r["between_modes_fraction"] for r in ok if r["model"] == "aeot" and r["dist"] == dist
+                and "between_modes_fraction" in r]
+        lines += [f"### {dist}", "", "| flow | " + " | ".join(f"{s} steps" for s in sweep_steps) + " | AE-OT |",
+                  "|---" * (len(sweep_steps) + 2) + "|"]
+        for i, flow in enumerate(flows):
+            recs = [r for r in ok if r["model"] == flow and r["dist"] == dist and r.get("ode_sweep")]
+            cells = []
+            for s in sweep_steps:
+                vals = [row["between_modes_fraction"] for r in recs for row in r["ode_sweep"] if row["ode_steps"] == s]
+                cells.append(f"{100 * np.mean(vals):.1f}" if vals else "—")
+            lines.append(f"| {flow} | " + " | ".join(cells) + f" | {100 * np.mean(aeot):.1f} |" if aeot else
+                         f"| {flow} | " + " | ".join(cells) + " | — |")
+            if recs:
+                nfe = [row["nfe"] for row in recs[0]["ode_sweep"]]
+                between = [np.mean([r["ode_sweep"][k]["between_modes_fraction"] for r in recs]) for k in range(len(nfe))]
+                axes[0, j].plot(nfe, 100 * np.asarray(between), marker="o", ms=3, label=flow, color=f"C{i}")
+            for r in recs:  # learning curves, one line per seed
+                curve = _read_curve(r)
+                pts = [(c["step"], 100 * c["between_modes_fraction"]) for c in curve if "between_modes_fraction" in c]
+                if pts:
+                    axes[1, j].plot(*zip(*pts), marker="o", ms=2, lw=0.8, color=f"C{i}",
+                                    label=flow if r is recs[0] else None)
+        for ax in axes[:, j]:
+            if aeot:
+                ax.axhline(100 * np.mean(aeot), ls="--", color="k", lw=0.8, label="AE-OT")
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        axes[0, j].set_title(dist, fontsize=10)
+        axes[0, j].set_xlabel("velocity evaluations (NFE)", fontsize=8)
+        axes[1, j].set_xlabel("training step", fontsize=8)
+        lines.append("")
+    axes[0, 0].set_ylabel("% between modes", fontsize=9)
+    axes[1, 0].set_ylabel("% between modes", fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("flows: samples between modes against ODE resolution (top) and training (bottom)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    save_figure(fig, fig_path, dpi=90)
+    lines += [f"![bridges]({fig_path.name})", ""]
+    return lines
+
+
+def _read_curve(record: dict) -> list[dict]:
+    path = Path(record.get("out", "")) / "curves.json"
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 # metric -> (label, tolerance): the replay "does as well" when within this of the real row
@@ -349,14 +423,17 @@ def _mnist_figure(records: list[dict], models: list[str], path: Path,
 
 
 def write_mnist_report(records: list[dict], models: list[str], report_dir: Path, command: str,
-                       budget: str = "", controls: list[dict] = ()) -> Path:
+                       budget: str = "", controls: list[dict] = (), dataset: str = "mnist") -> Path:
+    """``mnist.md`` (or ``fashion.md``): class coverage, FID, novelty of each model beside the controls."""
     report_dir = Path(report_dir)
-    lines = _header("MNIST class coverage: AE-OT vs the GAN family", command)
+    title = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[dataset]
+    lines = _header(f"{title} class coverage: AE-OT vs the GAN family and latent flows", command)
     acc = next((r.get("classifier_test_accuracy") for r in records if r["status"] == "ok"), None)
     floor = next((r.get("fid_train_vs_test") for r in records if r["status"] == "ok"), None)
-    lines += ["Each model generates digits that the project's CNN classifier "
-              f"(`scripts/train_mnist_classifier.py`, test accuracy {acc:.4f})" if acc is not None else
-              "Each model generates digits that the project's CNN classifier (`scripts/train_mnist_classifier.py`)",
+    lines += [f"Each model generates {title} images that the project's CNN classifier of that dataset "
+              f"(`scripts/train_mnist_classifier.py --dataset {dataset}`, test accuracy {acc:.4f})" if acc is not None
+              else f"Each model generates {title} images that the project's CNN classifier "
+                   f"(`scripts/train_mnist_classifier.py --dataset {dataset}`)",
               "labels. Classes covered: classes predicted at least once (strict: >= 1/4 of the expected share); "
               "KL = KL(class histogram || uniform); FID on the classifier's 128-d penultimate features against "
               "the 10,000 test images (not comparable with Inception FIDs)"
@@ -369,16 +446,18 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
               "is the same test in AE-OT's code space. Control rows, scored by the same code: *real* (test digits "
               "5,001-10,000; its FID is against a reference that contains it), *replay* (training digits "
               "resampled), *replay (reconstructions)* (training codes decoded by AE-OT's autoencoder: what "
-              "\"decode the training codes\" scores). Mean ± sample std over seeds; wall time = training + "
-              "generation " + _WALL_TIME_NOTE, ""]
+              "\"decode the training codes\" scores). Latent flows (fm: independent coupling, otcfm: minibatch OT, "
+              "sdfm: semi-discrete OT onto all training codes) train in the code space of the same autoencoder as "
+              "AE-OT and are decoded by it; *NFE* = velocity evaluations of their fixed-step ODE sampler. "
+              "Mean ± sample std over seeds; wall time = training + generation " + _WALL_TIME_NOTE, ""]
     if budget:
         lines += [f"Budget: {budget}", ""]
     lines += ["| model | seeds ok | classes | strict | KL to uniform | FID | precision | recall | % copies | C_T | "
-              "NN ratio | code C_T | % interpolated | wall time (s) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "NN ratio | code C_T | % interpolated | NFE | wall time (s) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     columns = [("classes_covered", 1), ("classes_covered_strict", 1), ("kl_uniform", 4), ("fid", 2),
                ("precision", 3), ("recall", 3), ("feature_copy_fraction_pct", 2), ("feature_data_copying_ct", 1),
-               ("feature_nn_distance_ratio", 2), ("code_data_copying_ct", 1), ("interpolated_pct", 1),
+               ("feature_nn_distance_ratio", 2), ("code_data_copying_ct", 1), ("interpolated_pct", 1), ("nfe", 0),
                ("wall_seconds", 0)]
 
     def with_pct(r):
@@ -429,9 +508,9 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
     lines += ["## Runs", ""] + [
         f"- {r['model']} seed {r['seed']}: `{r['out']}` (configured {r.get('created')}; stage seconds "
         f"{json.dumps(r.get('stage_seconds', {}))})" for r in records if r["status"] == "ok"] + [""]
-    _mnist_figure(records, models, report_dir / "mnist_samples.png")
-    lines += ["## Samples", "", "![generated digits](mnist_samples.png)", ""]
-    path = report_dir / "mnist.md"
+    _mnist_figure(records, models, report_dir / f"{dataset}_samples.png")
+    lines += ["## Samples", "", f"![generated images]({dataset}_samples.png)", ""]
+    path = report_dir / f"{dataset}.md"
     _atomic_text(path, "\n".join(lines))
     return path
 
