@@ -122,7 +122,7 @@ class MnistConfig:
     gan_steps: int = option(2000, "GAN generator updates", preset_default=True)
     # latent flows
     flow_steps: int | None = option(None, "latent flows: training steps (default otgen.generators.flow's "
-                                    "images preset, 50,000)", preset_default=True)
+                                    "images preset, 20,000)", preset_default=True)
 
     # Fields that may change between runs in one run directory without invalidating it.
     RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out", "overwrite")
@@ -506,7 +506,9 @@ def stage_train_flow(rd, cfg: MnistConfig) -> float:
         raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
     flow = _flow(cfg).fit(rd.load_array(LATENTS_FILE), _keys(cfg.seed)["gan"], rd.file(FLOW_DIR))
     info = flow.info()
-    rd.write_json(GENERATION_FILE, {k: info[k] for k in ("coupling", "ode_method", "ode_steps", "nfe")})
+    # the flow's sampler and, for sdfm, its coupling's own verdict (converged or not, chi2, stop reason)
+    rd.write_json(GENERATION_FILE, {k: v for k, v in info.items() if k in ("coupling", "ode_method", "ode_steps", "nfe")
+                                    or k.startswith("ot_") and k != "ot_notes"})
     _log(cfg, f"train-flow: {cfg.model} trained for {info['steps']} steps ({info['train_seconds']:.0f} s)"
               + (f"; semi-discrete coupling: {flow.bmap.diagnostics.summary()}" if flow.bmap is not None else ""))
     return info["train_seconds"] + info.get("ot_seconds", 0.0)
