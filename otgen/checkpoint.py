@@ -24,7 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write", "array_fingerprint"]
+__all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write", "array_fingerprint",
+           "check_training_metadata"]
 
 _MANIFEST = "__manifest__"
 _UMASK = os.umask(0o022)  # read the process umask (os.umask can only read it by setting it) ...
@@ -42,6 +43,26 @@ def array_fingerprint(x: np.ndarray) -> str:
     h.update(str(x.shape).encode())
     h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
+
+
+def check_training_metadata(path, meta: dict, *, kind: str, what: str, config: dict,
+                            data_digest: str | None) -> None:
+    """Refuse to resume a training checkpoint of another kind, configuration or data set.
+
+    ``meta`` is the checkpoint's metadata with ``kind``, ``config`` and ``data`` (the training
+    set's :func:`array_fingerprint`); ``config`` the current run's comparable settings.
+    """
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path} is not a {what} checkpoint (kind {meta.get('kind')!r}); "
+                              "use another run directory")
+    have = meta.get("config", {})
+    diff = sorted(k for k in set(config) | set(have) if config.get(k) != have.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {config.get(k)!r}" for k in diff)
+        raise CheckpointError(f"{path} was written with another configuration ({detail}); "
+                              "use another run directory (otgen toy: --overwrite)")
+    if data_digest is not None and meta.get("data") != data_digest:
+        raise CheckpointError(f"{path} was trained on different data (fingerprint mismatch)")
 
 
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:

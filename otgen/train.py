@@ -65,7 +65,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
+from otgen.checkpoint import CheckpointError, array_fingerprint, check_training_metadata, load_pytree, save_pytree
 from otgen.models.gan import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, ReLUMLP,
                               pack)
 from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss,
@@ -568,19 +568,11 @@ def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict, curve:
 
 
 def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str | None) -> None:
-    if meta.get("kind") != _CHECKPOINT_KIND:
-        raise CheckpointError(f"{path} is not a GAN training checkpoint (kind {meta.get('kind')!r})")
-    if meta.get("model") != cfg.model:
+    if meta.get("kind") == _CHECKPOINT_KIND and meta.get("model") != cfg.model:
         raise CheckpointError(f"{path} was written by model {meta.get('model')!r}, not {cfg.model!r}; "
                               "use another run directory (otgen toy: --overwrite)")
-    want, have = cfg.compatibility_dict(), meta.get("config", {})
-    diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-    if diff:
-        detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {want.get(k)!r}" for k in diff)
-        raise CheckpointError(f"{path} was written with another configuration ({detail}); "
-                              "use another run directory (otgen toy: --overwrite)")
-    if data_digest is not None and meta.get("data") != data_digest:
-        raise CheckpointError(f"{path} was trained on different data (fingerprint mismatch)")
+    check_training_metadata(path, meta, kind=_CHECKPOINT_KIND, what="GAN training", config=cfg.compatibility_dict(),
+                            data_digest=data_digest)
 
 
 def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANState, dict, dict]:

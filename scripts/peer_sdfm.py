@@ -75,11 +75,19 @@ def ott_as_map(out, targets: np.ndarray) -> BrenierMap:
                       source=Gaussian(y.shape[1]))
 
 
-def check_same_pairs(out, bmap: BrenierMap, n: int = 4096) -> float:
-    """Fraction of OTT's own hard-assignment pairs that our map reproduces (must be ~1)."""
+def check_same_pairs(out, bmap: BrenierMap, n: int = 4096) -> tuple[float, float]:
+    """(fraction of OTT's own hard-assignment pairs our map reproduces, the largest float64 score gap
+    between the two cells chosen where they differ).  Both compute in float32, OTT as g - |x - y|^2,
+    we as <x, y> + h, so a point within round-off of a cell boundary may fall either way; anything
+    else would mean the conversion is wrong."""
     sampled = out.sample(jax.random.key(123), n)
-    x = np.asarray(sampled.geom.x)
-    return float(np.mean(np.asarray(bmap.assign(x)) == np.asarray(sampled.paired_indices[1])))
+    x = np.asarray(sampled.geom.x, np.float64)
+    ours, theirs = np.asarray(bmap.assign(x.astype(np.float32))), np.asarray(sampled.paired_indices[1])
+    y, h = np.asarray(bmap.targets, np.float64), np.asarray(bmap.h, np.float64)
+    differ = ours != theirs
+    score = lambda idx: np.sum(x[differ] * y[idx[differ]], axis=1) + h[idx[differ]]  # noqa: E731
+    gap = float(np.max(np.abs(score(ours) - score(theirs)))) if differ.any() else 0.0
+    return float(np.mean(~differ)), gap
 
 
 def train_and_score(workdir: Path, whitening, bmap, data, toy, steps: int, seed: int) -> dict:
@@ -125,16 +133,17 @@ def main(argv=None) -> int:
     for setting in OTT_SETTINGS:
         out, seconds = solve_ott(targets, setting, key)
         bmap = ott_as_map(out, targets)
-        agree = check_same_pairs(out, bmap)
-        if agree < 0.999:
-            raise AssertionError(f"OTT's pairs and the converted map disagree on {100 * (1 - agree):.2f}% of points")
+        agree, gap = check_same_pairs(out, bmap)
+        if gap > 1e-4:
+            raise AssertionError(f"OTT's pairs and the converted map disagree on {100 * (1 - agree):.2f}% of points, "
+                                 f"by up to {gap:.3g} in score: not round-off")
         err = independent_error(bmap, check_key, 1 << 20)
         label = f"OTT-JAX {setting['optimizer']} lr {setting['lr']:g}, batch {setting['batch_size']}, " \
                 f"{setting['iterations']} it."
         rows.append({"coupling": label, "ot_seconds": seconds, "chi2": err.chi2, "l1": err.l1, "map": bmap,
-                     "whitening": whitening, "pairs_agree": agree})
-        print(f"{label}: chi2 {err.chi2:.4g} (L1 {err.l1:.4f}) in {seconds:.1f} s; pairs agree {agree:.4f}",
-              flush=True)
+                     "whitening": whitening, "pairs_agree": agree, "pairs_max_tie_gap": gap})
+        print(f"{label}: chi2 {err.chi2:.4g} (L1 {err.l1:.4f}) in {seconds:.1f} s; pairs agree {agree:.4f} "
+              f"(differing ones within {gap:.2g} of a tie)", flush=True)
     best_ott = min(rows[1:], key=lambda r: r["chi2"])
     with tempfile.TemporaryDirectory() as tmp:
         for row in (rows[0], best_ott):

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
+from otgen.checkpoint import CheckpointError, array_fingerprint, check_training_metadata, load_pytree, save_pytree
 from otgen.models.ode import STAGES, integrate, nfe
 from otgen.models.velocity import VelocityMLP
 
@@ -195,17 +195,8 @@ class Flow:
         from otgen.generators.aeot import Whitening
 
         _, meta = load_pytree(path)
-        if meta.get("kind") != _KIND:
-            raise CheckpointError(f"{path} is not a flow-matching checkpoint (kind {meta.get('kind')!r}); "
-                                  "use another run directory")
-        want, have = self.config.compatibility_dict(), meta.get("config", {})
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        if diff:
-            detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {want.get(k)!r}" for k in diff)
-            raise CheckpointError(f"{path} was written with another configuration ({detail}); "
-                                  "use another run directory (otgen toy: --overwrite)")
-        if digest is not None and meta.get("data") != digest:
-            raise CheckpointError(f"{path} was trained on different data (fingerprint mismatch)")
+        check_training_metadata(path, meta, kind=_KIND, what="flow-matching", config=self.config.compatibility_dict(),
+                                data_digest=digest)
         dim = int(meta.get("dim", -1)) if dim is None else dim
         if int(meta.get("dim", -1)) != dim or dim < 1:
             raise CheckpointError(f"{path} holds a flow in dimension {meta.get('dim')}, not {dim}")
