@@ -38,8 +38,8 @@ __all__ = ["RunSpec", "TOY_MODELS", "DEFAULT_TOY_DISTS", "PUBLISHED_TOY", "PUBLI
            "plan", "execute", "collect_toy", "write_toy_report", "collect_mnist", "write_mnist_report",
            "write_stacked_report", "add_arguments", "main"]
 
-TOY_MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
 FLOW_MODELS = ("fm", "otcfm", "sdfm")
+TOY_MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4") + FLOW_MODELS
 DEFAULT_TOY_DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 MNIST_QUICK_MODELS = ("aeot", "gan", "pacgan2")  # wgan-gp (1.4 steps/s) would not fit the 30 min
 ERROR_FILE = "compare_error.json"
