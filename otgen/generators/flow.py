@@ -166,7 +166,6 @@ class Flow:
         self.train_seconds = 0.0
         self.ot_seconds = 0.0
         self.data_digest = ""
-        self._sampler = None
 
     @property
     def name(self) -> str:
@@ -301,7 +300,6 @@ class Flow:
                 bar.update(n)
                 bar.set_postfix(loss=f"{losses.mean():.4f}")
                 if self.evaluate is not None and step in eval_at and all(r["step"] != step for r in self.curve):
-                    self._sampler = None
                     self.curve.append({"step": step, **self.evaluate(self)})
                     self._save(workdir)
                     last_saved = step
@@ -316,7 +314,6 @@ class Flow:
             bar.close()
         if last_saved != step or (ckpt is not None and not ckpt.exists()):
             self._save(workdir)
-        self._sampler = None
         return self
 
     # -- sampling ------------------------------------------------------------------
@@ -333,7 +330,7 @@ class Flow:
         steps = int(ode_steps or self.config.ode_steps)
         method = ode_method or self.config.ode_method
         x0 = jax.random.normal(key, (int(n), self.net.dim))
-        x1 = _integrate_jit(self.net, params, x0, steps, method)
+        x1 = _integrator(self.net, steps, method)(params, x0)
         out = self.whitening.invert(np.asarray(x1))
         if not np.all(np.isfinite(out)):
             raise FlowDivergedError(f"{self.name}: the ODE solve produced non-finite samples "
@@ -387,19 +384,10 @@ def _draw(pair_key, first: int, n_steps: int, batch: int, dim: int, n_data: int)
     return jax.vmap(one)(first + 1 + jnp.arange(n_steps))
 
 
-def _integrate_jit(net, params, x0, steps: int, method: str):
-    return _integrator(net, steps, method)(params, x0)
-
-
-_INTEGRATORS: dict = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _integrator(net, steps: int, method: str):
-    k = (net, steps, method)
-    if k not in _INTEGRATORS:
-        _INTEGRATORS[k] = jax.jit(lambda p, x: integrate(lambda z, t: net.apply(p, z, t), x, steps=steps,
-                                                         method=method))
-    return _INTEGRATORS[k]
+    """The jit-compiled ODE sampler of ``net`` (params, x0) -> x1, one per (network, steps, method)."""
+    return jax.jit(lambda p, x: integrate(lambda z, t: net.apply(p, z, t), x, steps=steps, method=method))
 
 
 def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
