@@ -10,8 +10,8 @@
     estimate: scipy's Owen-scrambled Sobol points (not our sampler) counted by the
     tiled kernel.
 
-(c) large K (chi2, the measure that can be certified there): the default fit (stochastic
-    Newton above 3,000 targets in d > 4) vs the AE-OT (pyOMT) recipe *from the same Voronoi
+(c) large K (chi2, the measure that can be certified there): the default fit (averaged
+    SGD above 3,000 targets in d > 4) vs the AE-OT (pyOMT) recipe *from the same Voronoi
     start*, each given the same wall-time budget, on a 16-d Gaussian problem (K = 10,000,
     targets 1.5 N(0, I)) and, with ``--codes``, on real autoencoder codes (e.g. MNIST quick's
     ``latents.npy``, K = 60,000, whitened as the pipeline does).  The chi2 of each final map

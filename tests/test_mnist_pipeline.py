@@ -172,7 +172,8 @@ def test_tiny_end_to_end_and_resume(tmp_path):
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
 def test_tiny_gan_baseline_through_the_same_command(tmp_path):
     out = tmp_path / "gan"
-    cfg = exp.make_config("quick", model="gan", out=str(out), data_dir=str(REAL_MNIST), limit=100, gan_steps=3,
+    cfg = exp.make_config("quick", model="pacgan2", out=str(out), data_dir=str(REAL_MNIST), limit=100,
+                          gan_steps=3,
                           n_samples=30, evaluate=False, progress=False)
     res = exp.run(cfg)
     assert res["ran"] == ["train-gan", "generate"]

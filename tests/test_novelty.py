@@ -39,14 +39,17 @@ def test_copier_truth_and_blur_get_their_known_verdicts(name):
     assert abs(np.mean(cts)) < 2
 
 
-def test_threshold_zero_aeot_is_flagged_as_a_copier():
+def test_threshold_zero_aeot_is_flagged_as_a_copier(tmp_path):
     from otgen.generators.aeot import AEOT, ExtensionOptions
 
     toy, train, held, _ = _sets("ring8", 0)
-    pure = AEOT(extension=ExtensionOptions(angle_threshold=0.0)).fit(train, jax.random.key(1), progress=False)
+    pure = AEOT(extension=ExtensionOptions(angle_threshold=0.0)).fit(train, jax.random.key(1), tmp_path,
+                                                                     progress=False)
     r = novelty(pure.sample(jax.random.key(2), 2500), train, held)
     assert r["copy_fraction"] > 0.99 and r["data_copying_ct"] < -5
-    default = AEOT().fit(train, jax.random.key(1), progress=False)
+    # the same map and extension (saved in tmp_path; the threshold changes no estimate) at the default threshold
+    default = AEOT().fit(train, jax.random.key(1), tmp_path, progress=False)
+    assert default.resumed == ("fit-ot", "extend")
     r = novelty(default.sample(jax.random.key(2), 2500), train, held)
     assert r["copy_fraction"] < 0.01  # the piecewise-linear extension makes new points
     assert r["data_copying_ct"] > -4.5  # measured -3.3 (fresh data ~0): closer than fresh data, not a replay

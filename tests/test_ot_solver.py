@@ -260,11 +260,13 @@ def test_d32_small_converges():
 @pytest.mark.slow
 def test_d32_k10000_converges():
     """The stated high-dimensional case: K = 10,000 uniform targets in [0,1]^32.  The default there is
-    stochastic Newton on chi2 (tol 0.01: a 10% RMS relative cell-mass error, L1 <= 0.1)."""
+    averaged SGD on chi2 (tol 0.01: a 10% RMS relative cell-mass error, L1 <= 0.1)."""
     from otgen.ot.problems import independent_error
 
     y = jax.random.uniform(jax.random.PRNGKey(0), (10_000, 32))
     bmap = SemiDiscreteOT(UniformBox(32), y).fit(jax.random.PRNGKey(1), tol=0.01, progress=False)
     assert bmap.diagnostics.converged and bmap.diagnostics.metric == "chi2"
     chk = independent_error(bmap, jax.random.PRNGKey(2), 1 << 23)
-    assert chk.chi2 <= 0.01 + 3 * 2 * np.sqrt(10_000) / chk.num_samples  # + 3 x the check's own noise
+    cert = bmap.diagnostics.as_metrics()
+    # within the certificate's own noise and 3 x the check's
+    assert chk.chi2 <= 0.01 + 3 * (cert["ot_noise_chi2"] + 2 * np.sqrt(10_000) / chk.num_samples)

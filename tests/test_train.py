@@ -180,6 +180,7 @@ def test_published_hyperparameters():
     assert GANConfig.for_toy("gan", batch_size=500).batch_size == 500
 
 
+@pytest.mark.slow  # the default suite trains a tiny MNIST pacgan2 through `otgen mnist` (test_mnist_pipeline)
 def test_mnist_pacgan_trains_and_samples_images(tmp_path):
     cfg = GANConfig.for_mnist("pacgan2", steps=2, batch_size=4, conv_dim=4, log_every=1)
     images = np.random.default_rng(0).uniform(size=(16, 28, 28, 1)).astype(np.float32)

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
-from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, stochastic_newton
+from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
-OPTIMIZERS = ("auto", "newton", "stochastic", "aeot")
+OPTIMIZERS = ("auto", "newton", "averaged", "aeot")
 
 __all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity",
            "WHITENING_FILE", "MAP_FILE", "EXTENSION_FILE"]
@@ -113,8 +113,8 @@ class OTOptions:
     source: str = "uniform"  # "uniform" (unit cube, as AE-OT) or "gaussian" (standard normal)
     whiten: bool = True  # solve on PCA-whitened codes placed on the source's support (see fit_whitening)
     optimizer: str = "auto"  # "auto" (the solver's default: damped Newton for small K or d <= 4,
-    #                          stochastic Newton on chi2 above), "newton", "stochastic" or "aeot" (pyOMT's Adam)
-    tol: float = 0.02  # stop at estimated error <= tol (L1; chi2 for the stochastic optimizer)
+    #                          averaged SGD on chi2 above), "newton", "averaged" or "aeot" (pyOMT's Adam)
+    tol: float = 0.02  # stop at estimated error <= tol (L1; chi2 for the averaged optimizer)
     max_steps: int | None = None  # None: the optimizer's own cap
     batch_size: int | None = None  # Monte-Carlo samples per step (optimizer default if None)
     lr: float = 2e-2  # aeot recipe only
@@ -147,7 +147,7 @@ class OTOptions:
             return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, **steps,
                                init_h="zero" if self.init_h == "auto" else self.init_h, sampling=self.sampling)
         opt = {"auto": solver.default_optimizer, "newton": damped_newton,
-               "stochastic": stochastic_newton}[self.optimizer]()
+               "averaged": averaged_sgd}[self.optimizer]()
         start = {"init_h": self.init_h} if self.init_h != "auto" else {}
         return dataclasses.replace(opt, **start, **steps)
 

@@ -6,12 +6,12 @@
 
 from otgen.ot.brenier import BrenierMap, Diagnostics
 from otgen.ot.measures import Gaussian, Sampler, UniformBox
-from otgen.ot.optim import aeot_recipe, damped_newton, stochastic_newton
+from otgen.ot.optim import aeot_recipe, damped_newton, averaged_sgd
 from otgen.ot.scores import assign_cells, cell_counts, cell_masses, top_k_cells
 from otgen.ot.sharding import make_mesh
 from otgen.ot.solver import NotConvergedError, NotConvergedWarning, SemiDiscreteOT
 
 __all__ = [
     "SemiDiscreteOT", "NotConvergedWarning", "NotConvergedError", "BrenierMap", "Diagnostics", "UniformBox", "Gaussian", "Sampler",
-    "damped_newton", "stochastic_newton", "aeot_recipe", "assign_cells", "cell_counts", "cell_masses", "top_k_cells", "make_mesh",
+    "damped_newton", "averaged_sgd", "aeot_recipe", "assign_cells", "cell_counts", "cell_masses", "top_k_cells", "make_mesh",
 ]

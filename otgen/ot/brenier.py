@@ -39,6 +39,9 @@ class Diagnostics(NamedTuple):
     ``stop_reason``: "converged", "max_steps", "time_budget", "noise_floor" or "callback";
     ``notes``: every fallback and safeguard that fired (start chosen, steps rejected...).
     ``metric``: what ``tol`` bounds ("l1" or "chi2"); ``noise_chi2``: the chi2 estimate's noise.
+    ``check_*``: checks of a point other than the iterate (the averaged SGD's average) on fresh
+    samples, made after step ``check_step``; ``best_check`` >= 0: the returned heights are that
+    check's point (its figures are the returned heights' estimated error).
     """
 
     l1_error: tuple[float, ...] = ()
@@ -57,10 +60,19 @@ class Diagnostics(NamedTuple):
     notes: tuple[str, ...] = ()
     metric: str = "l1"
     noise_chi2: tuple[float, ...] = ()
+    check_step: tuple[int, ...] = ()
+    check_l1: tuple[float, ...] = ()
+    check_chi2: tuple[float, ...] = ()
+    check_noise_chi2: tuple[float, ...] = ()
+    check_samples: tuple[int, ...] = ()
+    check_time: tuple[float, ...] = ()
+    best_check: int = -1
 
     @property
     def final_l1(self) -> float:
         """Estimated L1 error of the returned heights (``nan`` for an empty history)."""
+        if self.best_check >= 0:
+            return self.check_l1[self.best_check]
         if not self.l1_error:
             return float("nan")
         return self.l1_error[self.best_step if self.best_step >= 0 else -1]
@@ -68,6 +80,8 @@ class Diagnostics(NamedTuple):
     @property
     def final_error(self) -> float:
         """The returned heights' estimated error in the fit's ``metric``."""
+        if self.best_check >= 0:
+            return (self.check_chi2 if self.metric == "chi2" else self.check_l1)[self.best_check]
         seq = self.chi2 if self.metric == "chi2" else self.l1_error
         if not seq:
             return float("nan")
@@ -78,17 +92,24 @@ class Diagnostics(NamedTuple):
         error and noise, chi2, steps, stop reason and every fallback note."""
         i = self.best_step if self.best_step >= 0 else -1
         pick = (lambda seq: seq[i] if seq else None)
-        return {f"{prefix}converged": bool(self.converged), f"{prefix}l1_error": pick(self.l1_error),
-                f"{prefix}noise_l1": pick(self.noise_l1), f"{prefix}chi2": pick(self.chi2),
-                f"{prefix}noise_chi2": pick(self.noise_chi2), f"{prefix}metric": self.metric,
-                f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
-                f"{prefix}seconds": self.wall_time[-1] if self.wall_time else None,
+        c = self.best_check
+        seconds = max(self.wall_time[-1:] + self.check_time[-1:], default=None)
+        return {f"{prefix}converged": bool(self.converged),
+                f"{prefix}l1_error": self.check_l1[c] if c >= 0 else pick(self.l1_error),
+                f"{prefix}noise_l1": None if c >= 0 else pick(self.noise_l1),
+                f"{prefix}chi2": self.check_chi2[c] if c >= 0 else pick(self.chi2),
+                f"{prefix}noise_chi2": self.check_noise_chi2[c] if c >= 0 else pick(self.noise_chi2),
+                f"{prefix}returned": "average" if c >= 0 else "iterate",
+                f"{prefix}metric": self.metric, f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
+                f"{prefix}seconds": seconds,
                 f"{prefix}stop_reason": self.stop_reason, f"{prefix}notes": list(self.notes)}
 
     def summary(self) -> str:
         """One line: "converged (L1 0.0081 <= tol 0.01, 7 steps)" or why not."""
         n, tol = len(self.l1_error), "?" if self.tol is None else f"{self.tol:g}"
         name = "chi2" if self.metric == "chi2" else "L1"
+        if self.best_check >= 0:
+            name += " of the average"
         if self.converged:
             return f"converged ({name} {self.final_error:.4g} <= tol {tol}, {n} steps)"
         return (f"not converged ({name} {self.final_error:.4g} > tol {tol} after {n} steps; "
