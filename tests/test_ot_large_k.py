@@ -102,3 +102,14 @@ def test_bad_options_are_refused():
     for bad in (dict(step=0.0), dict(max_move=-1.0), dict(gamma=-1.0), dict(check_growth=1.0), dict(metric="l1")):
         with pytest.raises(ValueError):
             averaged_sgd(**bad)
+
+
+def test_a_reachable_chi2_tol_draws_no_up_front_warning():
+    # averaged SGD's steps are small (2^16), but its checks grow to whatever certifies tol: no "out of reach"
+    import warnings
+
+    problem = SemiDiscreteOT(Gaussian(16), _targets(DISCRETE_MAX_K + 1, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bmap = problem.fit(jax.random.key(0), tol=0.0025, max_steps=1, progress=False, warn=False)
+    assert not any("out of reach" in n for n in bmap.diagnostics.notes)

@@ -501,10 +501,12 @@ class SemiDiscreteOT:
             raise ValueError(f"batch_size must be >= 2, got {n}")
         t0 = time.perf_counter()
         notes = []
-        floor = self._noise_floor(metric, getattr(opt, "max_batch_size", n))
+        # the largest estimate the optimizer makes: its steps' largest sample, or its checks' (averaged SGD)
+        largest = getattr(opt, "max_check_samples", getattr(opt, "max_batch_size", n))
+        floor = self._noise_floor(metric, largest)
         if floor > tol:  # Monte-Carlo noise alone exceeds tol (RQMC does better, but not 3x in high d)
             note = (f"tol {tol:g} on {metric} is likely out of reach: at the largest sample "
-                    f"({getattr(opt, 'max_batch_size', n)}) the Monte-Carlo noise of the estimate is ~{floor:.3g} "
+                    f"({largest}) the Monte-Carlo noise of the estimate is ~{floor:.3g} "
                     f"(RQMC may do better); fit(metric='chi2') can be certified at any K")
             notes.append(note)
             if warn:
