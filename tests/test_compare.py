@@ -165,6 +165,10 @@ def test_mnist_report_from_run_directories(tmp_path):
     assert "blind to copying: classes, KL, FID, precision." in report
     assert "AE-OT novelty: C_T -1.0 in classifier features, -2.0 in code space, 0.10% copies -> not flagged" in report
     assert "| 90.0 ± 0.0 |" in report  # % interpolated
+    # Fashion-MNIST's report says images, not digits
+    reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls, dataset="fashion")
+    report = (tmp_path / "fashion.md").read_text()
+    assert "| *real* (test images 5,001-10,000) | 1/1 | 10.0 |" in report and "digits" not in report
 
 
 def test_stacked_report_from_run_directories(tmp_path):

@@ -450,6 +450,8 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
               "sdfm: semi-discrete OT onto all training codes) train in the code space of the same autoencoder as "
               "AE-OT and are decoded by it; *NFE* = velocity evaluations of their fixed-step ODE sampler. "
               "Mean ± sample std over seeds; wall time = training + generation " + _WALL_TIME_NOTE, ""]
+    noun = "digits" if dataset == "mnist" else "images"  # Fashion-MNIST holds clothes, not digits
+    lines = [line.replace("digits", noun) for line in lines]
     if budget:
         lines += [f"Budget: {budget}", ""]
     lines += ["| model | seeds ok | classes | strict | KL to uniform | FID | precision | recall | % copies | C_T | "
@@ -465,7 +467,8 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
                              ("interpolated_fraction", "interpolated_pct")))
 
     for c in controls:
-        lines.append(_table_row(_CONTROL_LABELS.get(c["model"], c["model"]), [with_pct(c)], columns))
+        lines.append(_table_row(_CONTROL_LABELS.get(c["model"], c["model"]).replace("digits", noun), [with_pct(c)],
+                                columns))
     verdict = []
     for model in models:
         recs = [with_pct(r) for r in records if r["model"] == model]
@@ -495,7 +498,7 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
                                             ("recall", "recall", 1))
              if _control_beats_real(controls, key, better)]
     if blind:
-        verdict.append("Scored at least as well by a replay of the training set as by real held-out digits, so "
+        verdict.append("Scored at least as well by a replay of the training set as by real held-out " + noun + ", so "
                        f"blind to copying: {', '.join(blind)}.")
     lines += ["", "## What the numbers say", ""] + [f"- {v}" for v in verdict] + [""]
     fails = [r for r in records if r["status"] == "failed"]
