@@ -431,7 +431,7 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
     if diag.l1_error:
         verdict = diag.as_metrics()
         _log(cfg, f"fit-ot: {len(z)} codes, {diag.summary()}; estimated chi2 "
-                  f"{verdict['ot_chi2']:.3g}, noise {verdict['ot_noise_l1']:.3f}"
+                  f"{verdict['ot_chi2']:.3g}, noise {verdict['ot_noise_chi2']:.2g} (of the {verdict['ot_returned']})"
                   + "".join(f"\n  note: {n}" for n in diag.notes))
 
 

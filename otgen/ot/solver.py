@@ -533,7 +533,7 @@ class SemiDiscreteOT:
         hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n", "chi2", "step", "noise_chi2")}
         converged, reason = False, "max_steps"
         best_h, best_step, best_err, best_check = h, 0, float("inf"), -1
-        checks = {k: [] for k in ("step", "l1", "chi2", "noise_chi2", "n", "time")}
+        checks = {k: [] for k in ("step", "l1", "noise_l1", "chi2", "noise_chi2", "n", "time")}
         show = sys.stderr.isatty() if progress is None else bool(progress)
         from tqdm.auto import tqdm
 
@@ -550,7 +550,8 @@ class SemiDiscreteOT:
                 return False
             key, k_c = jax.random.split(key)
             est_c = self._estimate(k_c, h_c, n_c, sampling=sampling)
-            for name, v in (("step", step), ("l1", float(est_c.l1)), ("chi2", float(est_c.chi2)),
+            for name, v in (("step", step), ("l1", float(est_c.l1)), ("noise_l1", float(est_c.noise_l1)),
+                            ("chi2", float(est_c.chi2)),
                             ("noise_chi2", float(est_c.noise_chi2)), ("n", est_c.num_samples),
                             ("time", time.perf_counter() - t0)):
                 checks[name].append(v)
@@ -636,7 +637,8 @@ class SemiDiscreteOT:
         diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
                            tuple(hist["time"]), tuple(hist["n"]), converged, opt.name, tuple(hist["chi2"]),
                            tuple(hist["step"]), best_step, reason, float(tol), tuple(notes), metric,
-                           tuple(hist["noise_chi2"]), *(tuple(checks[k]) for k in checks), best_check)
+                           tuple(hist["noise_chi2"]), best_check=best_check,
+                           **{f"check_{'samples' if k == 'n' else k}": tuple(v) for k, v in checks.items()})
         bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
         if self.mesh is None and self._y is self.targets:  # same frame: hand over the padded blocks, no copy
             bmap._blocks = (h_out, self.targets, scores.with_heights(self._blocks, h_out))
