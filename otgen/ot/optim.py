@@ -314,11 +314,8 @@ class AveragedSGD:
         return h_new, state._replace(h_avg=h_avg, steps=t, n_seen=state.n_seen + est.num_samples), self.step
 
     def check_size(self, k: int, tol: float) -> int:
-        """Samples of a check: the smallest power of two whose chi2 noise at ``tol`` is <= stop_noise * tol."""
-        n = 1 << 12
-        while n < self.max_check_samples and chi2_noise_at(tol, k, n) > self.stop_noise * tol:
-            n *= 2
-        return n
+        """Samples of a check: enough to certify ``tol`` (:func:`certify_samples`), at most max_check_samples."""
+        return certify_samples(tol, k, self.stop_noise, self.max_check_samples)
 
     def candidate(self, state: AveragedState, k: int, tol: float, final: bool = False):
         """(state, h, samples): the average to check on fresh samples now, or (state, None, 0)."""
@@ -343,6 +340,15 @@ class AveragedSGD:
 def _jacobi_step(h, w, nu, length, max_move):
     d = jnp.clip(-length * (w - nu) / nu, -max_move, max_move)
     return _recentre(h + d)
+
+
+def certify_samples(tol: float, k: int, stop_noise: float = 1.0 / 3.0, cap: int = 1 << 24) -> int:
+    """The smallest power of two (>= 2^12, <= cap) of i.i.d. samples whose chi2 noise at ``tol`` is
+    <= stop_noise * tol: what a check that certifies ``tol`` needs."""
+    n = 1 << 12
+    while n < cap and chi2_noise_at(tol, k, n) > stop_noise * tol:
+        n *= 2
+    return n
 
 
 def chi2_noise_at(chi2: float, k: int, n: int) -> float:
