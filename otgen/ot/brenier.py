@@ -97,7 +97,9 @@ class Diagnostics(NamedTuple):
         seconds = max(self.wall_time[-1:] + self.check_time[-1:], default=None)
         return {f"{prefix}converged": bool(self.converged),
                 f"{prefix}l1_error": self.check_l1[c] if c >= 0 else pick(self.l1_error),
-                f"{prefix}noise_l1": self.check_noise_l1[c] if c >= 0 else pick(self.noise_l1),
+                # (maps saved before check_noise_l1 existed lack it)
+                f"{prefix}noise_l1": (self.check_noise_l1[c] if c < len(self.check_noise_l1) else None) if c >= 0
+                else pick(self.noise_l1),
                 f"{prefix}chi2": self.check_chi2[c] if c >= 0 else pick(self.chi2),
                 f"{prefix}noise_chi2": self.check_noise_chi2[c] if c >= 0 else pick(self.noise_chi2),
                 f"{prefix}returned": "average" if c >= 0 else "iterate",

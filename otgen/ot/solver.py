@@ -537,7 +537,9 @@ class SemiDiscreteOT:
         show = sys.stderr.isatty() if progress is None else bool(progress)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_steps, disable=not show, desc=f"semi-discrete OT ({opt.name})", leave=False)
+        # a step cap far above what a fit runs (averaged SGD's 100,000) would make tqdm's ETA meaningless
+        bar = tqdm(total=max_steps if max_steps <= 10_000 else None, disable=not show,
+                   desc=f"semi-discrete OT ({opt.name})", leave=False)
         rejected = stalled = 0
         candidate = getattr(opt, "candidate", None)  # optimizers whose output is not their iterate (an average)
 
