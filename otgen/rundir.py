@@ -88,6 +88,13 @@ class RunDir:
         except (ValueError, OSError, EOFError) as e:
             raise ValueError(f"{self.file(name)} is corrupt or not a plain numeric .npy: {e}") from e
 
+    def copy_from(self, source: str | os.PathLike, name: str) -> Path:
+        """Copy the file ``source`` into this directory as ``name``, atomically."""
+        import shutil
+
+        with open(source, "rb") as src:
+            return atomic_write(self.file(name), lambda f: shutil.copyfileobj(src, f))
+
     def write_config(self, config: Any, seed: int | None = None) -> Path:
         """``config.json``: every hyperparameter, the seed, and the package versions."""
         doc = {"config": _jsonable(config), "seed": seed, "versions": package_versions(),

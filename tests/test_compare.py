@@ -227,3 +227,21 @@ def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
         assert rec[k] == pytest.approx(stored[k], rel=1e-6)
     for k in ("modes_captured", "high_quality_fraction", "reverse_kl"):
         assert rec[k] == stored[k]
+
+
+def test_image_flows_decode_through_aeots_autoencoder_of_the_same_seed(tmp_path, monkeypatch):
+    """In an image suite a latent flow takes AE-OT's autoencoder (--ae-from) once AE-OT's run has encoded
+    its codes; GANs never do, and without a finished AE-OT run the flow trains its own."""
+    from otgen.experiments import mnist
+
+    seen = {}
+    monkeypatch.setattr(mnist, "run", lambda cfg: seen.__setitem__(cfg.model, cfg.ae_from))
+    specs = compare.plan("mnist", tmp_path, ["aeot", "sdfm", "gan"], ["quick"], [0])
+    run_one = compare.mnist_runner("quick", None, 50, None, False)
+    for spec in specs:
+        run_one(spec)
+    assert seen == {"aeot": None, "sdfm": None, "gan": None}  # AE-OT's run has not encoded anything yet
+    RunDir(specs[0].out).write_json("stages.json", {"train-ae": {"seconds": 1.0}, "encode": {"seconds": 1.0}})
+    for spec in specs:
+        run_one(spec)
+    assert seen == {"aeot": None, "sdfm": str(specs[0].out), "gan": None}

@@ -168,6 +168,22 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     assert third["ran"] == ["generate"]
     np.testing.assert_array_equal(np.load(out / "samples.npy"), samples)
 
+    # A latent flow takes this run's autoencoder and codes (--ae-from) instead of training its own ...
+    flow_out = tmp_path / "fm"
+    flow = exp.run(tiny_config(flow_out, model="fm", flow_steps=20, n_samples=30, ae_from=str(out)))
+    assert flow["ran"] == list(exp.FLOW_STAGES[:-1])
+    for name in ("autoencoder.npz", "latents.npy"):
+        assert (flow_out / name).read_bytes() == (out / name).read_bytes()
+    stages = json.loads((flow_out / exp.STAGES_FILE).read_text())
+    aeot_stages = json.loads((out / exp.STAGES_FILE).read_text())
+    assert stages["train-ae"]["reused_from"] == str(out)
+    assert stages["train-ae"]["seconds"] == aeot_stages["train-ae"]["seconds"]  # its wall time counts the AE
+    # ... only if that run trained the same autoencoder, and says which setting differs.
+    with pytest.raises(ValueError, match="seed=0.*seed=1"):
+        exp.run(tiny_config(tmp_path / "fm1", model="fm", flow_steps=20, seed=1, ae_from=str(out)))
+    with pytest.raises(ValueError, match="no config.json"):
+        exp.run(tiny_config(tmp_path / "fm2", model="fm", ae_from=str(tmp_path / "nowhere")))
+
 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
 def test_tiny_gan_baseline_through_the_same_command(tmp_path):

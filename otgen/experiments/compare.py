@@ -141,8 +141,15 @@ def mnist_runner(preset: str, data_dir, n_samples: int | None, gan_steps: int | 
         # --gan-steps is the GANs' budget only: the other models' configurations (and run directories)
         # stay the preset's.
         steps = gan_steps if spec.model not in ("aeot",) + FLOW_MODELS else None
+        # A latent flow decodes through AE-OT's autoencoder of the same seed when that run has one: the
+        # comparison then isolates the latent generator, and the suite trains one autoencoder, not four.
+        aeot = spec.out.parent.parent / "aeot" / spec.out.name
+        stages = aeot / "stages.json"
+        ae_from = (str(aeot) if spec.model in FLOW_MODELS and stages.exists()
+                   and "encode" in json.loads(stages.read_text()) else None)
         return run(make_config(preset, model=spec.model, dataset=dataset, out=str(spec.out), data_dir=data_dir,
-                               seed=spec.seed, n_samples=n_samples, gan_steps=steps, progress=progress))
+                               seed=spec.seed, n_samples=n_samples, gan_steps=steps, progress=progress,
+                               ae_from=ae_from))
 
     return run_one
 

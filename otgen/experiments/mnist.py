@@ -88,6 +88,9 @@ class MnistConfig:
     evaluate: bool = option(True, "skip the classifier evaluation (metrics.json)", flag="--no-eval")
     progress: bool = option(True, "no progress bars or log lines", flag="--quiet")
     overwrite: bool = option(False, "replace a run directory that holds another configuration")
+    ae_from: str | None = option(None, "take the autoencoder and codes from this run directory instead of training "
+                                 "them (it must hold the same dataset, seed and autoencoder settings; checked)",
+                                 preset_default=True)
     # autoencoder
     ae: AEConfig = AEConfig()
     ae_epochs: int = option(6, "autoencoder epochs", preset_default=True)
@@ -125,7 +128,9 @@ class MnistConfig:
                                     "images preset, 20,000)", preset_default=True)
 
     # Fields that may change between runs in one run directory without invalidating it.
-    RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out", "overwrite")
+    RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out", "overwrite", "ae_from")
+    # The fields the autoencoder and codes depend on: ae_from must agree on every one.
+    AE_FIELDS = ("dataset", "seed", "limit", "ae", "ae_epochs", "ae_batch", "ae_lr")
 
     def __post_init__(self):
         if self.out is None:
@@ -270,11 +275,11 @@ def _peak_rss_mb() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def _record_stage(rd, name: str, seconds: float) -> None:
+def _record_stage(rd, name: str, seconds: float, **extra) -> None:
     """stages.json: wall seconds per stage and the process's peak memory so far (the 4 GB budget)."""
     done = rd.read_json(STAGES_FILE) if rd.has(STAGES_FILE) else {}
     done[name] = {"seconds": round(seconds, 2), "peak_rss_mb_so_far": _peak_rss_mb(),
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
     rd.write_json(STAGES_FILE, done)
 
 
@@ -370,6 +375,36 @@ def stage_train_ae(rd, cfg: MnistConfig, train_u8: np.ndarray) -> float:
                  "recon_split": held_out})
     _log(cfg, f"train-ae: done, {held_out} reconstruction MSE per pixel {test_mse:.5f}")
     return before + time.perf_counter() - t0
+
+
+AE_ARTEFACTS = {"train-ae": (AE_FILE, "reconstruction.json", "reconstruction.png", "ae_loss.png"),
+                "encode": (LATENTS_FILE,)}
+
+
+def adopt_ae_stage(rd, cfg: MnistConfig, stage: str) -> float:
+    """Copy ``stage``'s artefacts (train-ae or encode) from the run directory ``cfg.ae_from``, after
+    checking that it trained the same autoencoder; returns the seconds that run spent on the stage (so a
+    model's wall time still counts its autoencoder)."""
+    from otgen.rundir import RunDir
+
+    src = RunDir(cfg.ae_from)
+    if not src.has("config.json"):
+        raise ValueError(f"--ae-from {cfg.ae_from}: no config.json there")
+    theirs = src.read_json("config.json").get("config", {})
+    ours = cfg.identity()
+    differ = [k for k in MnistConfig.AE_FIELDS if theirs.get(k) != ours[k]]
+    if differ:
+        raise ValueError(f"--ae-from {cfg.ae_from} trained another autoencoder: its "
+                         + ", ".join(f"{k}={theirs.get(k)!r}" for k in differ) + " differ from this run's "
+                         + ", ".join(f"{k}={ours[k]!r}" for k in differ))
+    done = src.read_json(STAGES_FILE) if src.has(STAGES_FILE) else {}
+    if stage not in done or not src.has(AE_ARTEFACTS[stage][0]):
+        raise ValueError(f"--ae-from {cfg.ae_from} has not finished its {stage} stage")
+    for name in AE_ARTEFACTS[stage]:
+        if src.has(name):
+            rd.copy_from(src.file(name), name)
+    _log(cfg, f"{stage}: taken from {cfg.ae_from}")
+    return float(done[stage]["seconds"])
 
 
 def stage_encode(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
@@ -633,6 +668,10 @@ def run(cfg: MnistConfig) -> dict:
             _log(cfg, f"{stage}: already done, skipped")
             continue
         t0 = time.perf_counter()
+        if stage in ("train-ae", "encode") and cfg.ae_from is not None:
+            _record_stage(rd, stage, adopt_ae_stage(rd, cfg, stage), reused_from=str(cfg.ae_from))
+            ran.append(stage)
+            continue
         if stage in ("train-ae", "encode", "train-gan") and train_u8 is None:
             train_u8 = _load_train_images(cfg)
         seconds = None  # the training stages report their time summed over resumed calls
