@@ -29,16 +29,14 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 
 from otgen.data import draw_toy, toys
 from otgen.eval.modes import mode_coverage_for_toy
 from otgen.generators import make
 from otgen.generators.aeot import MAP_FILE, WHITENING_FILE, OTOptions, fit_whitening, solve_latent_ot
-from otgen.ot import BrenierMap, Gaussian
 from otgen.ot.problems import independent_error
+
+import ot_peers  # scripts/ot_peers.py: the peers' solvers read back as our maps
 
 # OTT settings tried (eps = 0): its solver is SGD/Adam on the semi-dual with one fresh batch per step.
 # A 4,000-iteration sweep on ring8 (batch 1024; independent chi2 on 2^18 samples) picked these two:
@@ -49,45 +47,6 @@ OTT_SETTINGS = (
     dict(optimizer="sgd", lr=3e-3, batch_size=1024, iterations=20_000),
 )
 FIELDS = ("modes_captured", "high_quality_fraction", "between_modes_fraction", "reverse_kl")
-
-
-def solve_ott(targets: np.ndarray, setting: dict, key):
-    from ott.geometry.semidiscrete_pointcloud import SemidiscretePointCloud
-    from ott.problems.linear.semidiscrete_linear_problem import SemidiscreteLinearProblem
-    from ott.solvers.linear.semidiscrete import SemidiscreteSolver
-
-    y = jnp.asarray(targets)
-    geom = SemidiscretePointCloud(lambda rng, shape, dtype=None: jax.random.normal(rng, shape), y, epsilon=0.0)
-    prob = SemidiscreteLinearProblem(geom)
-    tx = {"sgd": optax.sgd, "adam": optax.adam}[setting["optimizer"]](setting["lr"])
-    solver = SemidiscreteSolver(num_iterations=setting["iterations"], batch_size=setting["batch_size"],
-                                optimizer=tx)
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(solver(key, prob))
-    return out, time.perf_counter() - t0
-
-
-def ott_as_map(out, targets: np.ndarray) -> BrenierMap:
-    """OTT's potential g as our power-cell heights: argmax_j g_j - |x - y_j|^2 = argmax_j <x, y_j> + h_j."""
-    y = np.asarray(targets, np.float32)
-    h = (np.asarray(out.g, np.float64) - np.sum(y.astype(np.float64) ** 2, axis=1)) / 2
-    return BrenierMap(jnp.asarray(y), jnp.full(len(y), 1.0 / len(y)), jnp.asarray(h - h.mean(), jnp.float32),
-                      source=Gaussian(y.shape[1]))
-
-
-def check_same_pairs(out, bmap: BrenierMap, n: int = 4096) -> tuple[float, float]:
-    """(fraction of OTT's own hard-assignment pairs our map reproduces, the largest float64 score gap
-    between the two cells chosen where they differ).  Both compute in float32, OTT as g - |x - y|^2,
-    we as <x, y> + h, so a point within round-off of a cell boundary may fall either way; anything
-    else would mean the conversion is wrong."""
-    sampled = out.sample(jax.random.key(123), n)
-    x = np.asarray(sampled.geom.x, np.float64)
-    ours, theirs = np.asarray(bmap.assign(x.astype(np.float32))), np.asarray(sampled.paired_indices[1])
-    y, h = np.asarray(bmap.targets, np.float64), np.asarray(bmap.h, np.float64)
-    differ = ours != theirs
-    score = lambda idx: np.sum(x[differ] * y[idx[differ]], axis=1) + h[idx[differ]]  # noqa: E731
-    gap = float(np.max(np.abs(score(ours) - score(theirs)))) if differ.any() else 0.0
-    return float(np.mean(~differ)), gap
 
 
 def train_and_score(workdir: Path, whitening, bmap, data, toy, steps: int, seed: int) -> dict:
@@ -131,9 +90,9 @@ def main(argv=None) -> int:
                  "map": ours, "whitening": w_ours})
     print(f"otgen: chi2 {err.chi2:.4g} (L1 {err.l1:.4f}) in {ours_seconds:.1f} s", flush=True)
     for setting in OTT_SETTINGS:
-        out, seconds = solve_ott(targets, setting, key)
-        bmap = ott_as_map(out, targets)
-        agree, gap = check_same_pairs(out, bmap)
+        out, seconds = ot_peers.solve_ott(targets, key, **setting)
+        bmap = ot_peers.as_map(out.g, targets)
+        agree, gap = ot_peers.pairs_agree(*reversed(ot_peers.ott_pairs(out)), bmap)
         if gap > 1e-4:
             raise AssertionError(f"OTT's pairs and the converted map disagree on {100 * (1 - agree):.2f}% of points, "
                                  f"by up to {gap:.3g} in score: not round-off")
