@@ -35,7 +35,7 @@ def test_large_k_converges_on_chi2_checked_independently():
     assert d.converged, d.summary()
     cert = d.as_metrics()
     assert cert["ot_chi2"] <= tol and cert["ot_noise_chi2"] <= tol / 3
-    chk = independent_error(bmap, jax.random.key(7), 1 << 21)
+    chk = independent_error(bmap, jax.random.key(7), 1 << 19)  # noise 5e-4, far below tol
     noise = 2 * np.sqrt(k) / chk.num_samples  # the check's own chi2 noise
     assert chk.chi2 <= tol + 3 * (cert["ot_noise_chi2"] + noise), chk
 

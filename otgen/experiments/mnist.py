@@ -650,11 +650,14 @@ def _nearest_neighbour_figure(rd, cfg: MnistConfig, samples: np.ndarray, n: int 
 
 
 def _stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
+    """Done = its artefact exists *and* stages.json records it: a crash between the two (the artefact
+    is written first) redoes the stage rather than leave it without its time."""
+    if stage == "evaluate":
+        return rd.has(METRICS_FILE)
     marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": EXTENSION_FILE, "generate": SAMPLES_FILE,
-              "evaluate": METRICS_FILE, "train-gan": None, "train-flow": None}[stage]
-    if marker is None:  # a resumable training: done once its stage is recorded
-        return rd.has(STAGES_FILE) and stage in rd.read_json(STAGES_FILE)
-    return rd.has(marker)
+              "train-gan": None, "train-flow": None}[stage]
+    recorded = rd.has(STAGES_FILE) and stage in rd.read_json(STAGES_FILE)
+    return recorded and (marker is None or rd.has(marker))
 
 
 def run(cfg: MnistConfig) -> dict:
@@ -663,7 +666,7 @@ def run(cfg: MnistConfig) -> dict:
     train_u8 = None
     ran, skipped = [], []
     for stage in cfg.stage_list():
-        if _stage_done(rd, cfg, stage):
+        if not ran and _stage_done(rd, cfg, stage):  # once a stage has run, the ones after it are stale
             skipped.append(stage)
             _log(cfg, f"{stage}: already done, skipped")
             continue
