@@ -169,6 +169,10 @@ def test_mnist_report_from_run_directories(tmp_path):
     reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls, dataset="fashion")
     report = (tmp_path / "fashion.md").read_text()
     assert "| *real* (test images 5,001-10,000) | 1/1 | 10.0 |" in report and "digits" not in report
+    # --report-name names the report and its figure
+    reports.write_mnist_report(records, ["aeot"], tmp_path, "cmd", name="mnist_flows")
+    assert "![generated images](mnist_flows_samples.png)" in (tmp_path / "mnist_flows.md").read_text()
+    assert (tmp_path / "mnist_flows_samples.png").exists()
 
 
 def test_stacked_report_from_run_directories(tmp_path):

@@ -235,7 +235,7 @@ class CompareConfig:
     runs_dir: str = option("runs/compare", "where the run directories go (git-ignored)")
     report_dir: str = option("experiments/reports", "where the report .md / .png go")
     report_only: bool = option(False, "write the report from the existing runs only (run nothing)")
-    report_name: str | None = option(None, "toy: the report's file name without .md (default toy)",
+    report_name: str | None = option(None, "the report's file name without .md (default: the suite's name; not stacked)",
                                      preset_default=True)
     quiet: bool = option(False, "no log lines or progress bars")
 
@@ -279,7 +279,7 @@ def _mnist_report(args, specs, models, dists, seeds, n_samples, report_dir, comm
     controls = run_mnist_controls(Path(args.runs_dir), args.data_dir, n_samples, _aeot_config(specs, args, dataset),
                                   log, dataset=dataset)
     return write_mnist_report(collect_mnist(specs), models, report_dir, command, controls=controls,
-                              budget=_image_budget(args, models, seeds), dataset=dataset)
+                              budget=_image_budget(args, models, seeds), dataset=dataset, name=args.report_name)
 
 
 def _stacked_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
@@ -326,12 +326,12 @@ def _command(args: argparse.Namespace, models, dists, seeds: int) -> str:
         parts += ["--models", ",".join(models), "--dists", ",".join(dists), "--seeds", str(seeds)]
         if args.steps is not None:
             parts += ["--steps", str(args.steps)]
-        if args.report_name:
-            parts += ["--report-name", args.report_name]
     else:
         parts += ["--preset", args.preset, "--models", ",".join(models), "--seeds", str(seeds)]
         if args.gan_steps is not None:
             parts += ["--gan-steps", str(args.gan_steps)]
+    if args.report_name:
+        parts += ["--report-name", args.report_name]
     if args.n_samples is not None:
         parts += ["--n-samples", str(args.n_samples)]
     if args.data_dir:

@@ -423,8 +423,11 @@ def _mnist_figure(records: list[dict], models: list[str], path: Path,
 
 
 def write_mnist_report(records: list[dict], models: list[str], report_dir: Path, command: str,
-                       budget: str = "", controls: list[dict] = (), dataset: str = "mnist") -> Path:
-    """``mnist.md`` (or ``fashion.md``): class coverage, FID, novelty of each model beside the controls."""
+                       budget: str = "", controls: list[dict] = (), dataset: str = "mnist",
+                       name: str | None = None) -> Path:
+    """``mnist.md`` (or ``fashion.md``, or ``name``.md): class coverage, FID, novelty of each model beside the
+    controls."""
+    name = name or dataset
     report_dir = Path(report_dir)
     title = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[dataset]
     lines = _header(f"{title} class coverage: AE-OT vs the GAN family and latent flows", command)
@@ -511,9 +514,9 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
     lines += ["## Runs", ""] + [
         f"- {r['model']} seed {r['seed']}: `{r['out']}` (configured {r.get('created')}; stage seconds "
         f"{json.dumps(r.get('stage_seconds', {}))})" for r in records if r["status"] == "ok"] + [""]
-    _mnist_figure(records, models, report_dir / f"{dataset}_samples.png")
-    lines += ["## Samples", "", f"![generated images]({dataset}_samples.png)", ""]
-    path = report_dir / f"{dataset}.md"
+    _mnist_figure(records, models, report_dir / f"{name}_samples.png")
+    lines += ["## Samples", "", f"![generated images]({name}_samples.png)", ""]
+    path = report_dir / f"{name}.md"
     _atomic_text(path, "\n".join(lines))
     return path
 
