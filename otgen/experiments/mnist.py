@@ -397,14 +397,13 @@ def adopt_ae_stage(rd, cfg: MnistConfig, stage: str) -> float:
         raise ValueError(f"--ae-from {cfg.ae_from} trained another autoencoder: its "
                          + ", ".join(f"{k}={theirs.get(k)!r}" for k in differ) + " differ from this run's "
                          + ", ".join(f"{k}={ours[k]!r}" for k in differ))
-    done = src.read_json(STAGES_FILE) if src.has(STAGES_FILE) else {}
-    if stage not in done or not src.has(AE_ARTEFACTS[stage][0]):
+    if not _stage_done(src, cfg, stage):
         raise ValueError(f"--ae-from {cfg.ae_from} has not finished its {stage} stage")
     for name in AE_ARTEFACTS[stage]:
         if src.has(name):
             rd.copy_from(src.file(name), name)
     _log(cfg, f"{stage}: taken from {cfg.ae_from}")
-    return float(done[stage]["seconds"])
+    return float(src.read_json(STAGES_FILE)[stage]["seconds"])
 
 
 def stage_encode(rd, cfg: MnistConfig, train_u8: np.ndarray) -> None:
