@@ -248,13 +248,13 @@ def test_normalize_weights_opt_in_and_other_errors():
 
 
 def test_d32_small_converges():
-    """Reduced high-dimensional case (default run): K = 500 in d = 32, tol 0.05, checked independently."""
-    y = jax.random.uniform(jax.random.PRNGKey(0), (500, 32))
+    """Reduced high-dimensional case (default run): K = 200 in d = 32, tol 0.05, checked independently."""
+    y = jax.random.uniform(jax.random.PRNGKey(0), (200, 32))
     bmap = SemiDiscreteOT(UniformBox(32), y).fit(jax.random.PRNGKey(1), tol=0.05, progress=False)
     assert bmap.diagnostics.converged
     w = _independent_masses_box(bmap, 20, seed=3)
-    # Owen-scrambled Sobol noise in d = 32 is close to plain MC: sqrt(2K / (pi N)) ~ 0.017 here.
-    assert np.abs(w - 1 / 500).sum() <= 0.05 + 0.017
+    # Owen-scrambled Sobol noise in d = 32 is close to plain MC: sqrt(2K / (pi N)) ~ 0.011 here (N = 2^20).
+    assert np.abs(w - 1 / 200).sum() <= 0.05 + 0.017
 
 
 @pytest.mark.slow

@@ -495,8 +495,8 @@ class SemiDiscreteOT:
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         n = batch_size if batch_size is not None else opt.batch_size
-        if n is None:  # enough samples per cell for a usable facet-area estimate
-            n = self.hessian_samples
+        if n is None:  # enough samples per cell for a usable facet-area estimate, within the optimizer's cap
+            n = min(self.hessian_samples, getattr(opt, "max_batch_size", self.hessian_samples))
         n = int(n)
         if n < 2:
             raise ValueError(f"batch_size must be >= 2, got {n}")
