@@ -255,8 +255,7 @@ def _peer_runs(y, budget, sweep_budget, check):
             return ot_peers.solve_ott(y, key, iterations=n, **kw)
 
         def sweep_point(lr, batch):
-            its = ot_peers.iterations_for_budget(lambda n: run_ott(n, batch_size=batch, lr=lr)[1], sweep_budget, 20)
-            out, sec = run_ott(its, batch_size=batch, lr=lr)
+            out, sec, its = ot_peers.run_for_budget(lambda n: run_ott(n, batch_size=batch, lr=lr), sweep_budget, 20)
             chi2 = check(ot_peers.as_map(out.g, y), 18).chi2
             print(f"  OTT-JAX sweep: sgd lr {lr:g}, batch {batch}, {its} it. in {sec:.0f} s: chi2 {chi2:.4g}",
                   flush=True)
@@ -267,9 +266,8 @@ def _peer_runs(y, budget, sweep_budget, check):
         sweep.append(sweep_point(min(sweep)[1], 8192))
         _, lr, batch = min(sweep)
         for eps in (0.0, None):
-            its = ot_peers.iterations_for_budget(lambda n: run_ott(n, batch_size=batch, lr=lr, epsilon=eps)[1],
-                                                 budget, 20)
-            out, sec = run_ott(its, batch_size=batch, lr=lr, epsilon=eps)
+            out, sec, its = ot_peers.run_for_budget(lambda n: run_ott(n, batch_size=batch, lr=lr, epsilon=eps),
+                                                    budget, 20)
             bmap = ot_peers.as_map(out.g, y)
             if eps == 0.0:
                 agree, gap = ot_peers.pairs_agree(*reversed(ot_peers.ott_pairs(out)), bmap)
@@ -279,9 +277,7 @@ def _peer_runs(y, budget, sweep_budget, check):
             rows.append((f"OTT-JAX sgd lr {lr:g}, batch {batch}, {'eps 0' if eps == 0.0 else 'default eps'}",
                          its, sec, bmap, note))
     batch = 1024
-    its = ot_peers.iterations_for_budget(lambda n: ot_peers.solve_pot(y, iterations=n, batch_size=batch)[1],
-                                         budget, 5)
-    g, sec = ot_peers.solve_pot(y, iterations=its, batch_size=batch)
+    g, sec, its = ot_peers.run_for_budget(lambda n: ot_peers.solve_pot(y, iterations=n, batch_size=batch), budget, 5)
     bmap = ot_peers.as_map(g, y)
     agree, gap = ot_peers.pairs_agree(*reversed(ot_peers.pot_pairs(y, g)), bmap)
     rows.append((f"POT solve_semidiscrete, batch {batch}", its, sec, bmap,
