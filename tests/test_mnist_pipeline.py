@@ -178,6 +178,17 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     aeot_stages = json.loads((out / exp.STAGES_FILE).read_text())
     assert stages["train-ae"]["reused_from"] == str(out)
     assert stages["train-ae"]["seconds"] == aeot_stages["train-ae"]["seconds"]  # its wall time counts the AE
+    # ... and sdfm takes that run's semi-discrete map too (the same problem: Gaussian onto the whitened codes).
+    sd_out = tmp_path / "sdfm"
+    exp.run(tiny_config(sd_out, model="sdfm", flow_steps=20, n_samples=30, ae_from=str(out)))
+    assert (sd_out / "flow" / exp.MAP_FILE).read_bytes() == (out / exp.MAP_FILE).read_bytes()
+    taken = json.loads((sd_out / "flow" / exp.COUPLING_FROM_FILE).read_text())
+    from otgen.ot import BrenierMap
+
+    solve = BrenierMap.load(out / exp.MAP_FILE).diagnostics.wall_time[-1]
+    assert taken["from"] == str(out) and taken["ot_seconds"] == solve > 0
+    sd_stages = json.loads((sd_out / exp.STAGES_FILE).read_text())
+    assert sd_stages["train-flow"]["seconds"] >= taken["ot_seconds"]  # sdfm's time counts the solve it reused
     # ... only if that run trained the same autoencoder, and says which setting differs.
     with pytest.raises(ValueError, match="seed=0.*seed=1"):
         exp.run(tiny_config(tmp_path / "fm1", model="fm", flow_steps=20, seed=1, ae_from=str(out)))

@@ -534,12 +534,52 @@ def _flow(cfg: MnistConfig):
                 progress=cfg.progress)
 
 
+COUPLING_FROM_FILE = "coupling_from.json"  # in flow/: whose semi-discrete map sdfm took, and its solve time
+
+
+def adopt_coupling(rd, cfg: MnistConfig) -> float:
+    """sdfm with ``--ae-from``: when that run (same autoencoder and codes) has solved OT from a Gaussian
+    onto its whitened codes -- the very problem sdfm's coupling solves -- copy its map into ``flow/``
+    instead of solving again: AE-OT and sdfm then share one map, and their rows differ only in what is
+    built on it.  Returns the seconds of that solve (counted in sdfm's wall time), 0 if nothing taken."""
+    from otgen.generators.aeot import WHITENING_FILE
+    from otgen.ot import BrenierMap
+    from otgen.rundir import RunDir
+
+    marker, flow_map = f"{FLOW_DIR}/{COUPLING_FROM_FILE}", f"{FLOW_DIR}/{MAP_FILE}"
+
+    def copy(src):  # the map last: Flow takes the pair once the map exists
+        for name in (WHITENING_FILE, MAP_FILE):
+            rd.copy_from(src.file(name), f"{FLOW_DIR}/{name}")
+
+    if rd.has(marker):  # taken by an earlier call of this run (which may have died before the map's copy)
+        taken = rd.read_json(marker)
+        if not rd.has(flow_map):
+            copy(RunDir(taken["from"]))
+        return float(taken["ot_seconds"])
+    if cfg.model != "sdfm" or cfg.ae_from is None or rd.has(flow_map):
+        return 0.0
+    src = RunDir(cfg.ae_from)
+    theirs = src.read_json("config.json").get("config", {})
+    if not (_stage_done(src, cfg, "fit-ot") and src.has(WHITENING_FILE) and theirs.get("ot_source") == "gaussian"
+            and theirs.get("whiten")):
+        _log(cfg, f"train-flow: {cfg.ae_from} has no Gaussian-source map of its codes; sdfm solves its own")
+        return 0.0
+    seconds = float(BrenierMap.load(src.file(MAP_FILE)).diagnostics.wall_time[-1])
+    rd.file(FLOW_DIR).mkdir(parents=True, exist_ok=True)
+    rd.write_json(marker, {"from": str(cfg.ae_from), "ot_seconds": seconds})
+    copy(src)
+    _log(cfg, f"train-flow: semi-discrete coupling taken from {cfg.ae_from} (its fit-ot map, solved in {seconds:.0f} s)")
+    return seconds
+
+
 def stage_train_flow(rd, cfg: MnistConfig) -> float:
     """A flow-matching model on the cached codes (:mod:`otgen.generators.flow`), checkpointed in
     ``flow/`` and resumed from it; returns its training seconds summed over every call (sdfm's OT
-    solve included)."""
+    solve included, or the solve of the map it took from ``--ae-from``: :func:`adopt_coupling`)."""
     if not rd.has(LATENTS_FILE):
         raise ValueError(f"{rd.file(LATENTS_FILE)} is missing: run the encode stage first")
+    adopted = adopt_coupling(rd, cfg)
     flow = _flow(cfg).fit(rd.load_array(LATENTS_FILE), _keys(cfg.seed)["gan"], rd.file(FLOW_DIR))
     info = flow.info()
     # the flow's sampler and, for sdfm, its coupling's own verdict (converged or not, chi2, stop reason)
@@ -547,7 +587,7 @@ def stage_train_flow(rd, cfg: MnistConfig) -> float:
                                     or k.startswith("ot_") and k != "ot_notes"})
     _log(cfg, f"train-flow: {cfg.model} trained for {info['steps']} steps ({info['train_seconds']:.0f} s)"
               + (f"; semi-discrete coupling: {flow.bmap.diagnostics.summary()}" if flow.bmap is not None else ""))
-    return info["train_seconds"] + info.get("ot_seconds", 0.0)
+    return info["train_seconds"] + info.get("ot_seconds", 0.0) + adopted
 
 
 def stage_generate_flow(rd, cfg: MnistConfig) -> np.ndarray:
