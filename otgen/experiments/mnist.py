@@ -70,7 +70,7 @@ class MnistConfig:
     """Everything one image run depends on.  ``make_config(preset, ...)`` fills the preset values;
     every field with a help text is also an ``otgen mnist`` flag (default: the preset's)."""
 
-    preset: str = option("quick", "quick: small AE (< 15 min on 2 CPU cores); paper: AE-OT's settings",
+    preset: str = option("quick", "quick: small AE (< 15 min on 2 CPU cores); paper: AE-OT's autoencoder and generation, our OT solver",
                          choices=("quick", "paper"))
     model: str = option("aeot", "aeot, a GAN baseline, or a latent flow (fm, otcfm, sdfm)", choices=MODELS)
     dataset: str = option("mnist", "mnist (10 classes), fashion (Fashion-MNIST, 10 classes) or stacked (Stacked "
