@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import ot_peers  # noqa: E402
+import ot_peers
 
 
 def test_a_fixed_cost_no_longer_starves_the_peer_of_its_budget():
