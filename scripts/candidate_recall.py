@@ -11,6 +11,7 @@ removes, so a useful setting needs recall near 1 at a small fraction.
 
 import argparse
 
+import jax
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
@@ -27,7 +28,7 @@ def main(argv=None):
     bmap = BrenierMap.load(args.map)
     y, h = np.asarray(bmap.targets, np.float32), np.asarray(bmap.h, np.float32)
     k, d = y.shape
-    x = np.asarray(bmap.source.sample(__import__("jax").random.key(0), args.samples), np.float32)
+    x = np.asarray(bmap.source.sample(jax.random.key(0), args.samples), np.float32)
     best = np.concatenate([np.argmax(c @ y.T + h, axis=1) for c in np.array_split(x, max(1, len(x) // 2000))])
     print(f"K = {k}, d = {d}, {len(x)} samples of the map's source")
     for c in (int(v) for v in args.clusters.split(",")):
