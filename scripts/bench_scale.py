@@ -13,6 +13,7 @@ jax starts; ru_maxrss is per process):
 
     python scripts/bench_scale.py           # full table
     python scripts/bench_scale.py --quick   # small shapes
+    python scripts/bench_scale.py --first-step   # a default fit's first steps at K = 10^6, d = 64, and its ETA
 """
 
 from __future__ import annotations
@@ -75,6 +76,29 @@ def _child_memory(k: int, d: int, n: int, steps: int) -> dict:
             "targets_mib": k * d * 4 / 2**20}
 
 
+def _child_first_steps(k: int, d: int, steps: int) -> dict:
+    """A default fit's first steps at K targets in d (Gaussian source onto 1.5 N(0, I), tol 0.01 on chi2):
+    the seconds of each step and the step the progress bar counts to (the earliest possible stop)."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from otgen.ot import Gaussian, SemiDiscreteOT
+
+    y = 1.5 * np.random.default_rng(0).standard_normal((k, d)).astype(np.float32)
+    t0 = time.perf_counter()
+    problem = SemiDiscreteOT(Gaussian(d), y)
+    setup_s = time.perf_counter() - t0
+    opt = problem.default_optimizer()
+    bmap = problem.fit(jax.random.PRNGKey(1), tol=0.01, max_steps=steps, progress=False, warn=False)
+    diag = bmap.diagnostics
+    times = np.diff([0.0, *diag.wall_time]).tolist()
+    first = opt.first_stop_step(k, 0.01, diag.num_samples[0]) if hasattr(opt, "first_stop_step") else None
+    return {"k": k, "d": d, "optimizer": diag.optimizer, "setup_s": setup_s, "step_s": times,
+            "samples": diag.num_samples[0], "first_stop_step": first, "chi2": list(diag.chi2)}
+
+
 def _run_child(args: list[str], devices: int = 1) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -87,18 +111,32 @@ def _run_child(args: list[str], devices: int = 1) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--first-step", action="store_true",
+                   help="only time a default fit's first steps at K = 10^6, d = 64 and print its ETA")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         kind, *rest = args.child
         vals = [int(v) for v in rest]
-        res = _child_throughput(*vals) if kind == "throughput" else _child_memory(*vals)
+        child = {"throughput": _child_throughput, "memory": _child_memory, "first": _child_first_steps}[kind]
+        res = child(*vals)
         print(json.dumps(res))
         return 0
 
     import platform
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores visible; forced host devices share them")
+    if args.first_step:
+        k, d, steps = (20_000, 64, 2) if args.quick else (1_000_000, 64, 2)
+        r = _run_child(["first", str(k), str(d), str(steps)])
+        eta = r["first_stop_step"] * sum(r["step_s"][1:]) / max(1, len(r["step_s"]) - 1)
+        print(f"\n== default fit, K = {k}, d = {d}, Gaussian source onto 1.5 N(0, I), tol 0.01 (chi2) ==")
+        print(f"optimizer {r['optimizer']}, {r['samples']} samples per step; problem set-up {r['setup_s']:.1f} s")
+        for i, (t, c) in enumerate(zip(r["step_s"], r["chi2"])):
+            print(f"step {i + 1}: {t:.1f} s (first includes compilation and the start), estimated chi2 {c:.3g}")
+        print(f"the progress bar counts to step {r['first_stop_step']} (the earliest possible stop, 2 K / tol "
+              f"samples): ETA {eta / 3600:.1f} h at the second step's pace")
+        return 0
     n, k, d = (1 << 14, 2000, 64) if args.quick else (1 << 16, 10_000, 64)
     print(f"\n== throughput: Monte-Carlo cell masses, N = {n}, K = {k}, d = {d} (best of 3) ==")
     print(f"{'devices':>7} {'seconds':>9} {'pairs/s':>12} {'speed-up':>9}")

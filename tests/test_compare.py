@@ -57,7 +57,8 @@ class FakeRunner:
 def _args(tmp_path, **kw):
     base = dict(suite="toy", models="aeot,gan,wgan", dists="ring8", seeds=2, steps=7, n_samples=None,
                 preset="quick", gan_steps=None, data_dir=None, runs_dir=str(tmp_path / "runs"),
-                report_dir=str(tmp_path / "reports"), report_only=False, quiet=True, report_name=None)
+                report_dir=str(tmp_path / "reports"), report_only=False, quiet=True, report_name=None,
+                baselines_dir=None)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -103,6 +104,26 @@ def test_toy_report_numbers_resume_and_failures(tmp_path, fake):
     fake.calls.clear()
     assert compare.main(_args(tmp_path, report_only=True)) == 0
     assert fake.calls == []
+
+
+def test_published_budget_baselines_join_the_toy_report(tmp_path, fake):
+    # an `otgen reproduce` runs directory: one finished job (collapsed on one mode), one still running
+    repro = tmp_path / "repro"
+    done = RunDir(repro / "ring8_gan_s0")
+    samples = np.repeat(RING[:1], 2500, axis=0) + 0.5 * STD * np.random.default_rng(3).normal(size=(2500, 2))
+    train = RING[np.arange(400) % 8] + STD * np.random.default_rng(1).normal(size=(400, 2))
+    done.save_array("samples.npy", samples)
+    done.write_json("metrics.json", {"model": "gan", "steps": 400_000, "wall_seconds": 5400.0,
+                                     **evaluate("toy", samples, toy=_fake_toy("ring8"), train=train,
+                                                held_out=_fake_toy("ring8").sample(None, 2500), seed=0)})
+    RunDir(repro / "ring8_pacgan4_s0").write_json("config.json", {"model": "pacgan4"})  # no metrics yet
+    assert compare.main(_args(tmp_path, models="aeot", seeds=1, baselines_dir=str(repro))) == 0
+    assert fake.calls == [("ring8", "aeot", 0)]  # the baselines are read, never run
+    report = (tmp_path / "reports" / "toy.md").read_text()
+    assert f"--baselines-dir {repro}" in report and "Rows *(published budget)*" in report
+    assert f"| gan (published budget) | 1/1 | 1.0 | 1.0 | 100.0 | 0.0 | {math.log(8):.3f} |" in report  # one seed
+    assert "| 5400.0 |" in report and "pacgan4 (published budget)" not in report
+    assert "gan (published budget) on ring8 falls short: all 8 modes in 0/1 seeds" in report
 
 
 def test_wall_time_comes_from_the_run_directory(tmp_path, fake):

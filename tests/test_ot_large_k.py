@@ -52,7 +52,8 @@ def test_the_average_beats_the_last_iterate_and_is_what_a_budgeted_fit_returns()
     d = bmap.diagnostics
     assert d.optimizer == "averaged_sgd" and not d.converged and d.stop_reason == "max_steps"
     assert d.best_check >= 0 and d.as_metrics()["ot_returned"] == "average"
-    assert d.check_samples[-1] == averaged_sgd().check_size(k, 2e-3)
+    # no check was due (60 x 2^14 samples < 2 K / tol): the final one is a comparison on <= a quarter of them
+    assert d.check_samples == (1 << 17,) and 1 << 17 <= 60 * (1 << 14) // 4 < averaged_sgd().check_size(k, 2e-3)
     avg = independent_error(bmap, jax.random.key(9), 1 << 19).chi2
     last_map = BrenierMap(bmap.targets, bmap.weights, iterates[-1], bmap.source)
     last_chi2 = independent_error(last_map, jax.random.key(9), 1 << 19).chi2
@@ -95,7 +96,14 @@ def test_the_average_is_checked_once_enough_samples_could_reach_tol_then_geometr
     assert h is not None and n == n_check and state.last_check == int(first)
     assert opt.candidate(state._replace(n_seen=int(2 * first) - 1), k, tol)[1] is None
     assert opt.candidate(state._replace(n_seen=int(2 * first)), k, tol)[1] is not None
-    assert opt.candidate(state, k, tol, final=True)[1] is not None  # the end of a fit always checks
+    assert opt.candidate(state, k, tol, final=True)[2] == n_check  # the end of a fit always checks
+    # ... on at most a quarter of the samples drawn when no check is due (a comparison, not a certificate)
+    early = opt.init(jnp.zeros(k))._replace(steps=2, n_seen=1 << 16)
+    assert opt.candidate(early, k, tol, final=True)[2] == min(n_check, 1 << 14)
+    # the progress bar's ETA counts to the earliest step whose samples pass the 2 K / tol mark
+    batch = 1 << 12
+    s = opt.first_stop_step(k, tol, batch)
+    assert (s - 1) * batch < 2 * k / tol <= s * batch
 
 
 def test_bad_options_are_refused():
@@ -113,3 +121,5 @@ def test_a_reachable_chi2_tol_draws_no_up_front_warning():
         warnings.simplefilter("error")
         bmap = problem.fit(jax.random.key(0), tol=0.0025, max_steps=1, progress=False, warn=False)
     assert not any("out of reach" in n for n in bmap.diagnostics.notes)
+    first = averaged_sgd().first_stop_step(DISCRETE_MAX_K + 1, 0.0025, 1 << 16)
+    assert any(n.startswith(f"no stop before step ~{first} ") for n in bmap.diagnostics.notes)

@@ -57,6 +57,31 @@ def test_ties_go_to_lowest_index_across_blocks(d):
         np.testing.assert_array_equal(idx, jax.lax.top_k(dense, 3)[1])
 
 
+@pytest.mark.parametrize("d", [3, 12])
+def test_max_then_locate_ties_and_runner_up_across_sub_blocks(d):
+    # Blocks of 128 targets hold two sub-blocks of 64: the argmax is located among sub-block maxima, then
+    # inside the winning sub-block. Copies of one target sit in different sub-blocks and blocks (0, 70, 130,
+    # 260) and a second pair (5, 6) shares a sub-block: every tie resolves to the lowest index, and the
+    # runner-up is found whether it shares the winner's sub-block or not.
+    x, y, h = _problem(256, 300, d, seed=4)
+    u = y[0] / jnp.linalg.norm(y[0])
+    y = y.at[0].set(10.0 * u).at[5].set(-10.0 * u)  # far out along +u and -u: they win the samples there
+    y = y.at[70].set(y[0]).at[130].set(y[0]).at[260].set(y[0]).at[6].set(y[5])
+    h = h.at[70].set(h[0]).at[130].set(h[0]).at[260].set(h[0]).at[6].set(h[5])
+    x = x.at[:128].set(3.0 * u + 0.1 * x[:128]).at[128:160].set(-3.0 * u + 0.1 * x[128:160])
+    dense = scores.dense_scores(x, y, h)
+    dv, di = jax.lax.top_k(dense, 2)
+    for b in (128, 64, 256, 300):
+        a = scores.assign_cells(x, y, h, block_size=b)
+        np.testing.assert_array_equal(a, di[:, 0])
+        _, i1, _, i2 = scores.top2_cells(x, y, h, block_size=b)
+        np.testing.assert_array_equal(i1, di[:, 0])
+        np.testing.assert_array_equal(i2, di[:, 1])
+    assert np.sum(np.asarray(di[:, 0]) == 0) > 50 and np.all(np.asarray(di[np.asarray(di[:, 0]) == 0, 1]) == 70)
+    assert np.sum(np.asarray(di[:, 0]) == 5) > 10  # (5, 6): the runner-up in the winner's own sub-block
+    assert np.all(np.asarray(di[np.asarray(di[:, 0]) == 5, 1]) == 6)
+
+
 def test_kernel_input_errors():
     x, y, h = _problem(10, 5, 2)
     with pytest.raises(ValueError, match="dimension"):

@@ -203,6 +203,29 @@ def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) 
     return records
 
 
+BASELINE_TAG = " (published budget)"
+
+
+def collect_published_baselines(runs_dir: Path, dists: Iterable[str]) -> list[dict]:
+    """The finished GAN-family jobs of an ``otgen reproduce`` runs directory (each in its authors' setting
+    and budget, :mod:`otgen.experiments.reproduce`) as toy-report records, scored by the same
+    :func:`otgen.eval.evaluate` when they ran; the model is named ``"<model> (published budget)"``."""
+    from otgen.experiments.reproduce import JOBS
+
+    records = []
+    for dist in dists:
+        for model in (m for m in JOBS if m != "aeot"):  # AE-OT's own rows come from the suite
+            for out in sorted(Path(runs_dir).glob(f"{dist}_{model}_s*")):  # reproduce.run_dir's names
+                m = _read_json(out / "metrics.json")
+                if m is not None and "copy_fraction" in m:
+                    # jobs scored before evaluate reported it: the same quantity (finite samples not HQ)
+                    m.setdefault("between_modes_fraction",
+                                 1.0 - m["high_quality_fraction"] - m.get("nonfinite_fraction", 0.0))
+                    records.append({**m, "model": model + BASELINE_TAG, "dist": dist, "seed": int(out.name.rsplit("_s", 1)[1]),
+                                    "out": str(out), "status": "ok"})
+    return records
+
+
 def collect_mnist(specs: list[RunSpec], metric: str = "classes_covered") -> list[dict]:
     """One record per image run: its metrics.json (which must hold ``metric``) and status."""
     return [_record(spec, metric) for spec in specs]
@@ -237,6 +260,8 @@ class CompareConfig:
     report_only: bool = option(False, "write the report from the existing runs only (run nothing)")
     report_name: str | None = option(None, "the report's file name without .md (default: the suite's name; not stacked)",
                                      preset_default=True)
+    baselines_dir: str | None = option(None, "toy: an `otgen reproduce` runs directory whose finished jobs (the "
+                                       "GANs at their authors' budgets) join the report as rows", preset_default=True)
     quiet: bool = option(False, "no log lines or progress bars")
 
 
@@ -265,7 +290,16 @@ def _csv(value: str | None, default: Iterable[str]) -> list[str]:
 def _toy_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
     budget = (f"{seeds} seeds x {len(models)} models x {len(dists)} distributions, "
               f"{n_samples} samples per run, steps {args.steps if args.steps else 'runner default'}")
-    return write_toy_report(collect_toy(specs, _get_toy), models, dists, report_dir, command, get_toy=_get_toy,
+    records = collect_toy(specs, _get_toy)
+    if args.baselines_dir:
+        baselines = collect_published_baselines(Path(args.baselines_dir), dists)
+        models = list(models) + [m for m in dict.fromkeys(r["model"] for r in baselines)]
+        records += baselines
+        budget += (f". Rows *(published budget)*: the finished `otgen reproduce` jobs in `{args.baselines_dir}`, "
+                   "each GAN in its authors' own 2-D setting and budget (PacGAN's code: 400,000 generator steps at "
+                   "batch 100; `gan_toy.py`: WGAN-GP / WGAN 100,000 steps at batch 256), trained on 100,000 "
+                   "points and scored by the same code on 2,500 samples; see `reproduction.md`")
+    return write_toy_report(records, models, dists, report_dir, command, get_toy=_get_toy,
                             budget=budget, name=args.report_name or "toy")
 
 
@@ -326,6 +360,8 @@ def _command(args: argparse.Namespace, models, dists, seeds: int) -> str:
         parts += ["--models", ",".join(models), "--dists", ",".join(dists), "--seeds", str(seeds)]
         if args.steps is not None:
             parts += ["--steps", str(args.steps)]
+        if args.baselines_dir:
+            parts += ["--baselines-dir", args.baselines_dir]
     else:
         parts += ["--preset", args.preset, "--models", ",".join(models), "--seeds", str(seeds)]
         if args.gan_steps is not None:

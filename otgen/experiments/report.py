@@ -209,6 +209,8 @@ def write_toy_report(records: list[dict], models: list[str], dists: list[str], r
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for model in [c for c in CONTROLS if by.get((dist, c))] + list(models):
             recs = by.get((dist, model), [])
+            if not recs:  # e.g. a published-budget baseline that never ran on this toy (planned runs have records)
+                continue
             ok = [r for r in recs if r["status"] == "ok" and "high_quality_fraction" in r]
             failed = [r for r in recs if r["status"] == "failed"]
             seeds = f"{len(ok)}/{len(recs)}" + (f" ({len(failed)} failed)" if failed else "")
