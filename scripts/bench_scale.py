@@ -133,7 +133,8 @@ def main(argv=None) -> int:
         print(f"\n== default fit, K = {k}, d = {d}, Gaussian source onto 1.5 N(0, I), tol 0.01 (chi2) ==")
         print(f"optimizer {r['optimizer']}, {r['samples']} samples per step; problem set-up {r['setup_s']:.1f} s")
         for i, (t, c) in enumerate(zip(r["step_s"], r["chi2"])):
-            print(f"step {i + 1}: {t:.1f} s (first includes compilation and the start), estimated chi2 {c:.3g}")
+            what = " (compilation and the start included)" if i == 0 else ""
+            print(f"step {i + 1}: {t:.1f} s{what}, estimated chi2 {c:.3g}")
         print(f"the progress bar counts to step {r['first_stop_step']} (the earliest possible stop, 2 K / tol "
               f"samples): ETA {eta / 3600:.1f} h at the second step's pace")
         return 0
