@@ -155,16 +155,18 @@ def _sub_maxima(x: jax.Array, yb: jax.Array, hb: jax.Array, sub: int) -> jax.Arr
 
 
 def _rescore(x: jax.Array, blocks: TargetBlocks, sub_ids: jax.Array, sub: int):
-    """Scores (n, sub) of each sample against the targets of its own sub-block, and their indices."""
+    """Scores (n, sub) of each sample against the targets of its own sub-block (``_block_scores``'s
+    expression, row by row), and their indices."""
     d = x.shape[-1]
     ys, hs = blocks.y.reshape(-1, sub, d)[sub_ids], blocks.h.reshape(-1, sub)[sub_ids]
-    if d <= _FUSED_MAX_DIM:  # the expression of _block_scores, row by row
-        s = hs
-        for j in range(d):
-            s = s + x[:, j, None] * ys[:, :, j]
-    else:
-        s = jnp.einsum("cd,cbd->cb", x, ys, precision=lax.Precision.HIGHEST) + hs
+    s = jax.vmap(lambda xi, yi, hi: _block_scores(xi[None], yi, hi)[0])(x, ys, hs)
     return s, sub_ids[:, None] * sub + lax.broadcasted_iota(jnp.int32, s.shape, 1)
+
+
+def _locate(x: jax.Array, blocks: TargetBlocks, sub_ids: jax.Array, sub: int) -> jax.Array:
+    """The first best target (n,) inside each sample's sub-block of ``sub`` targets, re-scored."""
+    s, idx = _rescore(x, blocks, sub_ids, sub)
+    return jnp.take_along_axis(idx, _max_first_index(s)[1][:, None], axis=1)[:, 0]
 
 
 def _chunk_argmax(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array, jax.Array]:
@@ -190,8 +192,7 @@ def _chunk_argmax(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array, jax.Ar
     first_subs = jnp.arange(blocks.y.shape[0], dtype=jnp.int32) * (b // sub)
     init = (jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), jnp.int32))
     (best, sub_id), _ = lax.scan(step, init, (blocks.y, blocks.h, first_subs))
-    s, idx = _rescore(x, blocks, sub_id, sub)
-    return best, jnp.take_along_axis(idx, _max_first_index(s)[1][:, None], axis=1)[:, 0]
+    return best, _locate(x, blocks, sub_id, sub)
 
 
 def _chunk_argmax_matmul(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array, jax.Array]:
@@ -216,8 +217,7 @@ def _chunk_argmax_matmul(x: jax.Array, blocks: TargetBlocks) -> tuple[jax.Array,
     n_blocks = blocks.y.shape[0]
     init = (jnp.full((x.shape[0],), -jnp.inf, x.dtype), jnp.zeros((x.shape[0],), jnp.int32))
     (best, blk), _ = lax.scan(step, init, (blocks.y, blocks.h, jnp.arange(n_blocks, dtype=jnp.int32)))
-    s = jnp.einsum("cd,cbd->cb", x, blocks.y[blk], precision=lax.Precision.HIGHEST) + blocks.h[blk]
-    return best, blk * b + _max_first_index(s)[1]
+    return best, _locate(x, blocks, blk, b)  # the winning block as one sub-block
 
 
 def _merge_top_k(vals, idxs, k):

@@ -536,6 +536,10 @@ class SemiDiscreteOT:
         # biased low, and a lucky iterate on one step's samples must not beat an average checked on many more
         # (K = 6,000, d = 100: an iterate picked that way scored chi2 0.057 independently)
         best_h, best_step, best_rank, best_check = h, 0, float("inf"), -1
+
+        def rank_of(est) -> float:
+            return error_of(est, metric) + 2 * noise_of(est, metric)
+
         checks = {k: [] for k in ("step", "l1", "noise_l1", "chi2", "noise_chi2", "n", "time")}
         show = sys.stderr.isatty() if progress is None else bool(progress)
         from tqdm.auto import tqdm
@@ -568,9 +572,8 @@ class SemiDiscreteOT:
                             ("time", time.perf_counter() - t0)):
                 checks[name].append(v)
             bar.set_postfix({f"{metric} (average)": f"{error_of(est_c, metric):.4g}", "n": n_c})
-            rank = error_of(est_c, metric) + 2 * noise_of(est_c, metric)
-            if rank < best_rank:
-                best_h, best_step, best_rank, best_check = h_c, step, rank, len(checks["n"]) - 1
+            if rank_of(est_c) < best_rank:
+                best_h, best_step, best_rank, best_check = h_c, step, rank_of(est_c), len(checks["n"]) - 1
             return opt.should_stop(est_c, tol, state)
 
         def confirmed(h_now, n_now: int) -> bool:
@@ -598,8 +601,8 @@ class SemiDiscreteOT:
                                 ("chi2", float(est.chi2)), ("noise_chi2", float(est.noise_chi2))):
                     hist[name].append(v)
                 err = error_of(est, metric)
-                if err + 2 * noise_of(est, metric) < best_rank:
-                    best_h, best_step, best_rank, best_check = h, step, err + 2 * noise_of(est, metric), -1
+                if rank_of(est) < best_rank:
+                    best_h, best_step, best_rank, best_check = h, step, rank_of(est), -1
                 bar.update(1)
                 bar.set_postfix({metric: f"{err:.4g}", "noise": f"{noise_of(est, metric):.3g}", "n": n})
                 if callback is not None and callback(step, h * self.scale, est):
