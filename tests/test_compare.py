@@ -178,14 +178,14 @@ def test_mnist_report_from_run_directories(tmp_path):
     for r in records:
         if r["model"] == "aeot":
             r.update(feature_data_copying_ct=-1.0, code_data_copying_ct=-2.0, feature_copy_fraction=0.001,
-                     interpolated_fraction=0.9)
+                     interpolated_fraction=0.9, ot_check_chi2=0.0196)
     reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls)
     report = (tmp_path / "mnist.md").read_text()
     assert "| *real* (test digits 5,001-10,000) | 1/1 | 10.0 |" in report
     assert "| *replay* (training digits) | 1/1 | 10.0 | — | 0.0005 | 0.50 | 0.750 | 0.600 | 100.00 | -30.0 |" in report
     assert "blind to copying: classes, KL, FID, precision." in report
     assert "AE-OT novelty: C_T -1.0 in classifier features, -2.0 in code space, 0.10% copies -> not flagged" in report
-    assert "| 90.0 ± 0.0 |" in report  # % interpolated
+    assert "| 90.0 ± 0.0 | 0.0196 ± 0.0000 |" in report  # % interpolated, then the map's independent chi2
     # Fashion-MNIST's report says images, not digits
     reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls, dataset="fashion")
     report = (tmp_path / "fashion.md").read_text()
