@@ -24,6 +24,7 @@ from otgen.ot.problems import independent_error
 SETTINGS = {  # name -> averaged_sgd options (the first row is the default)
     "default": {},
     "step 0.15": dict(step=0.15),
+    "step 0.3": dict(step=0.3),  # the default before 2026-11-29
     "step 0.45": dict(step=0.45),
     "step 0.6": dict(step=0.6),
     "step 1.0": dict(step=1.0),
