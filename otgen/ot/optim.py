@@ -321,16 +321,21 @@ class AveragedSGD:
         """Samples of a check: enough to certify ``tol`` (:func:`certify_samples`), at most max_check_samples."""
         return certify_samples(tol, k, self.stop_noise, self.max_check_samples)
 
+    @staticmethod
+    def first_check_samples(k: int, tol: float) -> float:
+        """Samples drawn before the first check: N >= 2 K / tol, when the average could have reached ``tol``."""
+        return 2.0 * k / tol
+
     def first_stop_step(self, k: int, tol: float, batch: int) -> int:
-        """The earliest step a stop can happen: the first check, once N >= 2 K / tol samples are drawn
+        """The earliest step a stop can happen: the first check, once :meth:`first_check_samples` are drawn
         (what ``fit``'s progress bar counts to, for an ETA).  Measured: the average reaches chi2
         ~2-4.5 K / N (MNIST codes, d = 16 and d = 100), so expect 1-2.5x this."""
-        return max(1, math.ceil(2.0 * k / (tol * batch)))
+        return max(1, math.ceil(self.first_check_samples(k, tol) / batch))
 
     def candidate(self, state: AveragedState, k: int, tol: float, final: bool = False):
         """(state, h, samples): the average to check on fresh samples now, or (state, None, 0)."""
         n_check = self.check_size(k, tol)
-        due = state.n_seen >= max(2.0 * k / tol, self.check_growth * state.last_check,
+        due = state.n_seen >= max(self.first_check_samples(k, tol), self.check_growth * state.last_check,
                                   state.last_check + 4 * n_check)
         if state.steps and (final or due):
             if not due:  # an end-of-fit comparison, not a certificate: at most a quarter of the samples drawn

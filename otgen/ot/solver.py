@@ -549,7 +549,7 @@ class SemiDiscreteOT:
         total, desc = (max_steps if max_steps <= 10_000 else None), f"semi-discrete OT ({opt.name})"
         if hasattr(opt, "first_stop_step"):
             first = opt.first_stop_step(self.num_targets, tol, n)
-            notes.append(f"no stop before step ~{first} ({2 * self.num_targets / tol:.3g} samples drawn; "
+            notes.append(f"no stop before step ~{first} ({opt.first_check_samples(self.num_targets, tol):.3g} samples drawn; "
                          f"expect 1-2.5x that)")
             if first < max_steps:
                 total, desc = first, desc + ", ETA to the earliest stop"
@@ -600,9 +600,9 @@ class SemiDiscreteOT:
                                 ("time", time.perf_counter() - t0), ("n", est.num_samples),
                                 ("chi2", float(est.chi2)), ("noise_chi2", float(est.noise_chi2))):
                     hist[name].append(v)
-                err = error_of(est, metric)
-                if rank_of(est) < best_rank:
-                    best_h, best_step, best_rank, best_check = h, step, rank_of(est), -1
+                err, rank = error_of(est, metric), rank_of(est)
+                if rank < best_rank:
+                    best_h, best_step, best_rank, best_check = h, step, rank, -1
                 bar.update(1)
                 bar.set_postfix({metric: f"{err:.4g}", "noise": f"{noise_of(est, metric):.3g}", "n": n})
                 if callback is not None and callback(step, h * self.scale, est):
