@@ -12,7 +12,7 @@ from scipy.stats import mannwhitneyu
 
 from otgen.data import toys
 from otgen.eval.novelty import (copy_fraction, data_copying_test, mann_whitney_z, nearest_distances, novelty,
-                                training_spacing)
+                                novelty_reference, training_spacing)
 from otgen.eval.toy import evaluate_toy, spread_ratio, w2_distance
 
 
@@ -70,6 +70,22 @@ def test_nearest_distances_both_paths_and_self_exclusion():
     assert np.isinf(nearest_distances(x, ref)[0])
     with pytest.raises(ValueError, match="dimension"):
         nearest_distances(x, ref[:, :3])
+
+
+def test_a_shared_reference_scores_as_the_sets_do():
+    # 12-d: the blocked-product path; the reference is what a suite computes once for all its generators
+    rng = np.random.default_rng(4)
+    train, held = rng.normal(size=(3000, 12)), rng.normal(size=(800, 12))
+    ref = novelty_reference(train, held, seed=3)
+    for samples in (train[:500] + 1e-9, rng.normal(size=(600, 12)), 1.3 * rng.normal(size=(700, 12))):
+        assert novelty(samples, ref) == novelty(samples, train, held, seed=3)
+    assert ref.spacing == training_spacing(train)
+    with pytest.raises(ValueError, match="not both"):
+        novelty(train[:10], ref, seed=1)
+    with pytest.raises(ValueError, match="held-out"):
+        novelty(train[:10], train)
+    with pytest.raises(ValueError, match="itself"):
+        nearest_distances(train[:10], train, exclude_self=True)
 
 
 def test_copy_fraction_is_scale_aware():

@@ -18,7 +18,7 @@ from otgen.eval.fid import fid_from_features, gaussian_stats, frechet_distance, 
 from otgen.eval.modes import kl_divergence
 
 __all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached", "train_features",
-           "HELD_OUT", "prefixed_novelty"]
+           "HELD_OUT", "feature_novelty_reference", "prefixed_novelty"]
 
 # The test set's first half is the held-out set of the novelty metrics; its second half is
 # the *real* control row of the reports (so that row is not scored against itself).
@@ -102,11 +102,22 @@ def train_features(data_dir=None, cache_dir=None, dataset: str = "mnist") -> np.
     return classify(params, load_mnist("train", data_dir, dataset=dataset)[0])[1]
 
 
-def prefixed_novelty(prefix: str, samples, train, held_out) -> dict[str, float]:
-    """:func:`otgen.eval.novelty.novelty` with every key prefixed (``feature_``, ``code_``)."""
+@functools.lru_cache(maxsize=4)
+def feature_novelty_reference(data_dir=None, cache_dir=None, dataset: str = "mnist"):
+    """:func:`otgen.eval.novelty.novelty_reference` of the training images' features with test images
+    1-5,000 held out (memoised: every generator of a suite is scored against it)."""
+    from otgen.eval.novelty import novelty_reference
+
+    return novelty_reference(train_features(data_dir, cache_dir, dataset),
+                             reference_features(data_dir, cache_dir, dataset)[0][HELD_OUT])
+
+
+def prefixed_novelty(prefix: str, samples, reference) -> dict[str, float]:
+    """:func:`otgen.eval.novelty.novelty` against ``reference`` (a
+    :class:`~otgen.eval.novelty.NoveltyReference`), every key prefixed (``feature_``, ``code_``)."""
     from otgen.eval.novelty import novelty
 
-    return {prefix + k: v for k, v in novelty(samples, train, held_out).items()}
+    return {prefix + k: v for k, v in novelty(samples, reference).items()}
 
 
 def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None = 3,
@@ -127,7 +138,7 @@ def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None =
     out = digit_metrics(logits, feats, ref, pr_k=pr_k)
     # novelty in the classifier's feature space: against the 60,000 training images, with the
     # first half of the test set as the held-out reference
-    out.update(prefixed_novelty("feature_", feats, train_features(data_dir, cache_dir, dataset), ref[HELD_OUT]))
+    out.update(prefixed_novelty("feature_", feats, feature_novelty_reference(data_dir, cache_dir, dataset)))
     out["fid_train_vs_test"] = floor
     out["classifier_test_accuracy"] = float(meta["test_accuracy"])
     return out

@@ -655,7 +655,25 @@ def _code_novelty(rd, cfg: MnistConfig, codes: np.ndarray) -> dict:
 
     model, params, _ = _load_ae_params(rd, cfg)
     held = encode_batched(model, params, to_unit_float(_load_images(cfg, "test")[HELD_OUT]), 1000)
-    return prefixed_novelty("code_", codes, rd.load_array(LATENTS_FILE), held)
+    return prefixed_novelty("code_", codes, _code_reference(rd.load_array(LATENTS_FILE), held))
+
+
+_CODE_REFERENCES: dict[tuple[str, str], Any] = {}
+
+
+def _code_reference(train_codes: np.ndarray, held_codes: np.ndarray):
+    """The code-space :func:`~otgen.eval.novelty.novelty_reference`, kept for the process by content:
+    a suite's AE-OT run, its latent flows and its replay control share one autoencoder's codes."""
+    import hashlib
+
+    from otgen.eval.novelty import novelty_reference
+
+    key = tuple(hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() for a in (train_codes, held_codes))
+    if key not in _CODE_REFERENCES:
+        if len(_CODE_REFERENCES) >= 2:
+            _CODE_REFERENCES.pop(next(iter(_CODE_REFERENCES)))
+        _CODE_REFERENCES[key] = novelty_reference(train_codes, held_codes)
+    return _CODE_REFERENCES[key]
 
 
 def replay_reconstructions(cfg: MnistConfig, n: int, seed: int = 0) -> tuple[np.ndarray, dict]:
