@@ -186,15 +186,16 @@ class MnistConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # Small AE; OT on whitened codes from a Gaussian by the solver's default at K = 60,000 (averaged SGD from
     # the Voronoi potential, 2^16 fresh samples per step): scripts/bench_ot.py --section large measured it
-    # well ahead of pyOMT's Adam recipe from the same start (README, benchmarks).  The budgets (200 s of OT,
-    # 10,000 latent-flow steps, 1,000 GAN steps) are sized so that the whole quick suite (aeot, sdfm, fm,
-    # gan, pacgan2 and the control rows) fits 30 min on 2 CPU cores (README, "Fashion-MNIST"): a smoke
-    # test of every model, not the published budgets (GANs: `otgen reproduce`).
+    # well ahead of pyOMT's Adam recipe from the same start (README, benchmarks).  The budgets (150 s of OT,
+    # 10,000 latent-flow steps, 600 GAN steps) are sized so that the whole quick suite (aeot, sdfm, fm,
+    # gan, pacgan2 and the control rows) fits 30 min on 2 CPU cores (README, "Quick image suites"): a
+    # smoke test of every model, not the published budgets (GANs: `otgen reproduce`).  Measured at
+    # 200 s / 1,000 steps: 32-33 min (a DCGAN step took 0.33-0.35 s on that machine).
     "quick": dict(ae=AEConfig(latent_dim=16, features=(16, 32), hidden=256, loss="bce"),
                   ae_epochs=6, ae_batch=128, ae_lr=2e-3,
                   whiten=True, ot_source="gaussian", ot_optimizer="auto", ot_init="auto", ot_sampling="rqmc",
-                  ot_steps=None, ot_batch=None, ot_lr=2e-2, ot_tol=2.5e-3, ot_time_budget=200.0,
-                  top_k=20, angle_threshold=0.35, gan_steps=1000, flow_steps=10_000),
+                  ot_steps=None, ot_batch=None, ot_lr=2e-2, ot_tol=2.5e-3, ot_time_budget=150.0,
+                  top_k=20, angle_threshold=0.35, gan_steps=600, flow_steps=10_000),
     # AE-OT's public code (pyOMT): 100-d codes, Adam 1e-3, batch 512, MSE + 1e-5 L1 on the codes.  Its OT
     # (Adam lr 5e-2 on h from h = 0, 20 x 1000 quasi-Monte-Carlo samples per step, up to 20000 steps, ~19 h
     # here) is replaced by the project's solver as in "quick" (whitened codes, Gaussian source, averaged SGD
