@@ -86,7 +86,10 @@ def loss_curves(history: dict[str, list[float]], path, title: str = "") -> Path:
 
 
 _CURVE_LABELS = {"modes_captured": "modes captured", "high_quality_fraction": "high-quality fraction",
-                 "reverse_kl": "reverse KL", "between_modes_fraction": "fraction between modes"}
+                 "reverse_kl": "reverse KL", "between_modes_fraction": "fraction between modes",
+                 # image suites
+                 "classes_covered": "classes covered", "modes_covered": "modes covered",
+                 "kl_uniform": "KL to uniform", "fid": "FID (classifier features)"}
 
 
 def learning_curves(curves, path, title: str = "", reference: dict | None = None) -> Path:
@@ -108,6 +111,8 @@ def learning_curves(curves, path, title: str = "", reference: dict | None = None
             if reference and label in reference and metric in reference[label]:
                 ax.axhline(reference[label][metric], ls="--", lw=0.8, color=f"C{i % 10}")
         ax.set_xscale("log")
+        if metric == "fid":  # spans orders of magnitude while a GAN learns
+            ax.set_yscale("log")
         ax.set_xlabel("training step")
         ax.set_title(_CURVE_LABELS[metric], fontsize=9)
         ax.grid(alpha=0.3)

@@ -12,7 +12,7 @@ from typing import Any
 
 from otgen.eval.modes import assign_to_modes, kl_divergence, mode_coverage, mode_coverage_for_toy
 
-__all__ = ["SUITES", "evaluate", "assign_to_modes", "kl_divergence", "mode_coverage", "mode_coverage_for_toy"]
+__all__ = ["SUITES", "evaluate", "image_curve_point", "assign_to_modes", "kl_divergence", "mode_coverage", "mode_coverage_for_toy"]
 
 SUITES = ("toy", "mnist", "fashion", "stacked")
 
@@ -43,3 +43,25 @@ def evaluate(suite: str, samples, *, toy=None, train=None, held_out=None, seed: 
 
         return evaluate_stacked(samples, data_dir=data_dir)
     raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {suite!r}")
+
+
+def image_curve_point(suite: str, images, *, data_dir=None) -> dict[str, Any]:
+    """The few fields of :func:`evaluate` a learning curve tracks, without its costly extras
+    (precision / recall, novelty): ``mnist`` / ``fashion``: classes covered, KL to uniform, FID,
+    mean classifier confidence; ``stacked``: modes covered, KL.  Same code and classifier as
+    :func:`evaluate`, so a curve's last point equals the final record's fields on the same images."""
+    if suite in ("mnist", "fashion"):
+        from otgen.eval.classifier import classify
+        from otgen.eval.mnist import digit_metrics, load_classifier_cached, reference_features
+
+        data_dir = None if data_dir is None else str(data_dir)
+        params, _ = load_classifier_cached(data_dir, None, suite)
+        logits, feats = classify(params, images)
+        out = digit_metrics(logits, feats, reference_features(data_dir, None, suite)[0], pr_k=None)
+        return {k: out[k] for k in ("classes_covered", "kl_uniform", "fid", "mean_confidence")}
+    if suite == "stacked":
+        from otgen.eval.stacked import evaluate_stacked
+
+        out = evaluate_stacked(images, data_dir=data_dir)
+        return {k: out[k] for k in ("modes_covered", "kl_uniform", "max_mode_fraction")}
+    raise ValueError(f"image suites are mnist, fashion, stacked; got {suite!r}")

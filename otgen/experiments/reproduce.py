@@ -13,6 +13,11 @@ killed worker -- or a fresh machine holding the run directories -- continues
 where it stopped; a finished job (its ``metrics.json`` exists) is skipped.  AE-OT
 runs on the same 100,000 points as the reference row.
 
+``--suite images --data-dir DIR`` queues the DCGAN-family image jobs instead: ``otgen mnist --preset
+paper`` for gan on MNIST (``gan_mnist.py``'s 200,000 steps) and gan / pacgan2 on Stacked MNIST (PacGAN's
+100,000 iterations), each checkpointed every 500 steps and scored at the log-spaced curve steps (classes,
+KL, FID / modes, KL); the report gains an images section (published Stacked rows: PacGAN Table 2).
+
 The report (``reproduction.md`` + ``reproduction_curves.png`` +
 ``reproduction_samples.png``) puts our numbers next to PacGAN's Table 1 with a
 verdict per row: *reproduced* when the mean HQ is >= 90% and the mean mode count
@@ -30,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PUBLISHED", "JOBS", "jobs", "run_job", "collect", "write_report", "add_arguments", "main"]
+__all__ = ["PUBLISHED", "PUBLISHED_IMAGES", "JOBS", "IMAGE_JOBS", "jobs", "run_job", "run_image_job", "collect",
+           "collect_images", "write_report", "add_arguments", "main"]
 
 # PacGAN (Lin et al., NeurIPS 2018) Table 1, 10 trials each: modes (mean, std), % high quality, reverse KL.
 PUBLISHED = {
@@ -43,10 +49,17 @@ PUBLISHED = {
     ("grid25", "pacgan3"): dict(modes=(24.6, 0.4), hq=94.2, kl=(0.06, None)),
     ("grid25", "pacgan4"): dict(modes=(24.8, 0.2), hq=93.6, kl=(0.04, None)),
 }
+# PacGAN Table 2 (Stacked MNIST in VEEGAN's setting, 10 trials, 26,000 samples): modes of 1,000, KL to uniform.
+PUBLISHED_IMAGES = {
+    ("stacked", "gan"): dict(modes=99.0, kl=3.40),
+    ("stacked", "pacgan2"): dict(modes=1000.0, kl=0.06),
+}
 MODE_TOLERANCE = {"ring8": 1.5, "grid25": 3.0}
 DISTS = ("ring8", "grid25")
 # Queue order: the Table-1 rows first, then WGAN-GP in its own setting, then the rest.
 JOBS = ("gan", "pacgan2", "pacgan4", "wgan-gp", "aeot", "pacgan3", "wgan")
+# Image jobs (``--suite images``): (dataset, model) in queue order.
+IMAGE_JOBS = (("mnist", "gan"), ("stacked", "gan"), ("stacked", "pacgan2"))
 
 
 def jobs(models=JOBS, dists=DISTS, seeds=(0,)) -> list[tuple[str, str, int]]:
@@ -67,6 +80,73 @@ def run_job(runs_dir: Path, dist: str, model: str, seed: int, progress: bool = F
         return json.loads((out / "metrics.json").read_text())
     return run(ToyRunConfig(model=model, dist=dist, out=str(out), seed=seed, preset="published",
                             progress=progress))
+
+
+def image_config(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=None, progress: bool = False):
+    """The ``otgen mnist --preset paper`` configuration of one image job (GAN stages only)."""
+    from otgen.experiments.mnist import make_config
+
+    return make_config("paper", model=model, dataset=dataset, seed=seed, data_dir=data_dir, progress=progress,
+                       out=str(run_dir(runs_dir, dataset, model, seed)))
+
+
+def run_image_job(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=None) -> dict:
+    """Run (or resume, or skip when finished) one image job; returns its metrics."""
+    from otgen.experiments.mnist import run
+
+    out = run_dir(runs_dir, dataset, model, seed)
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    return run(image_config(runs_dir, dataset, model, seed, data_dir))["metrics"]
+
+
+def collect_images(runs_dir: Path, jobs=IMAGE_JOBS) -> list[dict]:
+    """One record per image run directory found: its budget, the step reached, the curve so far and,
+    once finished, the final metrics."""
+    records = []
+    for dataset, model in jobs:
+        for out in sorted(Path(runs_dir).glob(f"{dataset}_{model}_s*")):
+            cfg = (_read(out / "config.json") or {}).get("config", {})
+            meta = _checkpoint_meta(out / "gan") or {}
+            metrics = _read(out / "metrics.json")
+            curve = _read(out / "curves.json") or meta.get("curve", [])
+            records.append({"dataset": dataset, "model": model, "dir": str(out), "budget": cfg.get("gan_steps"),
+                            "step": int(meta.get("step", 0)), "curve": curve, "metrics": metrics,
+                            "train_seconds": meta.get("seconds")})
+    return records
+
+
+def _image_lines(records: list[dict], report_dir: Path) -> list[str]:
+    """The images section of the report: one row per run, its curve figure."""
+    from otgen.plotting import learning_curves
+
+    lines = ["## Images: the DCGAN-family baselines at their authors' budgets", "",
+             "`otgen reproduce --suite images` (`otgen mnist --preset paper`: MNIST `gan_mnist.py`'s 200,000 "
+             "generator steps at batch 50; Stacked MNIST PacGAN's 100,000 iterations, on `gan_mnist.py`'s "
+             "nets, not PacGAN's carpedm20 DCGAN). Scored at the curve steps on the run's own draw (10,000 "
+             "digits; 26,000 Stacked images): classes covered / modes of 1,000, KL to uniform, FID on the "
+             "project's classifier features. Published Stacked rows: PacGAN Table 2 (10 trials).", "",
+             "| dataset | model | steps done / budget | train time | last curve point | published | status |",
+             "|---|---|---|---|---|---|---|"]
+    for r in records:
+        pub = PUBLISHED_IMAGES.get((r["dataset"], r["model"]))
+        last = r["curve"][-1] if r["curve"] else None
+        point = "-" if last is None else f"step {last['step']}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+            for k, v in last.items() if k != "step")
+        seconds = r["train_seconds"]
+        published = "-" if pub is None else f"{pub['modes']:.0f} modes, KL {pub['kl']:.2f}"
+        hours = "-" if seconds is None else f"{seconds / 3600:.1f} h"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['step']:,} / {r['budget'] or 0:,} | {hours} | {point} | "
+                     f"{published} | {'finished' if r['metrics'] else 'running'} |")
+    lines.append("")
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        part = {r["model"]: r["curve"] for r in records if r["dataset"] == dataset and r["curve"]}
+        if part:
+            name = f"reproduction_curves_{dataset}.png"
+            learning_curves(part, report_dir / name, title=f"{dataset}: learning curves, seed 0")
+            lines += [f"![{dataset} learning curves]({name})", ""]
+    return lines
 
 
 def _read(path: Path):
@@ -213,6 +293,9 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
         fig.tight_layout()
         save_figure(fig, report_dir / "reproduction_samples.png")
         lines += ["![samples over the training data](reproduction_samples.png)", ""]
+    images = collect_images(runs_dir)
+    if images:
+        lines += _image_lines(images, report_dir)
     path = report_dir / "reproduction.md"
     path.write_text("\n".join(lines))
     return path
@@ -233,8 +316,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default runs/reproduction)")
     parser.add_argument("--report-dir", default=None, help="write reproduction.md and its figures here "
                         "(default: the runs directory)")
-    parser.add_argument("--models", default=",".join(JOBS), help=f"comma-separated (default {','.join(JOBS)})")
-    parser.add_argument("--dists", default=",".join(DISTS), help="comma-separated toys (default ring8,grid25)")
+    parser.add_argument("--suite", default="toy", choices=("toy", "images"),
+                        help="toy: PacGAN's Table 1 jobs; images: the DCGAN jobs (needs the MNIST data)")
+    parser.add_argument("--models", default=None, help=f"comma-separated (default toy {','.join(JOBS)}; "
+                        f"images {','.join(dict.fromkeys(m for _, m in IMAGE_JOBS))})")
+    parser.add_argument("--dists", default=None, help="comma-separated toys (default ring8,grid25) or datasets "
+                        "(images: default mnist,stacked)")
+    parser.add_argument("--data-dir", default=None, help="images: MNIST directory (default $OTGEN_DATA_DIR, "
+                        "then ~/.cache/otgen/mnist)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per job (default 1)")
     parser.add_argument("--shard", default="0/1", metavar="I/N",
                         help="run only jobs i, i+N, i+2N, ... of the queue (start N workers for N shards)")
@@ -253,18 +342,29 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--shard must look like I/N, got {args.shard!r}") from None
     if not 0 <= index < count:
         raise ValueError(f"--shard I/N needs 0 <= I < N, got {args.shard!r}")
-    models = [m for m in args.models.split(",") if m]
-    dists = [d for d in args.dists.split(",") if d]
-    unknown = sorted(set(models) - set(JOBS)) + sorted(set(dists) - set(DISTS))
+    images = args.suite == "images"
+    all_models = tuple(dict.fromkeys(m for _, m in IMAGE_JOBS)) if images else JOBS
+    all_dists = tuple(dict.fromkeys(d for d, _ in IMAGE_JOBS)) if images else DISTS
+    models = [m for m in (args.models or ",".join(all_models)).split(",") if m]
+    dists = [d for d in (args.dists or ",".join(all_dists)).split(",") if d]
+    unknown = sorted(set(models) - set(all_models)) + sorted(set(dists) - set(all_dists))
     if unknown:
-        raise ValueError(f"unknown model or toy: {', '.join(unknown)} (models: {', '.join(JOBS)}; "
-                         f"toys: {', '.join(DISTS)})")
+        raise ValueError(f"unknown model or {'dataset' if images else 'toy'} for --suite {args.suite}: "
+                         f"{', '.join(unknown)} (models: {', '.join(all_models)}; "
+                         f"{'datasets' if images else 'toys'}: {', '.join(all_dists)})")
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
-        queue = jobs(models, dists, range(args.seeds))[index::count]
+        queue = ([(d, m, s) for s in range(args.seeds) for d, m in IMAGE_JOBS if d in dists and m in models]
+                 if images else jobs(models, dists, range(args.seeds)))[index::count]
         for i, (dist, model, seed) in enumerate(queue):
             t0 = time.perf_counter()
             print(f"[{i + 1}/{len(queue)}] {dist} {model} seed {seed} ...", flush=True)
+            if images:
+                m = run_image_job(runs_dir, dist, model, seed, args.data_dir)
+                print("    " + ", ".join(f"{k} {m[k]:.4g}" for k in ("classes_covered", "modes_covered",
+                                                                     "kl_uniform", "fid") if k in m)
+                      + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+                continue
             m = run_job(runs_dir, dist, model, seed)
             print(f"    modes {m.get('modes_captured')}/{m.get('n_modes')}, "
                   f"{100 * m.get('high_quality_fraction', float('nan')):.1f}% HQ, "
