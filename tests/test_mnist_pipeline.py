@@ -211,6 +211,29 @@ def test_tiny_gan_baseline_through_the_same_command(tmp_path):
 
 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
+def test_gan_learning_curve_ends_on_the_runs_own_samples(tmp_path, monkeypatch):
+    """The curve's records score the generate stage's draw: at the last step, samples.npy itself."""
+    import otgen.eval
+
+    def score(suite, images, data_dir=None):  # stands in for the classifier (not trained in CI)
+        images = np.asarray(images)
+        return {"n": len(images), "mean_pixel": float(images.mean()), "first": int(images.reshape(-1)[123])}
+
+    monkeypatch.setattr(otgen.eval, "image_curve_point", score)
+    out = tmp_path / "gan"
+    cfg = exp.make_config("quick", model="gan", out=str(out), data_dir=str(REAL_MNIST), limit=100, gan_steps=3,
+                          n_samples=30, evaluate=True, stages=("train-gan", "generate"), progress=False)
+    assert exp.run(cfg)["ran"] == ["train-gan", "generate"]
+    curve = json.loads((out / exp.CURVES_FILE).read_text())
+    assert [r["step"] for r in curve] == [3] and (out / "curves.png").exists()
+    assert curve[-1] == {"step": 3, **score("mnist", np.load(out / "samples.npy"))}
+    # the curve travels in the checkpoint (a resumed run keeps it)
+    from otgen.checkpoint import load_pytree
+
+    assert load_pytree(out / "gan" / "checkpoint.npz")[1]["curve"] == curve
+
+
+@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
 def test_tiny_stacked_mnist_aeot(tmp_path):
     """Stacked MNIST through the same stages: RGB training images, RGB samples."""
     from otgen.models.autoencoder import AEConfig

@@ -156,4 +156,44 @@ def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):
 
     assert main(["reproduce", "--runs-dir", str(tmp_path), "--shard", "2/2", "--report-only"]) == 2
     assert main(["reproduce", "--runs-dir", str(tmp_path), "--models", "vae"]) == 2
-    assert "unknown model or toy: vae" in capsys.readouterr().err
+    assert "unknown model or toy for --suite toy: vae" in capsys.readouterr().err
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--suite", "images", "--dists", "ring8"]) == 2
+    assert "unknown model or dataset for --suite images: ring8" in capsys.readouterr().err
+
+
+def test_image_presets_carry_the_authors_budgets(tmp_path):
+    from otgen.experiments.mnist import make_config
+    from otgen.generators import make
+
+    # gan_mnist.py: ITERS 200000 at BATCH_SIZE 50; PacGAN VEEGAN_experiment/config.py: 50 epochs x 128,000 / 64
+    assert make_config("paper").gan_steps == 200_000
+    assert make_config("paper", dataset="stacked").gan_steps == 100_000
+    assert make_config("quick").gan_steps == 600 and make_config("quick", dataset="stacked").gan_steps == 2000
+    cfg = reproduce.image_config(tmp_path, "stacked", "pacgan2", 0, data_dir="somewhere")
+    assert (cfg.preset, cfg.model, cfg.dataset, cfg.gan_steps, cfg.n_samples, cfg.data_dir) == \
+        ("paper", "pacgan2", "stacked", 100_000, 26_000, "somewhere")
+    assert cfg.out == str(tmp_path / "stacked_pacgan2_s0") and cfg.evaluate  # the curve is on
+    gan = make("gan", "images", shape=(28, 28, 1), steps=200_000)
+    assert (gan.config.batch_size, gan.config.steps, gan.checkpoint_every) == (50, 200_000, 500)
+    assert make("gan", "toy", shape=(2,), preset="published").checkpoint_every == 10_000
+
+
+def test_image_jobs_in_the_report(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs / "ring8_gan_s0", modes=6, hq=0.97)
+    for model, curve in (("gan", [{"step": 1000, "modes_covered": 40, "kl_uniform": 3.9},
+                                   {"step": 2000, "modes_covered": 95, "kl_uniform": 3.1}]),
+                         ("pacgan2", [])):
+        out = runs / f"stacked_{model}_s0"
+        out.mkdir(parents=True)
+        (out / "config.json").write_text(json.dumps({"config": {"gan_steps": 100_000}}))
+        if curve:
+            (out / "curves.json").write_text(json.dumps(curve))
+    recs = reproduce.collect_images(runs)
+    assert [(r["dataset"], r["model"], r["budget"], r["step"]) for r in recs] == \
+        [("stacked", "gan", 100_000, 0), ("stacked", "pacgan2", 100_000, 0)]
+    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    assert "| stacked | gan | 0 / 100,000 | - | step 2000: modes covered 95, kl uniform 3.1 | 99 modes, KL 3.40 | " \
+           "running |" in text
+    assert "| stacked | pacgan2 | 0 / 100,000 | - | - | 1000 modes, KL 0.06 | running |" in text
+    assert (tmp_path / "report" / "reproduction_curves_stacked.png").exists()
