@@ -520,7 +520,8 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
     lines += ["## Runs", ""] + [
         f"- {r['model']} seed {r['seed']}: `{r['out']}` (configured {r.get('created')}; stage seconds "
         f"{json.dumps(r.get('stage_seconds', {}))})" for r in records if r["status"] == "ok"] + [""]
-    _mnist_figure(records, models, report_dir / f"{name}_samples.png")
+    _mnist_figure(records, models, report_dir / f"{name}_samples.png",
+                  title=f"first 20 generated {'digits' if dataset == 'mnist' else 'images'} of each model (first seed)")
     lines += ["## Samples", "", f"![generated images]({name}_samples.png)", ""]
     path = report_dir / f"{name}.md"
     _atomic_text(path, "\n".join(lines))
