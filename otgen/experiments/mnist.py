@@ -86,7 +86,8 @@ class MnistConfig:
                                             f"generate,evaluate; default all)", preset_default=True)
     limit: int | None = option(None, "use only the first N training images (default all)", preset_default=True)
     n_samples: int = option(10000, "images to generate (default 10,000; Stacked 26,000)", preset_default=True)
-    evaluate: bool = option(True, "skip the classifier evaluation (metrics.json)", flag="--no-eval")
+    evaluate: bool = option(True, "skip the classifier evaluation (metrics.json; a GAN's learning curve too)",
+                            flag="--no-eval")
     progress: bool = option(True, "no progress bars or log lines", flag="--quiet")
     overwrite: bool = option(False, "replace a run directory that holds another configuration")
     ae_from: str | None = option(None, "take the autoencoder and codes from this run directory instead of training "
