@@ -12,7 +12,8 @@ from typing import Any
 
 from otgen.eval.modes import assign_to_modes, kl_divergence, mode_coverage, mode_coverage_for_toy
 
-__all__ = ["SUITES", "evaluate", "image_curve_point", "assign_to_modes", "kl_divergence", "mode_coverage", "mode_coverage_for_toy"]
+__all__ = ["SUITES", "evaluate", "image_curve_point", "assign_to_modes", "kl_divergence", "mode_coverage",
+           "mode_coverage_for_toy"]
 
 SUITES = ("toy", "mnist", "fashion", "stacked")
 
@@ -51,13 +52,9 @@ def image_curve_point(suite: str, images, *, data_dir=None) -> dict[str, Any]:
     mean classifier confidence; ``stacked``: modes covered, KL.  Same code and classifier as
     :func:`evaluate`, so a curve's last point equals the final record's fields on the same images."""
     if suite in ("mnist", "fashion"):
-        from otgen.eval.classifier import classify
-        from otgen.eval.mnist import digit_metrics, load_classifier_cached, reference_features
+        from otgen.eval.mnist import evaluate_digits
 
-        data_dir = None if data_dir is None else str(data_dir)
-        params, _ = load_classifier_cached(data_dir, None, suite)
-        logits, feats = classify(params, images)
-        out = digit_metrics(logits, feats, reference_features(data_dir, None, suite)[0], pr_k=None)
+        out = evaluate_digits(images, data_dir=data_dir, dataset=suite, pr_k=None, novelty=False)
         return {k: out[k] for k in ("classes_covered", "kl_uniform", "fid", "mean_confidence")}
     if suite == "stacked":
         from otgen.eval.stacked import evaluate_stacked

@@ -121,12 +121,13 @@ def prefixed_novelty(prefix: str, samples, reference) -> dict[str, float]:
 
 
 def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None = 3,
-                    dataset: str = "mnist") -> dict[str, Any]:
+                    dataset: str = "mnist", novelty: bool = True) -> dict[str, Any]:
     """Class coverage, KL to uniform, FID (vs MNIST test), and novelty in feature space of generated digits.
 
     ``images``: uint8 (n, 28, 28) (or float in [0, 1]).  The classifier is loaded
     from ``cache_dir`` (default ``$OTGEN_CACHE_DIR/classifier`` or
-    ``~/.cache/otgen/classifier``) or trained there on first use.
+    ``~/.cache/otgen/classifier``) or trained there on first use.  ``pr_k=None`` and
+    ``novelty=False`` skip the costly parts (precision / recall, nearest training features).
     """
     from otgen.eval.classifier import classify
 
@@ -138,7 +139,8 @@ def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None =
     out = digit_metrics(logits, feats, ref, pr_k=pr_k)
     # novelty in the classifier's feature space: against the 60,000 training images, with the
     # first half of the test set as the held-out reference
-    out.update(prefixed_novelty("feature_", feats, feature_novelty_reference(data_dir, cache_dir, dataset)))
+    if novelty:
+        out.update(prefixed_novelty("feature_", feats, feature_novelty_reference(data_dir, cache_dir, dataset)))
     out["fid_train_vs_test"] = floor
     out["classifier_test_accuracy"] = float(meta["test_accuracy"])
     return out

@@ -60,6 +60,8 @@ DISTS = ("ring8", "grid25")
 JOBS = ("gan", "pacgan2", "pacgan4", "wgan-gp", "aeot", "pacgan3", "wgan")
 # Image jobs (``--suite images``): (dataset, model) in queue order.
 IMAGE_JOBS = (("mnist", "gan"), ("stacked", "gan"), ("stacked", "pacgan2"))
+IMAGE_DATASETS = tuple(dict.fromkeys(d for d, _ in IMAGE_JOBS))
+IMAGE_MODELS = tuple(dict.fromkeys(m for _, m in IMAGE_JOBS))
 
 
 def jobs(models=JOBS, dists=DISTS, seeds=(0,)) -> list[tuple[str, str, int]]:
@@ -319,9 +321,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="toy", choices=("toy", "images"),
                         help="toy: PacGAN's Table 1 jobs; images: the DCGAN jobs (needs the MNIST data)")
     parser.add_argument("--models", default=None, help=f"comma-separated (default toy {','.join(JOBS)}; "
-                        f"images {','.join(dict.fromkeys(m for _, m in IMAGE_JOBS))})")
-    parser.add_argument("--dists", default=None, help="comma-separated toys (default ring8,grid25) or datasets "
-                        "(images: default mnist,stacked)")
+                        f"images {','.join(IMAGE_MODELS)})")
+    parser.add_argument("--dists", default=None, help=f"comma-separated toys (default {','.join(DISTS)}) or datasets "
+                        f"(images: default {','.join(IMAGE_DATASETS)})")
     parser.add_argument("--data-dir", default=None, help="images: MNIST directory (default $OTGEN_DATA_DIR, "
                         "then ~/.cache/otgen/mnist)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per job (default 1)")
@@ -343,8 +345,7 @@ def main(args: argparse.Namespace) -> int:
     if not 0 <= index < count:
         raise ValueError(f"--shard I/N needs 0 <= I < N, got {args.shard!r}")
     images = args.suite == "images"
-    all_models = tuple(dict.fromkeys(m for _, m in IMAGE_JOBS)) if images else JOBS
-    all_dists = tuple(dict.fromkeys(d for d, _ in IMAGE_JOBS)) if images else DISTS
+    all_models, all_dists = (IMAGE_MODELS, IMAGE_DATASETS) if images else (JOBS, DISTS)
     models = [m for m in (args.models or ",".join(all_models)).split(",") if m]
     dists = [d for d in (args.dists or ",".join(all_dists)).split(",") if d]
     unknown = sorted(set(models) - set(all_models)) + sorted(set(dists) - set(all_dists))
