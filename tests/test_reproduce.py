@@ -118,6 +118,26 @@ def test_toy_run_with_the_published_preset_records_it_and_its_curve(tmp_path):
     assert (out / "curves.png").exists()
 
 
+def test_a_running_job_is_sampled_from_its_checkpoint_as_the_run_samples(tmp_path):
+    from otgen.experiments.toy import checkpoint_samples
+
+    runs = tmp_path / "runs"
+    cfg = ToyRunConfig(model="wgan-gp", dist="grid25", out=str(runs / "grid25_wgan-gp_s0"), preset="published",
+                       steps=20, n_train=500, progress=False)
+    metrics = run(cfg)
+    (runs / "grid25_wgan-gp_s0" / "metrics.json").unlink()  # as if still training at step 20
+    samples, step = checkpoint_samples(cfg)
+    assert step == 20
+    np.testing.assert_array_equal(samples, np.load(runs / "grid25_wgan-gp_s0" / "samples.npy"))
+    (rec,) = [r for r in reproduce.collect(runs) if r["model"] == "wgan-gp" and r["dist"] == "grid25"]
+    (panel,) = reproduce._sample_panels([rec])
+    assert panel[1] == (f"grid25 wgan-gp, running: step 20\n{metrics['modes_captured']} modes, "
+                        f"{100 * metrics['high_quality_fraction']:.1f}% HQ")
+    np.testing.assert_array_equal(panel[2], samples)
+    with pytest.raises(ValueError, match="no training checkpoint"):
+        checkpoint_samples(ToyRunConfig(model="aeot", dist="ring8", out=str(tmp_path / "x")))
+
+
 def _fake_run(path, modes, hq, kl=0.1, steps=400_000, curve=True):
     path.mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ paper`` for gan on MNIST (``gan_mnist.py``'s 200,000 steps) and gan / pacgan2 on
 100,000 iterations), each checkpointed every 500 steps and scored at the log-spaced curve steps (classes,
 KL, FID / modes, KL); the report gains an images section (published Stacked rows: PacGAN Table 2).
 
-The report (``reproduction.md`` + ``reproduction_curves.png`` +
+The report (``reproduction.md`` + ``reproduction_curves_<toy>.png`` +
 ``reproduction_samples.png``) puts our numbers next to PacGAN's Table 1 with a
 verdict per row: *reproduced* when the mean HQ is >= 90% and the mean mode count
 is within the published mean +- 1.5 (ring8) / +- 3 (grid25).  Jobs still running
@@ -179,7 +179,8 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
                    # a running job's curve so far travels in its checkpoint
                    "curves": {o.name: _read(o / "curves.json") or (metas.get(o.name) or {}).get("curve", [])
                               for o in outs},
-                   "running": {k: m for k, m in metas.items() if m is not None}}
+                   "running": {k: m for k, m in metas.items() if m is not None},
+                   "dirs_running": [str(runs_dir / k) for k, m in metas.items() if m is not None]}
             if done:
                 ms = [m for _, m in done]
                 for key in ("modes_captured", "high_quality_fraction", "reverse_kl", "train_seconds"):
@@ -266,7 +267,6 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
     curves = {f"{r['dist']} {r['model']}": next(iter(c for c in r["curves"].values() if c), [])
               for r in records if any(r["curves"].values())}
     if curves:
-        fig_path = report_dir / "reproduction_curves.png"
         for dist in DISTS:
             part = {k.split(" ", 1)[1]: v for k, v in curves.items() if k.startswith(dist + " ")}
             if part:
@@ -276,31 +276,56 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
                 learning_curves(part, report_dir / f"reproduction_curves_{dist}.png",
                                 title=f"{dist}: learning curves, seed 0 (dashed: PacGAN Table 1)", reference=ref)
                 lines += [f"![{dist} learning curves](reproduction_curves_{dist}.png)", ""]
-        del fig_path
 
-    shown = [(r, d) for r in records for d in r["dirs"][:1]]
-    if shown:
-        cols = max(1, max(sum(r["dist"] == d for r, _ in shown) for d in DISTS))
+    panels = _sample_panels(records)
+    if panels:
+        cols = max(1, max(sum(p[0] == d for p in panels) for d in DISTS))
         fig, axes = plt.subplots(len(DISTS), cols, figsize=(3.2 * cols, 6.4), squeeze=False)
         for row, dist in enumerate(DISTS):
-            cells = [(r, d) for r, d in shown if r["dist"] == dist]
+            cells = [p for p in panels if p[0] == dist]
             for col, ax in enumerate(axes[row]):
                 if col >= len(cells):
                     ax.axis("off")
                     continue
-                rec, d = cells[col]
-                samples, data = np.load(Path(d) / "samples.npy"), _training_set(Path(d), dist)
-                scatter_panel(ax, samples, data, title=f"{dist} {rec['model']}: {rec['modes_captured'][0]:.0f} "
-                                                       f"modes, {100 * rec['high_quality_fraction'][0]:.1f}% HQ")
+                _, title, samples, data = cells[col]
+                scatter_panel(ax, samples, data, title=title)
         fig.tight_layout()
         save_figure(fig, report_dir / "reproduction_samples.png")
-        lines += ["![samples over the training data](reproduction_samples.png)", ""]
+        lines += ["![samples over the training data](reproduction_samples.png)", "",
+                  "A panel marked *running* shows a job still training: its latest checkpoint's generator, "
+                  "sampled with the run's own key and scored as its learning curve is.", ""]
     images = collect_images(runs_dir)
     if images:
         lines += _image_lines(images, report_dir)
     path = report_dir / "reproduction.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _sample_panels(records: list[dict]) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(toy, title, samples, training data) per (toy, model): the first finished seed's samples, else the
+    first running seed's samples at its latest checkpoint."""
+    from otgen.data import toys
+    from otgen.eval.modes import mode_coverage_for_toy
+    from otgen.experiments.toy import ToyRunConfig, checkpoint_samples
+
+    panels = []
+    for rec in records:
+        name = f"{rec['dist']} {rec['model']}"
+        if rec["dirs"]:
+            d = Path(rec["dirs"][0])
+            title = (f"{name}\n{rec['modes_captured'][0]:.0f} modes, "
+                     f"{100 * rec['high_quality_fraction'][0]:.1f}% HQ")
+            panels.append((rec["dist"], title, np.load(d / "samples.npy"), _training_set(d, rec["dist"])))
+        elif rec["running"] and rec["model"] != "aeot":
+            d = Path(rec["dirs_running"][0])
+            cfg = ToyRunConfig(**{**json.loads((d / "config.json").read_text())["config"]["run"], "out": str(d)})
+            samples, step = checkpoint_samples(cfg)
+            scores = mode_coverage_for_toy(samples, toys.get(rec["dist"]))
+            title = (f"{name}, running: step {step:,}\n{scores['modes_captured']} modes, "
+                     f"{100 * scores['high_quality_fraction']:.1f}% HQ")
+            panels.append((rec["dist"], title, samples, _training_set(d, rec["dist"])))
+    return panels
 
 
 def _training_set(run: Path, dist: str) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from otgen.cliargs import add_arguments as _add_config_arguments
 from otgen.cliargs import from_args, option
 
-__all__ = ["ToyRunConfig", "MODELS", "run", "add_arguments", "main", "held_out_set"]
+__all__ = ["ToyRunConfig", "MODELS", "run", "checkpoint_samples", "add_arguments", "main", "held_out_set"]
 
 MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4", "fm", "otcfm", "sdfm")
 FLOWS = ("fm", "otcfm", "sdfm")
@@ -213,6 +213,24 @@ def run(cfg: ToyRunConfig) -> dict:
         scatter_over_data(samples, data, rd.file("samples.png"), title=title)
     rd.write_json("metrics.json", metrics)  # last: its presence marks the run as finished
     return metrics
+
+
+def checkpoint_samples(cfg: ToyRunConfig) -> tuple[np.ndarray, int]:
+    """A GAN run's samples at its latest checkpoint, drawn as :func:`run` draws them (same key, same count),
+    so a job still training can be looked at -- and scored -- as its learning curve is; and the step reached.
+
+    Refused (``ValueError`` / ``CheckpointError``) for a model without a checkpoint or one written by another
+    configuration.
+    """
+    from otgen.generators import make
+    from otgen.generators.gan import GAN
+
+    if cfg.model in FLOWS or cfg.model == "aeot":
+        raise ValueError(f"{cfg.model} keeps no training checkpoint to sample (only the GAN family does)")
+    dim = 2 if cfg.data is None else int(np.load(cfg.data, mmap_mode="r").shape[1])
+    config = make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
+    gan = GAN.load(cfg.out, config)
+    return np.asarray(gan.sample(_keys(cfg.seed)["sample"], cfg.n_samples), np.float32), int(gan.result.state.step)
 
 
 def ode_sweep(flow, toy, key, n: int) -> list[dict]:
