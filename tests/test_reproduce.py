@@ -138,6 +138,17 @@ def test_a_running_job_is_sampled_from_its_checkpoint_as_the_run_samples(tmp_pat
         checkpoint_samples(ToyRunConfig(model="aeot", dist="ring8", out=str(tmp_path / "x")))
 
 
+def test_jobs_run_the_published_preset_and_aeot_its_default(tmp_path, monkeypatch):
+    import otgen.experiments.toy as toy
+
+    seen = []
+    monkeypatch.setattr(toy, "run", lambda cfg: seen.append(cfg) or {})
+    for model in ("gan", "wgan-gp", "aeot"):
+        reproduce.run_job(tmp_path, "ring8", model, 0)
+    assert [(c.model, c.preset, c.n_train) for c in seen] == \
+        [("gan", "published", 100_000), ("wgan-gp", "published", 100_000), ("aeot", "default", 2000)]
+
+
 def _fake_run(path, modes, hq, kl=0.1, steps=400_000, curve=True):
     path.mkdir(parents=True)
     rng = np.random.default_rng(0)
