@@ -134,6 +134,8 @@ def test_a_running_job_is_sampled_from_its_checkpoint_as_the_run_samples(tmp_pat
     assert panel[1] == (f"grid25 wgan-gp, running: step 20\n{metrics['modes_captured']} modes, "
                         f"{100 * metrics['high_quality_fraction']:.1f}% HQ")
     np.testing.assert_array_equal(panel[2], samples)
+    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    assert "not finished (running: grid25_wgan-gp_s0 at step 20 of 100000 (" in text and "steps/s over its" in text
     with pytest.raises(ValueError, match="no training checkpoint"):
         checkpoint_samples(ToyRunConfig(model="aeot", dist="ring8", out=str(tmp_path / "x")))
 

@@ -216,14 +216,27 @@ def verdict(rec: dict) -> str:
     return "reproduced" if not reasons else "not reproduced: " + "; ".join(reasons)
 
 
-def _progress(name: str, meta: dict) -> str:
-    """'ring8_gan_s0 at step 30000 (last curve point: step 30000, 8 modes, 94.8% HQ)'."""
-    text = f"{name} at step {int(meta.get('step', 0))}"
+def _progress(name: str, meta: dict, budget: int | None = None) -> str:
+    """'ring8_gan_s0 at step 30000 of 400000 (12.0 steps/s over its calls; last curve point: step 30000,
+    8 modes, 94.8% HQ)': the rate is the checkpoint's steps over its summed training time, every call on
+    whatever shared the cores then, so it is a lower bound on what a worker does alone."""
+    step, seconds = int(meta.get("step", 0)), float(meta.get("seconds", 0.0))
+    text = f"{name} at step {step}" + (f" of {budget}" if budget else "")
+    notes = []
+    if step and seconds > 0:
+        notes.append(f"{step / seconds:.1f} steps/s over its calls")
     if meta.get("curve"):
         c = meta["curve"][-1]
-        text += (f" (last curve point: step {c['step']}, {c['modes_captured']} modes, "
-                 f"{100 * c['high_quality_fraction']:.1f}% HQ)")
-    return text
+        notes.append(f"last curve point: step {c['step']}, {c['modes_captured']} modes, "
+                     f"{100 * c['high_quality_fraction']:.1f}% HQ")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _budget(model: str) -> int | None:
+    """A toy job's step budget at its published preset (None for AE-OT, whose steps are the solver's)."""
+    from otgen.train import GANConfig
+
+    return None if model == "aeot" else GANConfig.for_toy(model, preset="published").steps
 
 
 def _pm(value, scale=1.0, fmt="{:.1f}") -> str:
@@ -257,7 +270,7 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
         pub = PUBLISHED.get((rec["dist"], rec["model"]))
         if not rec["seeds"] and not rec["running"]:
             continue
-        running = ", ".join(_progress(k, m) for k, m in rec["running"].items())
+        running = ", ".join(_progress(k, m, _budget(rec["model"])) for k, m in rec["running"].items())
         train = rec.get("train_seconds")
         lines.append(
             f"| {rec['dist']} | {rec['model']} | {rec.get('steps') or '-'} | {rec['seeds']} | "
