@@ -194,7 +194,7 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
                     vals = np.array([float(m[key]) for m in ms if key in m])
                     if len(vals):
                         rec[key] = (float(vals.mean()), float(vals.std()) if len(vals) > 1 else None)
-                rec["steps"] = ms[0].get("steps")
+                rec["steps"] = ms[0].get("steps", ms[0].get("ot_steps"))  # AE-OT: its OT solver's steps
                 rec["n_modes"] = ms[0].get("n_modes")
             records.append(rec)
     return records
