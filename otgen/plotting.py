@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from otgen.checkpoint import atomic_write  # noqa: E402
@@ -111,6 +112,7 @@ def learning_curves(curves, path, title: str = "", reference: dict | None = None
             if reference and label in reference and metric in reference[label]:
                 ax.axhline(reference[label][metric], ls="--", lw=0.8, color=f"C{i % 10}")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # < 1 decade: no crowded minor labels
         if metric == "fid":  # spans orders of magnitude while a GAN learns
             ax.set_yscale("log")
         ax.set_xlabel("training step")

@@ -177,6 +177,8 @@ def test_verdicts_and_report(tmp_path):
     assert reproduce.verdict(recs[("ring8", "pacgan2")]).startswith("not reproduced: HQ 40.0%")
     assert "modes 25.0 outside 17.3" in reproduce.verdict(recs[("grid25", "gan")])
     assert reproduce.verdict(recs[("ring8", "pacgan4")]) == "not finished"
+    # a curve point scored before between_modes_fraction was recorded: the same quantity, 1 - HQ
+    assert recs[("ring8", "gan")]["curves"]["ring8_gan_s0"][0]["between_modes_fraction"] == pytest.approx(0.03)
     path = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only")
     text = path.read_text()
     assert "| ring8 | gan | 400000 | 2 | 6.5 +- 0.5 | 96.0 +- 1.0 |" in text

@@ -188,6 +188,10 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
                               for o in outs},
                    "running": {k: m for k, m in metas.items() if m is not None},
                    "dirs_running": [str(runs_dir / k) for k, m in metas.items() if m is not None]}
+            for curve in rec["curves"].values():  # points scored before the field existed: between = 1 - HQ
+                for point in curve:              # (a run with non-finite samples stops as diverged)
+                    if "high_quality_fraction" in point:
+                        point.setdefault("between_modes_fraction", 1.0 - point["high_quality_fraction"])
             if done:
                 ms = [m for _, m in done]
                 for key in ("modes_captured", "high_quality_fraction", "reverse_kl", "train_seconds"):
