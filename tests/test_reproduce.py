@@ -210,7 +210,7 @@ def test_image_presets_carry_the_authors_budgets(tmp_path):
     assert cfg.out == str(tmp_path / "stacked_pacgan2_s0") and cfg.evaluate  # the curve is on
     gan = make("gan", "images", shape=(28, 28, 1), steps=200_000)
     assert (gan.config.batch_size, gan.config.steps, gan.checkpoint_every) == (50, 200_000, 500)
-    assert make("gan", "toy", shape=(2,), preset="published").checkpoint_every == 10_000
+    assert make("gan", "toy", shape=(2,), preset="published").checkpoint_every == 1000
 
 
 def test_image_jobs_in_the_report(tmp_path):

@@ -8,7 +8,7 @@
 Every job is ``otgen toy --preset published`` (which resumes its run directory) on ring8 / grid25 (100,000
 training points, see ``otgen.train.TOY_PRESETS``): GAN and PacGAN-m 400,000
 generator steps at batch 100, WGAN-GP and WGAN ``gan_toy.py``'s 100,000 steps.
-Each job checkpoints every 10,000 steps and at its learning-curve steps, so a
+Each job checkpoints every 1,000 steps and at its learning-curve steps, so a
 killed worker -- or a fresh machine holding the run directories -- continues
 where it stopped; a finished job (its ``metrics.json`` exists) is skipped.  AE-OT
 is the reference row, in ``otgen toy``'s default setting (2,000 training points of the same toy): its
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -386,6 +387,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true", help="only write the report from the run directories")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.threads == 1:  # must precede the first jax import of this process
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -407,6 +412,8 @@ def main(args: argparse.Namespace) -> int:
                          f"{'datasets' if images else 'toys'}: {', '.join(all_dists)})")
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
+        # a worker stopped with SIGTERM (a session's end, `kill`) saves its last chunk as Ctrl-C does
+        signal.signal(signal.SIGTERM, _interrupt)
         queue = ([(d, m, s) for s in range(args.seeds) for d, m in IMAGE_JOBS if d in dists and m in models]
                  if images else jobs(models, dists, range(args.seeds)))[index::count]
         for i, (dist, model, seed) in enumerate(queue):
