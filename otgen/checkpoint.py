@@ -24,8 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "save_pytree", "load_pytree", "atomic_write", "array_fingerprint",
-           "check_training_metadata"]
+__all__ = ["CheckpointError", "save_pytree", "load_pytree", "load_metadata", "atomic_write",
+           "array_fingerprint", "check_training_metadata"]
 
 _MANIFEST = "__manifest__"
 _UMASK = os.umask(0o022)  # read the process umask (os.umask can only read it by setting it) ...
@@ -116,25 +116,36 @@ def save_pytree(path: str | os.PathLike, tree: Any, metadata: dict | None = None
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _read(path: Path) -> tuple[dict, list[np.ndarray]]:
+def _manifest(z, path: Path) -> dict:
+    if _MANIFEST not in z.files:
+        raise CheckpointError(f"{path} is not an otgen checkpoint (no manifest)")
+    manifest = json.loads(z[_MANIFEST].tobytes().decode())
+    if manifest.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
+    return manifest
+
+
+def _read(path: Path, leaves: bool = True) -> tuple[dict, list[np.ndarray]]:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if _MANIFEST not in z.files:
-                raise CheckpointError(f"{path} is not an otgen checkpoint (no manifest)")
-            manifest = json.loads(z[_MANIFEST].tobytes().decode())
-            if manifest.get("format") != _FORMAT:
-                raise CheckpointError(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
-            leaves = [z[f"leaf_{i:05d}"] for i in range(len(manifest["leaves"]))]
+        with np.load(path, allow_pickle=False) as z:  # lazy: only the members asked for are read
+            manifest = _manifest(z, path)
+            arrays = [z[f"leaf_{i:05d}"] for i in range(len(manifest["leaves"]))] if leaves else []
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {e}") from e
-    for entry, arr in zip(manifest["leaves"], leaves):
+    for entry, arr in zip(manifest["leaves"], arrays):
         if list(arr.shape) != entry["shape"] or arr.dtype.str != entry["dtype"]:
             raise CheckpointError(f"checkpoint {path}: leaf {entry['path']} does not match its manifest")
-    return manifest, leaves
+    return manifest, arrays
+
+
+def load_metadata(path: str | os.PathLike) -> dict:
+    """A checkpoint's metadata alone (step, curve so far, ...), without reading its arrays: what a
+    report of running jobs needs from a checkpoint of tens of MB."""
+    return _read(Path(path), leaves=False)[0]["metadata"]
 
 
 def load_pytree(path: str | os.PathLike, like: Any = None) -> tuple[Any, dict]:

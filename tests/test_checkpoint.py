@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
+from otgen.checkpoint import CheckpointError, load_metadata, load_pytree, save_pytree
 from otgen.rundir import RunDir
 
 
@@ -61,6 +61,29 @@ def test_corrupt_files_raise_checkpoint_error(tmp_path, damage):
         path.unlink()
     with pytest.raises(CheckpointError):
         load_pytree(path)
+
+
+def test_load_metadata_reads_the_manifest_alone(tmp_path):
+    path = tmp_path / "c.npz"
+    meta = {"step": 1200, "curve": [{"step": 1000, "modes_captured": 8}]}
+    save_pytree(path, {"w": np.random.default_rng(0).normal(size=(256, 256))}, meta)
+    assert load_metadata(path) == meta == load_pytree(path)[1]
+    # the arrays are not read: damage inside the leaf data stops load_pytree, not load_metadata
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    assert load_metadata(path) == meta
+    with pytest.raises(CheckpointError):
+        load_pytree(path)
+    for bad in (b"not a checkpoint at all", None):
+        path.unlink()
+        if bad is not None:
+            path.write_bytes(bad)
+        with pytest.raises(CheckpointError):
+            load_metadata(path)
+    np.savez(tmp_path / "x.npz", a=np.ones(3))
+    with pytest.raises(CheckpointError, match="manifest"):
+        load_metadata(tmp_path / "x.npz")
 
 
 def test_plain_npz_without_manifest_is_refused(tmp_path):

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from otgen.eval.modes import assign_to_modes, kl_divergence, mode_coverage, mode_coverage_for_toy
+from otgen.eval.modes import (assign_to_modes, kl_divergence, mode_coverage, mode_coverage_for_toy,
+                              with_between_modes_fraction)
 
 
 def _grid25(spacing=2.0):
@@ -140,3 +141,16 @@ def test_toy_convenience_and_bad_inputs():
         mode_coverage(np.zeros((3, 2)), _ring8(), 0.1, np.ones(8))
     with pytest.raises(ValueError, match="weights must have shape"):
         mode_coverage(np.zeros((3, 2)), _ring8(), 0.1, np.ones(3) / 3)
+
+
+def test_with_between_modes_fraction_recovers_what_mode_coverage_reports():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [1.0, 0.0]])
+    samples = np.concatenate([rng.normal(size=(30, 2)) * 0.01, rng.uniform(-1, 2, size=(20, 2)), [[np.inf, 0.0]]])
+    scores = mode_coverage(samples, centres, 0.01)
+    assert 0 < scores["between_modes_fraction"] < 1 and scores["nonfinite_fraction"] > 0
+    old = {k: v for k, v in scores.items() if k != "between_modes_fraction"}  # scored before the field
+    assert with_between_modes_fraction(old)["between_modes_fraction"] == pytest.approx(scores["between_modes_fraction"])
+    assert with_between_modes_fraction({"between_modes_fraction": 0.5, "high_quality_fraction": 0.2}) == \
+        {"between_modes_fraction": 0.5, "high_quality_fraction": 0.2}  # present: kept
+    assert with_between_modes_fraction({"fid": 3.0}) == {"fid": 3.0}  # not a mode score: left alone

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mode_coverage", "mode_coverage_for_toy", "support_coverage", "assign_to_modes", "kl_divergence"]
+__all__ = ["mode_coverage", "mode_coverage_for_toy", "support_coverage", "assign_to_modes", "kl_divergence",
+           "with_between_modes_fraction"]
 
 # Distance computations are done in blocks of this many samples so that
 # (n, M) matrices stay small even for 10^5 samples and 10^3 modes.
@@ -195,3 +196,14 @@ def mode_coverage_for_toy(samples, toy, **kwargs) -> dict[str, Any]:
         return support_coverage(samples, toy.curve, toy.component, toy.noise, toy.weights, **kwargs)
     name = getattr(toy, "name", type(toy).__name__)
     raise ValueError(f"toy {name!r} has no Gaussian modes and no curves; mode coverage is undefined for it")
+
+
+def with_between_modes_fraction(scores: dict) -> dict:
+    """``scores`` (a :func:`mode_coverage` result, or a learning-curve point) with
+    ``between_modes_fraction`` filled in where it was scored before that field existed: the finite
+    samples that are not high quality, ``1 - HQ - non-finite``. Updates ``scores`` in place and returns it;
+    records without ``high_quality_fraction`` are left alone."""
+    if "high_quality_fraction" in scores:
+        scores.setdefault("between_modes_fraction",
+                          1.0 - scores["high_quality_fraction"] - scores.get("nonfinite_fraction", 0.0))
+    return scores

@@ -30,6 +30,7 @@ import numpy as np
 
 from otgen.cliargs import add_arguments as _add_config_arguments
 from otgen.cliargs import option
+from otgen.eval.modes import with_between_modes_fraction
 from otgen.experiments.controls import run_mnist_controls, run_stacked_reference, toy_controls
 from otgen.experiments.report import (PUBLISHED_STACKED, PUBLISHED_TOY, write_mnist_report,
                                       write_stacked_report, write_toy_report)
@@ -222,10 +223,9 @@ def collect_published_baselines(runs_dir: Path, dists: Iterable[str]) -> list[di
             for out in sorted(Path(runs_dir).glob(f"{dist}_{model}_s*")):  # reproduce.run_dir's names
                 m = _read_json(out / "metrics.json")
                 if m is not None and "copy_fraction" in m:
-                    # jobs scored before evaluate reported it: the same quantity (finite samples not HQ)
-                    m.setdefault("between_modes_fraction",
-                                 1.0 - m["high_quality_fraction"] - m.get("nonfinite_fraction", 0.0))
-                    records.append({**m, "model": model + BASELINE_TAG, "dist": dist, "seed": int(out.name.rsplit("_s", 1)[1]),
+                    # jobs scored before evaluate reported between_modes_fraction get it filled in
+                    records.append({**with_between_modes_fraction(m), "model": model + BASELINE_TAG, "dist": dist,
+                                    "seed": int(out.name.rsplit("_s", 1)[1]),
                                     "out": str(out), "status": "ok"})
     return records
 

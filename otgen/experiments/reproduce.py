@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from otgen.eval.modes import with_between_modes_fraction
+
 __all__ = ["PUBLISHED", "PUBLISHED_IMAGES", "JOBS", "IMAGE_JOBS", "jobs", "run_job", "run_image_job", "collect",
            "collect_images", "write_report", "add_arguments", "main"]
 
@@ -168,9 +170,9 @@ def _checkpoint_meta(out: Path) -> dict | None:
     ckpt = out / "checkpoint.npz"
     if not ckpt.exists():
         return None
-    from otgen.checkpoint import load_pytree
+    from otgen.checkpoint import load_metadata
 
-    return load_pytree(ckpt)[1]
+    return load_metadata(ckpt)
 
 
 def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
@@ -183,16 +185,12 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
             finished = [(o, _read(o / "metrics.json")) for o in outs]
             done = [(o, m) for o, m in finished if m is not None]
             metas = {o.name: _checkpoint_meta(o) for o, m in finished if m is None}
+            running = {k: m for k, m in metas.items() if m is not None}  # run directory name -> metadata
+            # a running job's curve so far travels in its checkpoint
+            curves = {o.name: _read(o / "curves.json") or running.get(o.name, {}).get("curve", []) for o in outs}
             rec = {"dist": dist, "model": model, "seeds": len(done), "dirs": [str(o) for o, _ in done],
-                   # a running job's curve so far travels in its checkpoint
-                   "curves": {o.name: _read(o / "curves.json") or (metas.get(o.name) or {}).get("curve", [])
-                              for o in outs},
-                   "running": {k: m for k, m in metas.items() if m is not None},
-                   "dirs_running": [str(runs_dir / k) for k, m in metas.items() if m is not None]}
-            for curve in rec["curves"].values():  # points scored before the field existed: between = 1 - HQ
-                for point in curve:              # (a run with non-finite samples stops as diverged)
-                    if "high_quality_fraction" in point:
-                        point.setdefault("between_modes_fraction", 1.0 - point["high_quality_fraction"])
+                   "curves": {k: [with_between_modes_fraction(p) for p in c] for k, c in curves.items()},
+                   "running": running, "runs_dir": str(runs_dir)}
             if done:
                 ms = [m for _, m in done]
                 for key in ("modes_captured", "high_quality_fraction", "reverse_kl", "train_seconds"):
@@ -346,7 +344,7 @@ def _sample_panels(records: list[dict]) -> list[tuple[str, str, np.ndarray, np.n
                      f"{100 * rec['high_quality_fraction'][0]:.1f}% HQ")
             panels.append((rec["dist"], title, np.load(d / "samples.npy"), _training_set(d, rec["dist"])))
         elif rec["running"] and rec["model"] != "aeot":
-            d = Path(rec["dirs_running"][0])
+            d = Path(rec["runs_dir"]) / next(iter(rec["running"]))
             cfg = ToyRunConfig(**{**json.loads((d / "config.json").read_text())["config"]["run"], "out": str(d)})
             samples, step = checkpoint_samples(cfg)
             scores = mode_coverage_for_toy(samples, toys.get(rec["dist"]))
