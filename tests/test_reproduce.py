@@ -194,6 +194,13 @@ def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):
     assert "unknown model or toy for --suite toy: vae" in capsys.readouterr().err
     assert main(["reproduce", "--runs-dir", str(tmp_path), "--suite", "images", "--dists", "ring8"]) == 2
     assert "unknown model or dataset for --suite images: ring8" in capsys.readouterr().err
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+    # MNIST pacgan2 is not an image job: refused, not an empty queue that writes a report
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--suite", "images", "--dists", "mnist",
+                 "--models", "pacgan2"]) == 2
+    assert "no job matches --models pacgan2 --dists mnist" in capsys.readouterr().err
+    assert not (tmp_path / "reproduction.md").exists()
 
 
 def test_image_presets_carry_the_authors_budgets(tmp_path):

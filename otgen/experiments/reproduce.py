@@ -408,12 +408,20 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model or {'dataset' if images else 'toy'} for --suite {args.suite}: "
                          f"{', '.join(unknown)} (models: {', '.join(all_models)}; "
                          f"{'datasets' if images else 'toys'}: {', '.join(all_dists)})")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    selected = ([(d, m, s) for s in range(args.seeds) for d, m in IMAGE_JOBS if d in dists and m in models]
+                if images else jobs(models, dists, range(args.seeds)))
+    if not selected:  # e.g. --suite images --dists mnist --models pacgan2: not one of the image jobs
+        raise ValueError(f"no job matches --models {','.join(models)} --dists {','.join(dists)} (image jobs: "
+                         + ", ".join(f"{d} {m}" for d, m in IMAGE_JOBS) + ")")
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
         # a worker stopped with SIGTERM (a session's end, `kill`) saves its last chunk as Ctrl-C does
         signal.signal(signal.SIGTERM, _interrupt)
-        queue = ([(d, m, s) for s in range(args.seeds) for d, m in IMAGE_JOBS if d in dists and m in models]
-                 if images else jobs(models, dists, range(args.seeds)))[index::count]
+        queue = selected[index::count]
+        if not queue:
+            print(f"shard {args.shard}: no job of the {len(selected)} selected falls to this worker", flush=True)
         for i, (dist, model, seed) in enumerate(queue):
             t0 = time.perf_counter()
             print(f"[{i + 1}/{len(queue)}] {dist} {model} seed {seed} ...", flush=True)
