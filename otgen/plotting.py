@@ -93,15 +93,23 @@ _CURVE_LABELS = {"modes_captured": "modes captured", "high_quality_fraction": "h
                  "kl_uniform": "KL to uniform", "fid": "FID (classifier features)"}
 
 
+def _step_label(value, _pos=None) -> str:
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
 def learning_curves(curves, path, title: str = "", reference: dict | None = None) -> Path:
     """One panel per metric against training step (log axis).
 
     ``curves``: a list of records ``{"step": s, metric: value, ...}`` or a dict
     ``label -> records`` (one line per label).  ``reference``: optional
-    ``label -> {metric: value}`` drawn as dashed horizontal lines (published numbers).
+    ``label -> {metric: value}`` drawn as dashed horizontal lines: in the colour of
+    the curve of the same label (a published number), or, for a label without a
+    curve (a reference model, a control), in a colour of its own, named in the legend.
     """
     if not isinstance(curves, dict):
         curves = {"": curves}
+    reference = reference or {}
+    extra = [label for label in reference if label not in curves]
     metrics = [m for m in _CURVE_LABELS if any(m in r for rs in curves.values() for r in rs)]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4 * max(1, len(metrics)), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -109,16 +117,25 @@ def learning_curves(curves, path, title: str = "", reference: dict | None = None
             pts = [(r["step"], r[metric]) for r in records if metric in r]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, lw=1, label=label or None, color=f"C{i % 10}")
-            if reference and label in reference and metric in reference[label]:
+            if metric in reference.get(label, {}):
                 ax.axhline(reference[label][metric], ls="--", lw=0.8, color=f"C{i % 10}")
+        for j, label in enumerate(extra, start=len(curves)):
+            if metric in reference[label]:
+                ax.axhline(reference[label][metric], ls="--", lw=1, color=f"C{j % 10}", label=label)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # < 1 decade: no crowded minor labels
+        # ticks at 1, 3, 10, 30, ... x 10^k, written 1k, 3k, 10k: a curve spanning under a decade keeps labels
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 3.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_step_label))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if metric == "fid":  # spans orders of magnitude while a GAN learns
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 3.0)))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training step")
         ax.set_title(_CURVE_LABELS[metric], fontsize=9)
         ax.grid(alpha=0.3)
-    if any(curves):
+    if any(curves) or extra:
         axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

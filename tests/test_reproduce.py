@@ -215,6 +215,9 @@ def test_image_presets_carry_the_authors_budgets(tmp_path):
     assert (cfg.preset, cfg.model, cfg.dataset, cfg.gan_steps, cfg.n_samples, cfg.data_dir) == \
         ("paper", "pacgan2", "stacked", 100_000, 26_000, "somewhere")
     assert cfg.out == str(tmp_path / "stacked_pacgan2_s0") and cfg.evaluate  # the curve is on
+    ref = reproduce.image_config(tmp_path, "mnist", "aeot", 0)  # the reference row: AE-OT's quick preset
+    assert (ref.preset, ref.model, ref.n_samples, ref.out) == ("quick", "aeot", 10_000, str(tmp_path / "mnist_aeot_s0"))
+    assert reproduce.IMAGE_JOBS[:2] == (("mnist", "aeot"), ("mnist", "gan"))  # the yardstick first
     gan = make("gan", "images", shape=(28, 28, 1), steps=200_000)
     assert (gan.config.batch_size, gan.config.steps, gan.checkpoint_every) == (50, 200_000, 500)
     assert make("gan", "toy", shape=(2,), preset="published").checkpoint_every == 1000
@@ -231,11 +234,41 @@ def test_image_jobs_in_the_report(tmp_path):
         (out / "config.json").write_text(json.dumps({"config": {"gan_steps": 100_000}}))
         if curve:
             (out / "curves.json").write_text(json.dumps(curve))
+    # MNIST: AE-OT's reference run, the controls as controls.py caches them, the GAN's curve so far
+    ref = runs / "mnist_aeot_s0"
+    ref.mkdir(parents=True)
+    (ref / "config.json").write_text(json.dumps({"config": {"preset": "quick"}}))
+    (ref / "metrics.json").write_text(json.dumps({"classes_covered": 10, "kl_uniform": 0.003, "fid": 11.5}))
+    (ref / "stages.json").write_text(json.dumps({"train-ae": {"seconds": 200.0}, "fit-ot": {"seconds": 160.0}}))
+    for name, fid in (("real", 8.4), ("replay", 1.6)):
+        (runs / "mnist" / "controls" / name).mkdir(parents=True)
+        (runs / "mnist" / "controls" / name / "metrics.json").write_text(
+            json.dumps({"classes_covered": 10, "kl_uniform": 0.002, "fid": fid, "precision": 0.9}))
+    gan = runs / "mnist_gan_s0"
+    gan.mkdir()
+    (gan / "config.json").write_text(json.dumps({"config": {"gan_steps": 200_000, "preset": "paper"}}))
+    (gan / "curves.json").write_text(json.dumps([{"step": 1000, "classes_covered": 6, "kl_uniform": 1.6, "fid": 611.7},
+                                                 {"step": 2000, "classes_covered": 10, "kl_uniform": 0.1, "fid": 101.7}]))
     recs = reproduce.collect_images(runs)
     assert [(r["dataset"], r["model"], r["budget"], r["step"]) for r in recs] == \
-        [("stacked", "gan", 100_000, 0), ("stacked", "pacgan2", 100_000, 0)]
+        [("mnist", "aeot", None, None), ("mnist", "gan", 200_000, 0), ("stacked", "gan", 100_000, 0),
+         ("stacked", "pacgan2", 100_000, 0)]
+    assert recs[0]["train_seconds"] == 360.0
+    assert reproduce.fid_verdict(recs).startswith(
+        "MNIST bar (the GAN's FID within 3x AE-OT's): gan FID 101.7 at step 2,000 of 200,000 is 8.8x AE-OT's 11.5: "
+        "not met yet")
+    finished = [dict(r, metrics={"fid": 30.0}) if r["model"] == "gan" else r for r in recs]
+    assert reproduce.fid_verdict(finished).endswith("gan FID 30.0 at its final samples is 2.6x AE-OT's 11.5: met")
+    assert reproduce.fid_verdict(recs[1:]) is None  # no reference run yet: no verdict
     text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
     assert "| stacked | gan | 0 / 100,000 | - | step 2000: modes covered 95, kl uniform 3.1 | 99 modes, KL 3.40 | " \
            "running |" in text
     assert "| stacked | pacgan2 | 0 / 100,000 | - | - | 1000 modes, KL 0.06 | running |" in text
+    assert "| mnist | *real (held-out test digits)* | - | - | classes covered 10, kl uniform 0.002, fid 8.4 | - | " \
+           "control |" in text
+    assert "| mnist | *replay (training digits)* | - | - | classes covered 10, kl uniform 0.002, fid 1.6 |" in text
+    assert "| mnist | aeot (reference, preset quick) | - | 0.1 h | final: classes covered 10, kl uniform 0.003, " \
+           "fid 11.5 | - | finished |" in text
+    assert "is 8.8x AE-OT's 11.5: not met yet" in text
+    assert (tmp_path / "report" / "reproduction_curves_mnist.png").exists()
     assert (tmp_path / "report" / "reproduction_curves_stacked.png").exists()

@@ -41,8 +41,9 @@ import numpy as np
 
 from otgen.eval.modes import with_between_modes_fraction
 
-__all__ = ["PUBLISHED", "PUBLISHED_IMAGES", "JOBS", "IMAGE_JOBS", "jobs", "run_job", "run_image_job", "collect",
-           "collect_images", "write_report", "add_arguments", "main"]
+__all__ = ["PUBLISHED", "PUBLISHED_IMAGES", "JOBS", "IMAGE_JOBS", "jobs", "run_job", "run_image_job", "image_controls",
+           "collect", "collect_images", "collect_image_controls", "fid_verdict", "write_report", "add_arguments",
+           "main"]
 
 # PacGAN (Lin et al., NeurIPS 2018) Table 1, 10 trials each: modes (mean, std), % high quality, reverse KL.
 PUBLISHED = {
@@ -68,8 +69,12 @@ JOBS = ("gan", "pacgan2", "pacgan4", "wgan-gp", "aeot", "pacgan3", "wgan")
 # sample-target pair, so a step of 2^16 samples is ~7-18 s and the Voronoi start on clustered targets
 # needs thousands of them (chi2 301 after 300 s on ring8, measured 2026-12-02).
 AEOT_PRESET = "default"
-# Image jobs (``--suite images``): (dataset, model) in queue order.
-IMAGE_JOBS = (("mnist", "gan"), ("stacked", "gan"), ("stacked", "pacgan2"))
+# Image jobs (``--suite images``): (dataset, model) in queue order.  AE-OT is each dataset's reference row,
+# in ``otgen mnist``'s quick preset (its own autoencoder and OT map; ~8 min on MNIST here), queued before
+# the GANs it is the yardstick for (the issue's MNIST bar: a GAN FID within 3x of AE-OT's).
+IMAGE_JOBS = (("mnist", "aeot"), ("mnist", "gan"), ("stacked", "aeot"), ("stacked", "gan"), ("stacked", "pacgan2"))
+IMAGE_REFERENCE_PRESET = "quick"
+FID_BAR = 3.0  # MNIST: the GAN's FID within FID_BAR x AE-OT's (issue #14)
 IMAGE_DATASETS = tuple(dict.fromkeys(d for d, _ in IMAGE_JOBS))
 IMAGE_MODELS = tuple(dict.fromkeys(m for _, m in IMAGE_JOBS))
 
@@ -95,21 +100,57 @@ def run_job(runs_dir: Path, dist: str, model: str, seed: int, progress: bool = F
 
 
 def image_config(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=None, progress: bool = False):
-    """The ``otgen mnist --preset paper`` configuration of one image job (GAN stages only)."""
+    """The ``otgen mnist`` configuration of one image job: ``--preset paper`` for a GAN (its authors'
+    budget), :data:`IMAGE_REFERENCE_PRESET` for AE-OT's reference row."""
     from otgen.experiments.mnist import make_config
 
-    return make_config("paper", model=model, dataset=dataset, seed=seed, data_dir=data_dir, progress=progress,
+    preset = IMAGE_REFERENCE_PRESET if model == "aeot" else "paper"
+    return make_config(preset, model=model, dataset=dataset, seed=seed, data_dir=data_dir, progress=progress,
                        out=str(run_dir(runs_dir, dataset, model, seed)))
 
 
+def image_controls(runs_dir: Path, dataset: str, data_dir, log=print) -> None:
+    """Score (once; cached in ``runs_dir``) the controls of ``dataset``'s rows, by the code that scores
+    the models (:mod:`otgen.experiments.controls`): *real* held-out images (Stacked: 26,000 real stacked
+    digits), a *replay* of the training set and, once AE-OT's reference run has its codes, its
+    *reconstructions* of training images. The report reads them back (:func:`collect_image_controls`)."""
+    from otgen.experiments.controls import run_mnist_controls, run_stacked_reference
+
+    aeot = image_config(runs_dir, dataset, "aeot", 0, data_dir)
+    if dataset == "stacked":
+        run_stacked_reference(runs_dir, data_dir, [0], log)
+    run_mnist_controls(runs_dir, data_dir, aeot.n_samples, aeot, log, dataset=dataset)
+
+
 def run_image_job(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=None) -> dict:
-    """Run (or resume, or skip when finished) one image job; returns its metrics."""
+    """Run (or resume, or skip when finished) one image job, after scoring its dataset's controls;
+    returns its metrics."""
     from otgen.experiments.mnist import run
 
     out = run_dir(runs_dir, dataset, model, seed)
     if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
-    return run(image_config(runs_dir, dataset, model, seed, data_dir))["metrics"]
+        metrics = json.loads((out / "metrics.json").read_text())
+    else:
+        image_controls(runs_dir, dataset, data_dir)  # before a GAN's days of training, not after
+        metrics = run(image_config(runs_dir, dataset, model, seed, data_dir))["metrics"]
+    if model == "aeot":  # its codes are here now: the reconstructions control can be scored
+        image_controls(runs_dir, dataset, data_dir)
+    return metrics
+
+
+# (label, path under runs_dir) of each dataset's control rows, as controls.py caches them.
+IMAGE_CONTROL_FILES = {
+    "mnist": (("real (held-out test digits)", "mnist/controls/real"), ("replay (training digits)",
+              "mnist/controls/replay"), ("replay (AE-OT's reconstructions)", "mnist/controls/reconstructions")),
+    "stacked": (("real (26,000 stacked digits)", "stacked/data/seed0"), ("replay (training images)",
+                "stacked/controls/replay"), ("replay (AE-OT's reconstructions)", "stacked/controls/reconstructions")),
+}
+
+
+def collect_image_controls(runs_dir: Path, dataset: str) -> dict[str, dict]:
+    """label -> metrics of the control rows of ``dataset`` scored so far (:func:`image_controls`)."""
+    found = {label: _read(Path(runs_dir) / sub / "metrics.json") for label, sub in IMAGE_CONTROL_FILES[dataset]}
+    return {label: m for label, m in found.items() if m is not None}
 
 
 def collect_images(runs_dir: Path, jobs=IMAGE_JOBS) -> list[dict]:
@@ -119,17 +160,49 @@ def collect_images(runs_dir: Path, jobs=IMAGE_JOBS) -> list[dict]:
     for dataset, model in jobs:
         for out in sorted(Path(runs_dir).glob(f"{dataset}_{model}_s*")):
             cfg = (_read(out / "config.json") or {}).get("config", {})
-            meta = _checkpoint_meta(out / "gan") or {}
             metrics = _read(out / "metrics.json")
+            if model == "aeot":  # the reference row: no GAN steps, its time is its stages' (solve included)
+                stages = _read(out / "stages.json") or {}
+                seconds = sum(v["seconds"] for v in stages.values()) if stages else None
+                records.append({"dataset": dataset, "model": model, "dir": str(out), "budget": None, "step": None,
+                                "curve": [], "metrics": metrics, "train_seconds": seconds,
+                                "preset": cfg.get("preset")})
+                continue
+            meta = _checkpoint_meta(out / "gan") or {}
             curve = _read(out / "curves.json") or meta.get("curve", [])
             records.append({"dataset": dataset, "model": model, "dir": str(out), "budget": cfg.get("gan_steps"),
                             "step": int(meta.get("step", 0)), "curve": curve, "metrics": metrics,
-                            "train_seconds": meta.get("seconds")})
+                            "train_seconds": meta.get("seconds"), "preset": cfg.get("preset")})
     return records
 
 
-def _image_lines(records: list[dict], report_dir: Path) -> list[str]:
-    """The images section of the report: one row per run, its curve figure."""
+# The fields of an image row (a curve point, a reference run's or a control's metrics), in order.
+_IMAGE_FIELDS = ("classes_covered", "modes_covered", "kl_uniform", "fid")
+
+
+def _image_point(m: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {m[k]:.4g}" if isinstance(m[k], float) else f"{k.replace('_', ' ')} {m[k]}"
+                     for k in _IMAGE_FIELDS if k in m)
+
+
+def fid_verdict(records: list[dict]) -> str | None:
+    """The MNIST bar: the GAN's FID (final, else its last curve point) over AE-OT's reference FID."""
+    gan = next((r for r in records if r["dataset"] == "mnist" and r["model"] == "gan"), None)
+    ref = next((r for r in records if r["dataset"] == "mnist" and r["model"] == "aeot" and r["metrics"]), None)
+    if gan is None or ref is None or not (gan["metrics"] or gan["curve"]):
+        return None
+    point = gan["metrics"] or gan["curve"][-1]
+    ratio = point["fid"] / ref["metrics"]["fid"]
+    at = "its final samples" if gan["metrics"] else f"step {gan['curve'][-1]['step']:,} of {gan['budget']:,}"
+    met = ratio <= FID_BAR
+    return (f"MNIST bar (the GAN's FID within {FID_BAR:g}x AE-OT's): gan FID {point['fid']:.1f} at {at} is "
+            f"{ratio:.1f}x AE-OT's {ref['metrics']['fid']:.1f}: " +
+            ("met" if met else "not met" + ("" if gan["metrics"] else " yet (still training; the curve says "
+                                            "whether it is still falling)")))
+
+
+def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[str]:
+    """The images section of the report: one row per run and per control, the MNIST bar, the curves."""
     from otgen.plotting import learning_curves
 
     lines = ["## Images: the DCGAN-family baselines at their authors' budgets", "",
@@ -137,26 +210,43 @@ def _image_lines(records: list[dict], report_dir: Path) -> list[str]:
              "generator steps at batch 50; Stacked MNIST PacGAN's 100,000 iterations, on `gan_mnist.py`'s "
              "nets, not PacGAN's carpedm20 DCGAN). Scored at the curve steps on the run's own draw (10,000 "
              "digits; 26,000 Stacked images): classes covered / modes of 1,000, KL to uniform, FID on the "
-             "project's classifier features. Published Stacked rows: PacGAN Table 2 (10 trials).", "",
-             "| dataset | model | steps done / budget | train time | last curve point | published | status |",
+             "project's classifier features. AE-OT is the reference row, in `otgen mnist --preset "
+             f"{IMAGE_REFERENCE_PRESET}`; the control rows (*real* held-out images, *replay* of the training set, "
+             "AE-OT's reconstructions) are scored by the same code: what data itself and a copier score. "
+             "Published Stacked rows: PacGAN Table 2 (10 trials).", "",
+             "| dataset | model | steps done / budget | train time | last curve point / final | published | status |",
              "|---|---|---|---|---|---|---|"]
-    for r in records:
-        pub = PUBLISHED_IMAGES.get((r["dataset"], r["model"]))
-        last = r["curve"][-1] if r["curve"] else None
-        point = "-" if last is None else f"step {last['step']}: " + ", ".join(
-            f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
-            for k, v in last.items() if k != "step")
-        seconds = r["train_seconds"]
-        published = "-" if pub is None else f"{pub['modes']:.0f} modes, KL {pub['kl']:.2f}"
-        hours = "-" if seconds is None else f"{seconds / 3600:.1f} h"
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['step']:,} / {r['budget'] or 0:,} | {hours} | {point} | "
-                     f"{published} | {'finished' if r['metrics'] else 'running'} |")
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        for label, m in collect_image_controls(runs_dir, dataset).items():
+            lines.append(f"| {dataset} | *{label}* | - | - | {_image_point(m)} | - | control |")
+        for r in (r for r in records if r["dataset"] == dataset):
+            pub = PUBLISHED_IMAGES.get((r["dataset"], r["model"]))
+            seconds = r["train_seconds"]
+            hours = "-" if seconds is None else f"{seconds / 3600:.1f} h"
+            published = "-" if pub is None else f"{pub['modes']:.0f} modes, KL {pub['kl']:.2f}"
+            if r["model"] == "aeot":
+                point = "-" if not r["metrics"] else "final: " + _image_point(r["metrics"])
+                lines.append(f"| {dataset} | aeot (reference, preset {r['preset']}) | - | {hours} | {point} | - | "
+                             f"{'finished' if r['metrics'] else 'running'} |")
+                continue
+            last = r["curve"][-1] if r["curve"] else None
+            point = "-" if last is None else f"step {last['step']}: " + _image_point(last)
+            lines.append(f"| {dataset} | {r['model']} | {r['step']:,} / {r['budget'] or 0:,} | {hours} | {point} | "
+                         f"{published} | {'finished' if r['metrics'] else 'running'} |")
     lines.append("")
+    bar = fid_verdict(records)
+    if bar:
+        lines += [bar + ".", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         part = {r["model"]: r["curve"] for r in records if r["dataset"] == dataset and r["curve"]}
         if part:
+            reference = {f"{r['model']} (reference)": r["metrics"] for r in records
+                         if r["dataset"] == dataset and r["model"] == "aeot" and r["metrics"]}
+            reference.update({label.split(" (")[0]: m for label, m in collect_image_controls(runs_dir, dataset).items()
+                              if label.startswith("real")})
             name = f"reproduction_curves_{dataset}.png"
-            learning_curves(part, report_dir / name, title=f"{dataset}: learning curves, seed 0")
+            learning_curves(part, report_dir / name, reference=reference,
+                            title=f"{dataset}: learning curves, seed 0 (dashed: AE-OT's reference run, real held-out data)")
             lines += [f"![{dataset} learning curves]({name})", ""]
     return lines
 
@@ -322,7 +412,7 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
                   "sampled with the run's own key and scored as its learning curve is.", ""]
     images = collect_images(runs_dir)
     if images:
-        lines += _image_lines(images, report_dir)
+        lines += _image_lines(images, report_dir, runs_dir)
     path = report_dir / "reproduction.md"
     path.write_text("\n".join(lines))
     return path
