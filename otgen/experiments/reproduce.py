@@ -138,19 +138,21 @@ def run_image_job(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=
     return metrics
 
 
-# (label, path under runs_dir) of each dataset's control rows, as controls.py caches them.
+# control -> (row label, path under runs_dir) of each dataset's control rows, as controls.py caches them.
 IMAGE_CONTROL_FILES = {
-    "mnist": (("real (held-out test digits)", "mnist/controls/real"), ("replay (training digits)",
-              "mnist/controls/replay"), ("replay (AE-OT's reconstructions)", "mnist/controls/reconstructions")),
-    "stacked": (("real (26,000 stacked digits)", "stacked/data/seed0"), ("replay (training images)",
-                "stacked/controls/replay"), ("replay (AE-OT's reconstructions)", "stacked/controls/reconstructions")),
+    "mnist": {"real": ("real (held-out test digits)", "mnist/controls/real"),
+              "replay": ("replay (training digits)", "mnist/controls/replay"),
+              "reconstructions": ("replay (AE-OT's reconstructions)", "mnist/controls/reconstructions")},
+    "stacked": {"real": ("real (26,000 stacked digits)", "stacked/data/seed0"),
+                "replay": ("replay (training images)", "stacked/controls/replay"),
+                "reconstructions": ("replay (AE-OT's reconstructions)", "stacked/controls/reconstructions")},
 }
 
 
 def collect_image_controls(runs_dir: Path, dataset: str) -> dict[str, dict]:
-    """label -> metrics of the control rows of ``dataset`` scored so far (:func:`image_controls`)."""
-    found = {label: _read(Path(runs_dir) / sub / "metrics.json") for label, sub in IMAGE_CONTROL_FILES[dataset]}
-    return {label: m for label, m in found.items() if m is not None}
+    """control -> metrics of the control rows of ``dataset`` scored so far (:func:`image_controls`)."""
+    found = {name: _read(Path(runs_dir) / sub / "metrics.json") for name, (_, sub) in IMAGE_CONTROL_FILES[dataset].items()}
+    return {name: m for name, m in found.items() if m is not None}
 
 
 def collect_images(runs_dir: Path, jobs=IMAGE_JOBS) -> list[dict]:
@@ -219,9 +221,12 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
              "included).", "",
              "| dataset | model | steps done / budget | train time | last curve point / final | published | status |",
              "|---|---|---|---|---|---|---|"]
-    for dataset in dict.fromkeys(r["dataset"] for r in records):
-        for label, m in collect_image_controls(runs_dir, dataset).items():
-            lines.append(f"| {dataset} | *{label}* | - | - | {_image_point(m)} | - | control |")
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    controls = {dataset: collect_image_controls(runs_dir, dataset) for dataset in datasets}
+    for dataset in datasets:
+        for name, m in controls[dataset].items():
+            lines.append(f"| {dataset} | *{IMAGE_CONTROL_FILES[dataset][name][0]}* | - | - | {_image_point(m)} | - | "
+                         "control |")
         for r in (r for r in records if r["dataset"] == dataset):
             pub = PUBLISHED_IMAGES.get((r["dataset"], r["model"]))
             seconds = r["train_seconds"]
@@ -240,13 +245,13 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
     bar = fid_verdict(records)
     if bar:
         lines += [bar + ".", ""]
-    for dataset in dict.fromkeys(r["dataset"] for r in records):
+    for dataset in datasets:
         part = {r["model"]: r["curve"] for r in records if r["dataset"] == dataset and r["curve"]}
         if part:
             reference = {f"{r['model']} (reference)": r["metrics"] for r in records
                          if r["dataset"] == dataset and r["model"] == "aeot" and r["metrics"]}
-            reference.update({label.split(" (")[0]: m for label, m in collect_image_controls(runs_dir, dataset).items()
-                              if label.startswith("real")})
+            if "real" in controls[dataset]:
+                reference["real"] = controls[dataset]["real"]
             name = f"reproduction_curves_{dataset}.png"
             learning_curves(part, report_dir / name, reference=reference,
                             title=f"{dataset}: learning curves, seed 0 (dashed: AE-OT's reference run, real held-out data)")
@@ -277,13 +282,13 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
             outs = sorted(runs_dir.glob(f"{dist}_{model}_s*"))
             finished = [(o, _read(o / "metrics.json")) for o in outs]
             done = [(o, m) for o, m in finished if m is not None]
-            metas = {o.name: _checkpoint_meta(o) for o, m in finished if m is None}
-            running = {k: m for k, m in metas.items() if m is not None}  # run directory name -> metadata
+            metas = {str(o): _checkpoint_meta(o) for o, m in finished if m is None}
+            running = {k: m for k, m in metas.items() if m is not None}  # run directory -> checkpoint metadata
             # a running job's curve so far travels in its checkpoint
-            curves = {o.name: _read(o / "curves.json") or running.get(o.name, {}).get("curve", []) for o in outs}
+            curves = {o.name: _read(o / "curves.json") or running.get(str(o), {}).get("curve", []) for o in outs}
             rec = {"dist": dist, "model": model, "seeds": len(done), "dirs": [str(o) for o, _ in done],
                    "curves": {k: [with_between_modes_fraction(p) for p in c] for k, c in curves.items()},
-                   "running": running, "runs_dir": str(runs_dir)}
+                   "running": running}
             if done:
                 ms = [m for _, m in done]
                 for key in ("modes_captured", "high_quality_fraction", "reverse_kl", "train_seconds"):
@@ -366,7 +371,7 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
         pub = PUBLISHED.get((rec["dist"], rec["model"]))
         if not rec["seeds"] and not rec["running"]:
             continue
-        running = ", ".join(_progress(k, m, _budget(rec["model"])) for k, m in rec["running"].items())
+        running = ", ".join(_progress(Path(k).name, m, _budget(rec["model"])) for k, m in rec["running"].items())
         train = rec.get("train_seconds")
         lines.append(
             f"| {rec['dist']} | {rec['model']} | {rec.get('steps') or '-'} | {rec['seeds']} | "
@@ -437,7 +442,7 @@ def _sample_panels(records: list[dict]) -> list[tuple[str, str, np.ndarray, np.n
                      f"{100 * rec['high_quality_fraction'][0]:.1f}% HQ")
             panels.append((rec["dist"], title, np.load(d / "samples.npy"), _training_set(d, rec["dist"])))
         elif rec["running"] and rec["model"] != "aeot":
-            d = Path(rec["runs_dir"]) / next(iter(rec["running"]))
+            d = Path(next(iter(rec["running"])))
             cfg = ToyRunConfig(**{**json.loads((d / "config.json").read_text())["config"]["run"], "out": str(d)})
             samples, step = checkpoint_samples(cfg)
             scores = mode_coverage_for_toy(samples, toys.get(rec["dist"]))
