@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # bad input: a clear message, not a traceback
         print(f"otgen {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command maps it (reproduce's workers)
+        print(f"otgen {args.command}: interrupted{f' ({e})' if str(e) else ''}; the checkpoints written so far "
+              "are kept: rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,3 +23,15 @@ def test_unknown_command_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_interrupt_is_a_message_and_exit_130_not_a_traceback(capsys, monkeypatch):
+    import otgen.experiments.reproduce as reproduce
+
+    def interrupted(args):
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(reproduce, "main", interrupted)
+    assert main(["reproduce", "--report-only"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (signal 15)" in err and "rerun the same command to resume" in err
