@@ -272,3 +272,9 @@ def test_image_jobs_in_the_report(tmp_path):
     assert "is 8.8x AE-OT's 11.5: not met yet" in text
     assert (tmp_path / "report" / "reproduction_curves_mnist.png").exists()
     assert (tmp_path / "report" / "reproduction_curves_stacked.png").exists()
+    # a reference whose OT solve stopped before its tolerance says so instead of a plain "finished"
+    (ref / "metrics.json").write_text(json.dumps({"classes_covered": 10, "kl_uniform": 0.003, "fid": 11.5,
+                                                  "ot_converged": False, "ot_stop_reason": "time_budget",
+                                                  "ot_chi2": 0.065, "ot_tol": 0.0025}))
+    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    assert "fid 11.5 | - | finished; OT not converged (time_budget: chi2 0.065 > tol 0.0025) |" in text

@@ -187,6 +187,17 @@ def _image_point(m: dict) -> str:
                      for k in _IMAGE_FIELDS if k in m)
 
 
+def _reference_status(metrics: dict | None) -> str:
+    """A reference run's status: finished, and whether its OT solve met its tolerance (a reference whose
+    solve stopped early, e.g. at its time budget, is said to be one)."""
+    if not metrics:
+        return "running"
+    if metrics.get("ot_converged", True):
+        return "finished"
+    return (f"finished; OT not converged ({metrics.get('ot_stop_reason', 'stopped early')}: chi2 "
+            f"{metrics['ot_chi2']:.3g} > tol {metrics['ot_tol']:.3g})")
+
+
 def fid_verdict(records: list[dict]) -> str | None:
     """The MNIST bar: the GAN's FID (final, else its last curve point) over AE-OT's reference FID."""
     gan = next((r for r in records if r["dataset"] == "mnist" and r["model"] == "gan"), None)
@@ -217,7 +228,7 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
              "AE-OT's reconstructions) are scored by the same code: what data itself and a copier score. "
              "Published Stacked rows: PacGAN Table 2 (10 trials). Train time: a GAN's checkpointed training "
              "seconds over all its calls, learning-curve evaluations included (the first one trains the "
-             "project's classifier when it is not cached yet, 12 min here); AE-OT's: its stages' (OT solve "
+             "project's classifier when it is not cached yet); AE-OT's: its stages' (OT solve "
              "included).", "",
              "| dataset | model | steps done / budget | train time | last curve point / final | published | status |",
              "|---|---|---|---|---|---|---|"]
@@ -235,7 +246,7 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
             if r["model"] == "aeot":
                 point = "-" if not r["metrics"] else "final: " + _image_point(r["metrics"])
                 lines.append(f"| {dataset} | aeot (reference, preset {r['preset']}) | - | {hours} | {point} | - | "
-                             f"{'finished' if r['metrics'] else 'running'} |")
+                             f"{_reference_status(r['metrics'])} |")
                 continue
             last = r["curve"][-1] if r["curve"] else None
             point = "-" if last is None else f"step {last['step']}: " + _image_point(last)
