@@ -278,3 +278,6 @@ def test_image_jobs_in_the_report(tmp_path):
                                                   "ot_chi2": 0.065, "ot_tol": 0.0025}))
     text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
     assert "fid 11.5 | - | finished; OT not converged (time_budget: chi2 0.065 > tol 0.0025) |" in text
+    assert reproduce._reference_status({"ot_converged": False, "ot_stop_reason": "max_steps", "ot_metric": "l1",
+                                        "ot_l1_error": 0.04, "ot_chi2": 0.5, "ot_tol": 0.01}) == \
+        "finished; OT not converged (max_steps: L1 0.04 > tol 0.01)"

@@ -194,8 +194,10 @@ def _reference_status(metrics: dict | None) -> str:
         return "running"
     if metrics.get("ot_converged", True):
         return "finished"
-    return (f"finished; OT not converged ({metrics.get('ot_stop_reason', 'stopped early')}: chi2 "
-            f"{metrics['ot_chi2']:.3g} > tol {metrics['ot_tol']:.3g})")
+    # judged by the metric the solve stopped on (BrenierDiagnostics.as_metrics' ot_metric), as its summary is
+    name, key = ("chi2", "ot_chi2") if metrics.get("ot_metric", "chi2") == "chi2" else ("L1", "ot_l1_error")
+    return (f"finished; OT not converged ({metrics.get('ot_stop_reason', 'stopped early')}: {name} "
+            f"{metrics[key]:.3g} > tol {metrics['ot_tol']:.3g})")
 
 
 def fid_verdict(records: list[dict]) -> str | None:
