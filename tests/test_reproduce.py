@@ -186,6 +186,25 @@ def test_verdicts_and_report(tmp_path):
     assert (tmp_path / "report" / "reproduction_curves_ring8.png").exists()
 
 
+def test_train_time_sums_every_call(tmp_path):
+    from otgen.checkpoint import save_pytree
+
+    runs = tmp_path / "runs"
+    _fake_run(runs / "ring8_gan_s0", modes=7, hq=0.95)              # last call only: marked
+    _fake_run(runs / "ring8_pacgan2_s0", modes=8, hq=0.95)          # the sum, from its checkpoint
+    save_pytree(runs / "ring8_pacgan2_s0" / "checkpoint.npz", {"w": np.zeros(2)}, metadata={"step": 400_000,
+                                                                                           "seconds": 5400.0})
+    _fake_run(runs / "ring8_pacgan4_s0", modes=8, hq=0.95)          # the sum, from its metrics
+    m = json.loads((runs / "ring8_pacgan4_s0" / "metrics.json").read_text())
+    (runs / "ring8_pacgan4_s0" / "metrics.json").write_text(json.dumps({**m, "total_train_seconds": 7200.0}))
+    recs = {r["model"]: r for r in reproduce.collect(runs, models=("gan", "pacgan2", "pacgan4"), dists=("ring8",))}
+    assert [(recs[k]["train_seconds"][0], recs[k]["train_seconds_last_call"]) for k in ("gan", "pacgan2", "pacgan4")] \
+        == [(600.0, True), (5400.0, False), (7200.0, False)]
+    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    assert "| 10 min (last call) | reproduced |" in text and "| 90 min | reproduced |" in text
+    assert "| 120 min | reproduced |" in text
+
+
 def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):
     from otgen.cli import main
 

@@ -276,6 +276,19 @@ def _read(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _total_train_seconds(out: Path, metrics: dict) -> tuple[float | None, bool]:
+    """A finished job's training seconds over all its calls, and whether only its last call's are known.
+
+    Runs finished before ``total_train_seconds`` was recorded still carry the sum in their checkpoint."""
+    if "total_train_seconds" in metrics:
+        return float(metrics["total_train_seconds"]), False
+    meta = _checkpoint_meta(out)
+    if meta is not None and "seconds" in meta:
+        return float(meta["seconds"]), False
+    seconds = metrics.get("train_seconds")
+    return (None if seconds is None else float(seconds)), True
+
+
 def _checkpoint_meta(out: Path) -> dict | None:
     """The metadata of a job's checkpoint (step, learning curve so far), or None."""
     ckpt = out / "checkpoint.npz"
@@ -304,10 +317,15 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
                    "running": running}
             if done:
                 ms = [m for _, m in done]
-                for key in ("modes_captured", "high_quality_fraction", "reverse_kl", "train_seconds"):
+                for key in ("modes_captured", "high_quality_fraction", "reverse_kl"):
                     vals = np.array([float(m[key]) for m in ms if key in m])
                     if len(vals):
                         rec[key] = (float(vals.mean()), float(vals.std()) if len(vals) > 1 else None)
+                times = [_total_train_seconds(o, m) for o, m in done]
+                if all(t is not None for t, _ in times):
+                    vals = np.array([t for t, _ in times])
+                    rec["train_seconds"] = (float(vals.mean()), float(vals.std()) if len(vals) > 1 else None)
+                    rec["train_seconds_last_call"] = any(last for _, last in times)
                 rec["steps"] = ms[0].get("steps", ms[0].get("ot_steps"))  # AE-OT: its OT solver's steps
                 rec["n_modes"] = ms[0].get("n_modes")
             records.append(rec)
@@ -392,11 +410,13 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
             f"{_pm(rec.get('reverse_kl'), fmt='{:.2f}')} | "
             f"{'-' if pub is None else _pm(pub['modes'])} | {'-' if pub is None else pub['hq']} | "
             f"{'-' if pub is None else _pm(pub['kl'], fmt='{:.2f}')} | "
-            f"{'-' if train is None else f'{train[0] / 60:.0f} min'} | "
+            f"{'-' if train is None else f'{train[0] / 60:.0f} min'}"
+            f"{' (last call)' if rec.get('train_seconds_last_call') else ''} | "
             f"{verdict(rec)}{' (running: ' + running + ')' if running else ''} |")
-    lines += ["", "Train time is the wall time of the training steps of the job's *last* call on the machine that "
-              "ran them (2 CPU cores, shared with other work; learning-curve evaluations included): a job resumed "
-              "across sessions ran longer in all. AE-OT's steps are OT solver steps; AE-OT, the reference row, trains "
+    lines += ["", "Train time is the wall time of a job's training steps summed over all its calls, resumes "
+              "included (2 CPU cores, shared with other work; learning-curve evaluations included); *(last call)* "
+              "marks a job whose earlier calls were not recorded (finished before the sum was kept, its checkpoint "
+              "not committed): the time of its last call only. AE-OT's steps are OT solver steps; AE-OT, the reference row, trains "
               "in `otgen toy`'s default setting, on 2,000 points of the same toy (not the GANs' 100,000: its 2-D "
               "solve onto 100,000 targets does not converge in hours on this machine, see "
               "`otgen.experiments.reproduce.AEOT_PRESET`), and its train time includes the OT solve.", ""]

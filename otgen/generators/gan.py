@@ -72,7 +72,8 @@ class GAN:
 
     def info(self) -> dict:
         r = self._require_fit()
-        return {"train_seconds": r.train_seconds, "steps": int(r.state.step), "preset": self.config.preset}
+        return {"train_seconds": r.train_seconds, "total_train_seconds": r.total_seconds, "steps": int(r.state.step),
+                "preset": self.config.preset}
 
 
 def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
