@@ -299,6 +299,12 @@ def _checkpoint_meta(out: Path) -> dict | None:
     return load_metadata(ckpt)
 
 
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and std over seeds (std None for a single seed)."""
+    vals = np.asarray(values, dtype=float)
+    return float(vals.mean()), float(vals.std()) if len(vals) > 1 else None
+
+
 def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
     """One record per (dist, model) over the seeds found: finished metrics, curves, or progress."""
     runs_dir = Path(runs_dir)
@@ -318,13 +324,12 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
             if done:
                 ms = [m for _, m in done]
                 for key in ("modes_captured", "high_quality_fraction", "reverse_kl"):
-                    vals = np.array([float(m[key]) for m in ms if key in m])
-                    if len(vals):
-                        rec[key] = (float(vals.mean()), float(vals.std()) if len(vals) > 1 else None)
+                    vals = [float(m[key]) for m in ms if key in m]
+                    if vals:
+                        rec[key] = _mean_std(vals)
                 times = [_total_train_seconds(o, m) for o, m in done]
                 if all(t is not None for t, _ in times):
-                    vals = np.array([t for t, _ in times])
-                    rec["train_seconds"] = (float(vals.mean()), float(vals.std()) if len(vals) > 1 else None)
+                    rec["train_seconds"] = _mean_std([t for t, _ in times])
                     rec["train_seconds_last_call"] = any(last for _, last in times)
                 rec["steps"] = ms[0].get("steps", ms[0].get("ot_steps"))  # AE-OT: its OT solver's steps
                 rec["n_modes"] = ms[0].get("n_modes")
@@ -416,8 +421,8 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
     lines += ["", "Train time is the wall time of a job's training steps summed over all its calls, resumes "
               "included (2 CPU cores, shared with other work; learning-curve evaluations included); *(last call)* "
               "marks a job whose earlier calls were not recorded (finished before the sum was kept, its checkpoint "
-              "not committed): the time of its last call only. AE-OT's steps are OT solver steps; AE-OT, the reference row, trains "
-              "in `otgen toy`'s default setting, on 2,000 points of the same toy (not the GANs' 100,000: its 2-D "
+              "not committed): the time of its last call only. AE-OT's steps are OT solver steps; AE-OT, the "
+              "reference row, trains in `otgen toy`'s default setting, on 2,000 points of the same toy (not the GANs' 100,000: its 2-D "
               "solve onto 100,000 targets does not converge in hours on this machine, see "
               "`otgen.experiments.reproduce.AEOT_PRESET`), and its train time includes the OT solve.", ""]
 
