@@ -172,7 +172,7 @@ def test_verdicts_and_report(tmp_path):
     _fake_run(runs / "grid25_gan_s0", modes=25, hq=0.93)      # 25 vs 17.3 +- 3: not reproduced
     recs = {(r["dist"], r["model"]): r for r in reproduce.collect(runs)}
     assert recs[("ring8", "gan")]["seeds"] == 2
-    assert recs[("ring8", "gan")]["modes_captured"] == (6.5, 0.5)
+    assert recs[("ring8", "gan")]["modes_captured"] == pytest.approx((6.5, 2 ** -0.5))  # sample std, ddof 1
     assert reproduce.verdict(recs[("ring8", "gan")]) == "reproduced"
     assert reproduce.verdict(recs[("ring8", "pacgan2")]).startswith("not reproduced: HQ 40.0%")
     assert "modes 25.0 outside 17.3" in reproduce.verdict(recs[("grid25", "gan")])
@@ -181,7 +181,7 @@ def test_verdicts_and_report(tmp_path):
     assert recs[("ring8", "gan")]["curves"]["ring8_gan_s0"][0]["between_modes_fraction"] == pytest.approx(0.03)
     path = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only")
     text = path.read_text()
-    assert "| ring8 | gan | 400000 | 2 | 6.5 +- 0.5 | 96.0 +- 1.0 |" in text
+    assert "| ring8 | gan | 400000 | 2 | 6.5 +- 0.7 | 96.0 +- 1.4 |" in text
     assert (tmp_path / "report" / "reproduction_samples.png").exists()
     assert (tmp_path / "report" / "reproduction_curves_ring8.png").exists()
 

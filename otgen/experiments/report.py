@@ -51,16 +51,20 @@ CONTROLS = ("real", "replay")
 # formatting
 
 
+def mean_and_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std (ddof 1, the spread over seeds every report quotes; None for one seed)."""
+    vals = np.asarray(values, dtype=float)
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else None
+
+
 def _mean_std(values: list[float], digits: int, scale: float = 1.0) -> str:
     vals = [v * scale for v in values if v is not None]
     if not vals:
         return "—"
     if any(math.isinf(v) for v in vals):
         return f"inf ({sum(math.isinf(v) for v in vals)}/{len(vals)} seeds)"
-    mean = float(np.mean(vals))
-    if len(vals) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {float(np.std(vals, ddof=1)):.{digits}f}"
+    mean, std = mean_and_std(vals)
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _table_row(label: str, recs: list[dict], columns: list[tuple[str, int]]) -> str:
