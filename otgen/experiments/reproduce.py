@@ -392,7 +392,8 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
              "(`otgen.train.TOY_PRESETS['published']`: PacGAN's code for GAN/PacGAN, 400,000 generator steps "
              "at batch 100 on 100,000 training points; `gan_toy.py` for WGAN-GP/WGAN, 100,000 steps at batch 256, "
              "lambda 0.1) and is scored on 2,500 samples (modes with a sample within 3 std, % of samples within "
-             "3 std of a mode, reverse KL); ours: mean +- sample std over seeds. Published: PacGAN Table 1, mean +- std over 10 trials. Verdict: "
+             "3 std of a mode, reverse KL); ours: mean +- sample std over seeds. Published: PacGAN Table 1, "
+             "mean +- std over 10 trials. Verdict: "
              "reproduced when HQ >= 90% and the mode count is within the published mean +- 1.5 (ring8) / +- 3 "
              "(grid25).", "",
              "| toy | model | steps | seeds | modes | HQ % | reverse KL | published modes | published HQ % | "
