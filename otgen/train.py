@@ -48,6 +48,9 @@ and ``GANConfig.for_mnist``):
 * MNIST (DCGAN-style nets of ``gan_mnist.py``): GAN/PacGAN with DCGAN's Adam
   lr 2e-4, beta1 0.5, alternating updates; the WGANs as above; batch 50,
   128-d noise.
+* Preset ``stacked`` on images (``IMAGE_PRESETS``): PacGAN's Stacked-MNIST code
+  (carpedm20's DCGAN-tensorflow nets, batch 64, 100-d uniform noise on [-1, 1],
+  two generator updates per discriminator update).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from flax import struct
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, check_training_metadata, load_pytree, save_pytree
 from otgen.models.gan import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, ReLUMLP,
-                              pack)
+                              StackedDCGANDiscriminator, StackedDCGANGenerator, pack)
 from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss,
                                      gradient_penalty, wgan_critic_loss, wgan_generator_loss)
 from otgen.rundir import RunDir
@@ -80,7 +83,9 @@ __all__ = [
 ]
 
 GAN_MODELS = ("gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
-ARCHS = ("mlp", "relu_mlp", "dcgan")
+ARCHS = ("mlp", "relu_mlp", "dcgan", "dcgan_stacked")
+IMAGE_ARCHS = ("dcgan", "dcgan_stacked")
+NOISES = ("normal", "uniform")
 OPTIMIZERS = ("adam", "rmsprop")
 CHECKPOINT_NAME = "checkpoint.npz"
 LOSS_PLOT_NAME = "loss.png"
@@ -101,13 +106,16 @@ class GANConfig:
 
     model: str = "gan"
     preset: str = "default"                # which table row built it (recorded in config.json)
-    arch: str = "mlp"                      # "mlp" (PacGAN nets), "relu_mlp" (gan_toy.py nets), "dcgan" (28x28)
-    steps: int = 10_000                    # generator updates (the budget)
+    arch: str = "mlp"                      # "mlp" (PacGAN nets), "relu_mlp" (gan_toy.py nets), 28x28: "dcgan"
+                                           # (gan_mnist.py nets), "dcgan_stacked" (PacGAN's Stacked-MNIST nets)
+    steps: int = 10_000                    # iterations (the budget): n_critic critic + g_updates generator updates
     seed: int = 0
     batch_size: int = 100                  # discriminator inputs (packs) per update
     sample_shape: tuple[int, ...] = (2,)   # shape of one data sample
-    noise_dim: int = 2                     # z ~ N(0, I_noise_dim)
-    n_critic: int = 1                      # discriminator updates per generator update
+    noise_dim: int = 2                     # z ~ N(0, I_noise_dim), or U[-1, 1]^noise_dim
+    noise: str = "normal"                  # "normal" or "uniform" (carpedm20's DCGAN)
+    n_critic: int = 1                      # discriminator updates per iteration
+    g_updates: int = 1                     # generator updates per iteration, on one noise draw (carpedm20: 2)
     simultaneous: bool = True              # both gradients at the same parameters (needs n_critic == 1)
     clip: float = 0.0                      # WGAN weight clipping bound; 0 = none
     gp_lambda: float = 0.0                 # WGAN-GP penalty weight; 0 = none
@@ -139,7 +147,9 @@ class GANConfig:
             problems.append(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("batch_size", "noise_dim", "n_critic", "log_every", "g_hidden", "g_layers",
+        if self.noise not in NOISES:
+            problems.append(f"noise must be one of {NOISES}, got {self.noise!r}")
+        for name in ("batch_size", "noise_dim", "n_critic", "g_updates", "log_every", "g_hidden", "g_layers",
                      "d_hidden", "d_layers", "maxout_pieces", "conv_dim"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -150,17 +160,20 @@ class GANConfig:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.clip < 0 or self.gp_lambda < 0:
             problems.append("clip and gp_lambda must be >= 0")
-        if self.simultaneous and self.n_critic != 1:
-            problems.append("simultaneous updates need n_critic == 1")
+        if self.simultaneous and (self.n_critic != 1 or self.g_updates != 1):
+            problems.append("simultaneous updates need n_critic == 1 and g_updates == 1")
         if self.model == "wgan" and self.clip <= 0:
             problems.append("wgan needs clip > 0 (its Lipschitz constraint)")
         if self.model == "wgan-gp" and self.gp_lambda <= 0:
             problems.append("wgan-gp needs gp_lambda > 0 (its Lipschitz constraint)")
         if self.gp_lambda > 0 and self.loss != "wasserstein":
             problems.append("a gradient penalty belongs to the Wasserstein critic (wgan-gp)")
-        if self.arch == "dcgan" and (len(self.sample_shape) != 3 or self.sample_shape[:2] != (28, 28)):
-            problems.append(f"the dcgan nets need 28x28xC images, got sample_shape {self.sample_shape}")
-        if self.arch != "dcgan" and len(self.sample_shape) != 1:
+        if self.arch == "dcgan_stacked" and self.gp_lambda > 0:
+            # its discriminator batch-normalises, coupling the samples the per-sample penalty treats apart
+            problems.append("the dcgan_stacked discriminator has batch norm: no gradient penalty")
+        if self.image and (len(self.sample_shape) != 3 or self.sample_shape[:2] != (28, 28)):
+            problems.append(f"the {self.arch} nets need 28x28xC images, got sample_shape {self.sample_shape}")
+        if not self.image and len(self.sample_shape) != 1:
             problems.append(f"the mlp nets need vector samples, got sample_shape {self.sample_shape}")
         if problems:
             raise ValueError("invalid GANConfig: " + "; ".join(problems))
@@ -169,6 +182,10 @@ class GANConfig:
     def pack(self) -> int:
         """PacGAN packing degree m (1 for the unpacked models)."""
         return int(self.model[-1]) if self.model.startswith("pacgan") else 1
+
+    @property
+    def image(self) -> bool:
+        return self.arch in IMAGE_ARCHS
 
     @property
     def loss(self) -> str:
@@ -194,17 +211,29 @@ class GANConfig:
         return cls(**{**_published_training(model, images=False), **row[model], **base, **overrides})
 
     @classmethod
-    def for_mnist(cls, model: str = "gan", steps: int = 20_000, seed: int = 0, batch_size: int = 50,
+    def for_mnist(cls, model: str = "gan", steps: int = 20_000, seed: int = 0, preset: str = "default",
                   **overrides) -> GANConfig:
-        """DCGAN-style 28x28 networks; data (n, 28, 28, 1) float32 in [0, 1]."""
-        base = dict(model=model, arch="dcgan", steps=steps, seed=seed, batch_size=batch_size,
-                    sample_shape=(28, 28, 1), noise_dim=128)
-        return cls(**{**base, **_published_training(model, images=True), **overrides})
+        """28x28 networks from ``IMAGE_PRESETS[preset]``; data (n, 28, 28, C) float32 in [0, 1]."""
+        if preset not in IMAGE_PRESETS:
+            raise ValueError(f"image preset must be one of {tuple(IMAGE_PRESETS)}, got {preset!r}")
+        row = IMAGE_PRESETS[preset]
+        if model not in row["models"]:
+            raise ValueError(f"image preset {preset!r} trains {row['models']}, not {model!r}")
+        base = dict(model=model, preset=preset, steps=steps, seed=seed, sample_shape=(28, 28, 1))
+        nets = {k: v for k, v in row.items() if k != "models"}
+        return cls(**{**base, **_published_training(model, images=True), **nets, **overrides})
+
+    # Fields added after checkpoints were committed: left out of the comparison at their defaults,
+    # so those checkpoints (which do not name them) still resume.
+    _LATER_FIELDS = {"noise": "normal", "g_updates": 1}
 
     def compatibility_dict(self) -> dict:
         """Everything a checkpoint must agree on: all fields but the budget ``steps``."""
         d = dataclasses.asdict(self)
         d.pop("steps")
+        for name, default in self._LATER_FIELDS.items():
+            if d[name] == default:
+                d.pop(name)
         return json.loads(json.dumps(d))  # tuples -> lists, as stored in checkpoint metadata
 
 
@@ -231,6 +260,20 @@ TOY_PRESETS: dict[str, dict[str, dict]] = {
         "wgan": dict(_GAN_TOY_PY, optimizer="rmsprop", lr=5e-5, rms_decay=0.9, eps=1e-10, eps_in_sqrt=True,
                      rms_initial=1.0, clip=0.01),
     },
+}
+
+
+# Image presets: the nets and batch of each image setting (training from TRAINING["images"]).
+# * default: igul222/improved_wgan_training gan_mnist.py (DIM 64, BATCH_SIZE 50, 128-d noise).
+# * stacked: fjxmlzn/PacGAN stacked_MNIST_experiments/VEEGAN_experiment: config.py (batch_size 64,
+#   z_dim 100, learning_rate 2e-4, beta1 0.5, 50 epochs of 128,000 images = 100,000 iterations) and
+#   model.py (carpedm20's DCGAN with gf_dim = df_dim = 64; z ~ U[-1, 1]; per iteration one D update
+#   and two G updates on the same z, "to make sure that d_loss does not go to zero"; batch-norm decay
+#   0.9).  Only the GAN loss: its discriminator batch-normalises.
+IMAGE_PRESETS: dict[str, dict] = {
+    "default": dict(models=GAN_MODELS, arch="dcgan", batch_size=50, noise_dim=128),
+    "stacked": dict(models=("gan", "pacgan2", "pacgan3", "pacgan4"), arch="dcgan_stacked", batch_size=64,
+                    noise_dim=100, noise="uniform", g_updates=2, bn_momentum=0.9),
 }
 
 
@@ -277,6 +320,10 @@ class GANState(struct.PyTreeNode):
 
 def build_networks(cfg: GANConfig):
     """(generator, discriminator) Flax modules for ``cfg``."""
+    if cfg.arch == "dcgan_stacked":
+        return (StackedDCGANGenerator(dim=cfg.conv_dim, channels=cfg.sample_shape[-1], init_std=cfg.init_std,
+                                      bn_momentum=cfg.bn_momentum),
+                StackedDCGANDiscriminator(dim=cfg.conv_dim))
     if cfg.arch == "relu_mlp":
         g = ReLUMLP(out_dim=cfg.sample_shape[0], hidden=cfg.g_hidden, layers=cfg.g_layers)
         d = ReLUMLP(out_dim=1, hidden=cfg.d_hidden, layers=cfg.d_layers, squeeze=True)
@@ -347,7 +394,7 @@ def make_train_step(cfg: GANConfig, players: bool = False):
         return x, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
 
     def noise(key):
-        return jax.random.normal(key, (m, batch, cfg.noise_dim))
+        return draw_noise(cfg, key, (m, batch))
 
     def critic_objective(d_params, real_in, fake_in, key):
         def score(x):
@@ -407,7 +454,7 @@ def make_train_step(cfg: GANConfig, players: bool = False):
         return state.replace(d_params=constrain(d_params), d_opt=d_opt), (d_total, base, gp)
 
     def generator_step(state: GANState, key):
-        """One generator update against the current discriminator; counts as one step."""
+        """One generator update against the current discriminator (the step counter is the caller's)."""
         z = noise(key)
 
         def g_objective(g_params):
@@ -416,18 +463,27 @@ def make_train_step(cfg: GANConfig, players: bool = False):
 
         (g_loss, stats), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
         g_params, g_opt = apply(g_grads, state.g_opt, state.g_params)
-        return state.replace(g_params=g_params, g_stats=stats, g_opt=g_opt, step=state.step + 1), g_loss
+        return state.replace(g_params=g_params, g_stats=stats, g_opt=g_opt), g_loss
 
     def alternating_step(state: GANState, real, key):
         k_critic, k_g = jax.random.split(key)
         state, (d_total, base, gp) = jax.lax.scan(
             lambda s, inputs: critic_step(s, *inputs), state, (real, jax.random.split(k_critic, cfg.n_critic)))
-        state, g_loss = generator_step(state, k_g)
-        return state, metrics_of(d_total[-1], g_loss, base[-1], gp[-1])
+        for _ in range(cfg.g_updates):  # the same key: the repeats see one noise draw, as in carpedm20's loop
+            state, g_loss = generator_step(state, k_g)
+        return state.replace(step=state.step + 1), metrics_of(d_total[-1], g_loss, base[-1], gp[-1])
 
     if players:
         return critic_step, generator_step
     return simultaneous_step if cfg.simultaneous else alternating_step
+
+
+def draw_noise(cfg: GANConfig, key: jax.Array, batch_shape: tuple[int, ...]) -> jax.Array:
+    """Generator inputs of shape ``batch_shape + (noise_dim,)``: N(0, I), or U[-1, 1] per coordinate."""
+    shape = tuple(batch_shape) + (cfg.noise_dim,)
+    if cfg.noise == "uniform":
+        return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+    return jax.random.normal(key, shape)
 
 
 def make_fit_step(cfg: GANConfig):
@@ -479,7 +535,7 @@ def _make_sampler(cfg: GANConfig):
 
     @partial(jax.jit, static_argnums=3)
     def sample(g_params, g_stats, key, n):
-        z = jax.random.normal(key, (n, cfg.noise_dim))
+        z = draw_noise(cfg, key, (n,))
         return g_net.apply({"params": g_params, "batch_stats": g_stats}, z, train=False)
 
     return sample
@@ -518,7 +574,8 @@ class GANResult:
             done += chunks[-1].shape[0]
             i += 1
         out = np.concatenate(chunks) if chunks else np.zeros((0,) + self.config.sample_shape, np.float32)
-        return np.clip(out, 0.0, 1.0) if self.config.arch == "dcgan" else out * np.float32(self.data_scale)
+        # images: the data range (dcgan_stacked's tanh reaches [-1, 0) too, which no pixel has)
+        return np.clip(out, 0.0, 1.0) if self.config.image else out * np.float32(self.data_scale)
 
 
 _SAMPLERS: dict[GANConfig, Any] = {}
@@ -535,7 +592,7 @@ def _validate_data(cfg: GANConfig, data) -> np.ndarray:
     if x.dtype.kind not in "fiu":
         raise ValueError(f"training data must be numeric, got dtype {x.dtype}")
     x = x.astype(np.float32)
-    if cfg.arch == "dcgan" and x.ndim == 3:
+    if cfg.image and x.ndim == 3:
         x = x[..., None]
     if x.ndim < 2 or tuple(x.shape[1:]) != cfg.sample_shape:
         raise ValueError(f"training data must have shape (n, {', '.join(map(str, cfg.sample_shape))}), "
@@ -544,8 +601,8 @@ def _validate_data(cfg: GANConfig, data) -> np.ndarray:
         raise ValueError("training data is empty")
     if not np.all(np.isfinite(x)):
         raise ValueError("training data contains NaN or infinite values")
-    if cfg.arch == "dcgan" and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"image data must lie in [0, 1] (the generator ends in a sigmoid), "
+    if cfg.image and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(f"image data must lie in [0, 1] (the range the generators' samples are clipped to), "
                          f"got range [{x.min():g}, {x.max():g}]")
     return x
 

@@ -24,6 +24,12 @@ each model on MNIST-shaped data::
 
     nice python scripts/bench_gan.py --images --image-batch 50
 
+With ``--stacked`` it measures iterations/s of the Stacked-MNIST GANs in PacGAN's
+own setting (``IMAGE_PRESETS["stacked"]``: carpedm20's DCGAN at batch 64, one D and
+two G updates per iteration) and the implied time for the published 100,000::
+
+    nice python scripts/bench_gan.py --stacked --chunk 5
+
 With ``--coverage`` it instead trains every model for ``--budget`` steps on the
 PacGAN paper's 2-D mixtures (ring8: 8 modes on the unit circle, std 0.01;
 grid25: 5x5 grid of spacing 2, std 0.05; 100,000 training points as in the
@@ -176,6 +182,19 @@ def images(args) -> int:
     return 0
 
 
+def stacked(args) -> int:
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"jax {jax.__version__} on {jax.default_backend()}")
+    print("\n## iterations/s on Stacked MNIST, PacGAN's setting (IMAGE_PRESETS['stacked'], batch 64)")
+    print(f"{'model':10s} {'it/s':>9s} {'s/it':>9s} {'100,000 it':>12s}")
+    data = jax.random.uniform(jax.random.key(0), (2000, 28, 28, 3))
+    for model in [m for m in args.models if m in ("gan", "pacgan2", "pacgan3", "pacgan4")]:
+        cfg = GANConfig.for_mnist(model, preset="stacked", sample_shape=(28, 28, 3), log_every=args.chunk)
+        rate = time_scan(cfg, data, args.chunk, args.chunk)
+        print(f"{model:10s} {rate:9.3f} {1 / rate:9.3f} {100_000 / rate / 3600:9.1f} h", flush=True)
+    return 0
+
+
 def pacgan_mixture(name: str) -> tuple[np.ndarray, float]:
     """Mode centres and std of the PacGAN paper's 2-D mixtures (from its public config)."""
     if name == "ring8":
@@ -233,8 +252,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/bench_gan", help="run directories for --coverage")
     p.add_argument("--images", action="store_true", help="28x28 networks: layer comparison and steps/s")
+    p.add_argument("--stacked", action="store_true", help="Stacked-MNIST GANs in PacGAN's setting: iterations/s")
     p.add_argument("--image-batch", type=int, default=50)
     args = p.parse_args(argv)
+    if args.stacked:
+        return stacked(args)
     if args.images:
         return images(args)
     if args.coverage:

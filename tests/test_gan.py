@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from otgen.models.gan import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator, Maxout,
-                              pack, param_count)
+from otgen.models.gan import (BatchStatNorm, DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPGenerator,
+                              Maxout, StackedDCGANDiscriminator, StackedDCGANGenerator, pack, param_count)
 from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss, gradient_penalty,
                                      wgan_critic_loss, wgan_generator_loss)
 from otgen.train import GAN_MODELS, GANConfig, init_state
@@ -107,6 +107,55 @@ def test_dcgan_shapes():
     assert x.shape == (3, 28, 28, 1)
     dv = jax.eval_shape(lambda x: d.init(jax.random.key(2), x), x)
     assert jax.eval_shape(d.apply, dv, x).shape == (3,)
+
+
+def test_stacked_dcgan_is_pacgans_carpedm20_architecture():
+    """PacGAN's Stacked-MNIST nets at gf_dim = df_dim = 64: the reference's layer shapes and parameter count."""
+    g, d = StackedDCGANGenerator(channels=3), StackedDCGANDiscriminator()
+    z = jax.ShapeDtypeStruct((2, 100), jnp.float32)
+    gv = jax.eval_shape(lambda z: g.init(jax.random.key(1), z, train=False), z)
+    x = jax.eval_shape(lambda v, z: g.apply(v, z, train=False), gv, z)
+    assert x.shape == (2, 28, 28, 3)
+    packed = jax.ShapeDtypeStruct((2, 28, 28, 6), jnp.float32)  # PacDCGAN2: 2 x 3 channels
+    dv = jax.eval_shape(lambda x: d.init(jax.random.key(2), x), packed)
+    assert jax.eval_shape(d.apply, dv, packed).shape == (2,)
+    # carpedm20: g_h0_lin 100 -> 2x2x512, deconvs 512->256->128->64->3 (5x5, biased), BN on 4 layers;
+    # d_h0..3 convs 6->64->128->256->512, BN (scale, shift) on the last 3, linear 2048 -> 1
+    convt = [(5 * 5 * i * o + o) for i, o in ((512, 256), (256, 128), (128, 64), (64, 3))]
+    g_expect = 100 * 2048 + 2048 + sum(convt) + 2 * (512 + 256 + 128 + 64)  # g_bn0 acts on the 512 channels
+    d_expect = sum(5 * 5 * i * o + o for i, o in ((6, 64), (64, 128), (128, 256), (256, 512))) + \
+        2 * (128 + 256 + 512) + 2048 + 1
+    assert param_count(gv["params"]) == g_expect
+    assert param_count(dv["params"]) == d_expect
+
+
+def test_stacked_dcgan_7x7_layer_is_tensorflows_explicit_output_shape():
+    """The 4x4 -> 7x7 layer equals the gradient of a 'SAME' stride-2 convolution 7 -> 4 (what
+    TensorFlow's conv2d_transpose with output_shape 7 computes), kernel flipped; a [:7] crop would not."""
+    from otgen.models.layers import StridedConvTranspose
+
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+    layer = StridedConvTranspose(5, (5, 5), (2, 2))
+    kernel = layer.init(jax.random.key(1), x)["params"]["kernel"]
+    y8 = layer.apply({"params": {"kernel": kernel, "bias": jnp.zeros(5)}}, x)
+    w = jnp.transpose(kernel, (0, 1, 3, 2))[::-1, ::-1]
+
+    def tf_transpose(n):
+        conv = lambda u: jax.lax.conv_general_dilated(u, w, (2, 2), "SAME",  # noqa: E731
+                                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.vjp(conv, jnp.zeros((2, n, n, 5)))[1](x)[0]
+
+    np.testing.assert_allclose(y8, tf_transpose(8), atol=1e-5)
+    np.testing.assert_allclose(y8[:, 1:, 1:], tf_transpose(7), atol=1e-5)
+    assert np.abs(np.asarray(y8[:, :7, :7] - tf_transpose(7))).max() > 0.1
+
+
+def test_batch_stat_norm_normalises_each_channel_over_the_batch():
+    x = jax.random.normal(jax.random.key(3), (8, 3, 3, 4)) * 5.0 + 2.0
+    v = BatchStatNorm().init(jax.random.key(0), x)
+    y = np.asarray(BatchStatNorm().apply(v, x))
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
 
 
 # ---------------------------------------------------------------- losses

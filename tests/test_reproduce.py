@@ -239,6 +239,14 @@ def test_image_presets_carry_the_authors_budgets(tmp_path):
     assert reproduce.IMAGE_JOBS[:2] == (("mnist", "aeot"), ("mnist", "gan"))  # the yardstick first
     gan = make("gan", "images", shape=(28, 28, 1), steps=200_000)
     assert (gan.config.batch_size, gan.config.steps, gan.checkpoint_every) == (50, 200_000, 500)
+    # Stacked MNIST trains PacGAN's own nets (VEEGAN_experiment/config.py and model.py)
+    assert (make_config("paper", dataset="stacked").gan_preset, make_config("paper").gan_preset) == ("stacked", "default")
+    assert make_config("quick", dataset="stacked").gan_preset == "default"
+    st = make("pacgan2", "images", shape=(28, 28, 3), steps=100_000, preset=cfg.gan_preset).config
+    assert (st.arch, st.batch_size, st.noise_dim, st.noise, st.g_updates, st.n_critic, st.conv_dim) == \
+        ("dcgan_stacked", 64, 100, "uniform", 2, 1, 64)
+    assert (st.optimizer, st.lr, st.beta1, st.bn_momentum, st.steps, st.preset) == \
+        ("adam", 2e-4, 0.5, 0.9, 100_000, "stacked")
     assert make("gan", "toy", shape=(2,), preset="published").checkpoint_every == 1000
 
 

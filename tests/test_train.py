@@ -180,6 +180,30 @@ def test_published_hyperparameters():
     assert GANConfig.for_toy("gan", batch_size=500).batch_size == 500
 
 
+def test_stacked_preset_resumes_bit_for_bit_and_makes_two_generator_updates(tmp_path):
+    """PacGAN's Stacked-MNIST setting (uniform noise, two G updates per iteration, batch-norm D) at a
+    tiny width: a resumed run equals an uninterrupted one, and an iteration is one D + two G updates."""
+    images = np.random.default_rng(0).uniform(size=(32, 28, 28, 3)).astype(np.float32)
+    cfg = GANConfig.for_mnist("pacgan2", steps=4, preset="stacked", sample_shape=(28, 28, 3), batch_size=4,
+                              conv_dim=2, log_every=1)
+    full = train_gan(cfg, images, tmp_path / "full", checkpoint_every=2, progress=False)
+    train_gan(dataclasses.replace(cfg, steps=2), images, tmp_path / "part", checkpoint_every=2, progress=False)
+    resumed = train_gan(cfg, images, tmp_path / "part", resume=True, checkpoint_every=2, progress=False)
+    assert int(full.state.step) == int(resumed.state.step) == 4
+    for a, b in zip(leaves(full.state), leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    x = full.sample(jax.random.key(0), 5)
+    assert x.shape == (5, 28, 28, 3) and x.min() >= 0.0 and x.max() <= 1.0
+    # Adam's step count in the generator's optimiser state: 2 updates per iteration (the critic's: 1)
+    counts = lambda opt: {int(np.asarray(c)) for c in jax.tree_util.tree_leaves(opt)  # noqa: E731
+                          if np.asarray(c).dtype == np.int32 and np.asarray(c).ndim == 0}
+    assert counts(full.state.g_opt) == {8} and counts(full.state.d_opt) == {4}
+    with pytest.raises(ValueError, match="trains"):
+        GANConfig.for_mnist("wgan-gp", preset="stacked")
+    with pytest.raises(ValueError, match="image preset"):
+        GANConfig.for_mnist("gan", preset="nope")
+
+
 @pytest.mark.slow  # the default suite trains a tiny MNIST pacgan2 through `otgen mnist` (test_mnist_pipeline)
 def test_mnist_pacgan_trains_and_samples_images(tmp_path):
     cfg = GANConfig.for_mnist("pacgan2", steps=2, batch_size=4, conv_dim=4, log_every=1)

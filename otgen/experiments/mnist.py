@@ -124,7 +124,11 @@ class MnistConfig:
     angle_threshold: float = option(0.35, "extension's dihedral-angle threshold, radians on standardised codes",
                                     preset_default=True)
     # GAN baselines
-    gan_steps: int = option(2000, "GAN generator updates", preset_default=True)
+    gan_steps: int = option(2000, "GAN iterations (one discriminator and the preset's generator updates)",
+                            preset_default=True)
+    gan_preset: str = option("default", "GAN nets and batch (otgen.train.IMAGE_PRESETS): default (gan_mnist.py's "
+                             "DCGAN) or stacked (PacGAN's Stacked-MNIST DCGAN)", choices=("default", "stacked"),
+                             preset_default=True)
     # latent flows
     flow_steps: int | None = option(None, "latent flows: training steps (default otgen.generators.flow's "
                                     "images preset, 20,000)", preset_default=True)
@@ -227,9 +231,9 @@ STACKED_PRESETS = {
     "quick": dict(ae=dict(latent_dim=32, features=(32, 64)), ae_epochs=3, n_samples=N_STACKED_SAMPLES,
                   ot_time_budget=300.0, gan_steps=2000),
     # PacGAN's Stacked-MNIST code (stacked_MNIST_experiments/VEEGAN_experiment/config.py): 50 epochs of
-    # 128,000 images at batch 64 = 100,000 iterations.  Not reproduced there: its carpedm20 DCGAN nets,
-    # uniform z_dim 100, batch 64 and two generator updates per iteration (otgen runs gan_mnist.py's nets).
-    "paper": dict(ae={}, n_samples=N_STACKED_SAMPLES, gan_steps=100_000),
+    # 128,000 images at batch 64 = 100,000 iterations, on its own nets (carpedm20's DCGAN, uniform z_dim
+    # 100, two generator updates per iteration): otgen.train.IMAGE_PRESETS["stacked"].
+    "paper": dict(ae={}, n_samples=N_STACKED_SAMPLES, gan_steps=100_000, gan_preset="stacked"),
 }
 
 
@@ -513,7 +517,7 @@ def _gan(cfg: MnistConfig, evaluate=None):
     from otgen.generators import make
 
     return make(cfg.model, "images", shape=(28, 28, cfg.channels), steps=cfg.gan_steps, seed=cfg.seed,
-                progress=cfg.progress, evaluate=evaluate)
+                preset=cfg.gan_preset, progress=cfg.progress, evaluate=evaluate)
 
 
 def gan_curve_point(cfg: MnistConfig, result) -> dict:

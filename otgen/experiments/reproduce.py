@@ -223,8 +223,9 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
 
     lines = ["## Images: the DCGAN-family baselines at their authors' budgets", "",
              "`otgen reproduce --suite images` (`otgen mnist --preset paper`: MNIST `gan_mnist.py`'s 200,000 "
-             "generator steps at batch 50; Stacked MNIST PacGAN's 100,000 iterations, on `gan_mnist.py`'s "
-             "nets, not PacGAN's carpedm20 DCGAN). Scored at the curve steps on the run's own draw (10,000 "
+             "generator steps at batch 50; Stacked MNIST PacGAN's 100,000 iterations on its own nets, "
+             "carpedm20's DCGAN at batch 64 with uniform 100-d noise and two generator updates per "
+             "iteration, `otgen.train.IMAGE_PRESETS['stacked']`). Scored at the curve steps on the run's own draw (10,000 "
              "digits; 26,000 Stacked images): classes covered / modes of 1,000, KL to uniform, FID on the "
              "project's classifier features. AE-OT is the reference row, in `otgen mnist --preset "
              f"{IMAGE_REFERENCE_PRESET}`; the control rows (*real* held-out images, *replay* of the training set, "

@@ -79,7 +79,7 @@ class GAN:
 def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
          seed: int = 0, progress: bool = True, evaluate: Callable | None = None, **options) -> GAN:
     """``model`` with the nets and training of :data:`otgen.train.TOY_PRESETS` ``[preset]`` (toys) or
-    the DCGAN image setting (images, whose presets give ``steps``)."""
+    :data:`otgen.train.IMAGE_PRESETS` ``[preset]`` (images, whose suite presets give ``steps``)."""
     if options:
         raise ValueError(f"{model} takes no option {', '.join(sorted(options))} (AE-OT options?)")
     if suite == "toy":
@@ -89,6 +89,6 @@ def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "defau
     else:
         if steps is None:
             raise ValueError("image GANs need their step budget (the suite's preset gives it)")
-        config = GANConfig.for_mnist(model, steps=steps, seed=seed, sample_shape=tuple(shape))
+        config = GANConfig.for_mnist(model, steps=steps, seed=seed, sample_shape=tuple(shape), preset=preset)
     # an image step takes ~0.3-0.5 s on a 2-core CPU: checkpoint every few minutes, not every 10,000 steps
     return GAN(config, progress=progress, evaluate=evaluate, checkpoint_every=None if suite == "toy" else 500)

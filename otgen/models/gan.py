@@ -19,6 +19,16 @@ Two families, one per data type:
   Flax's: the same function, its G+D gradients 8.7x faster on CPU
   (``scripts/bench_gan.py --images``).
 
+* Stacked MNIST 28x28x3, PacGAN's own code (``fjxmlzn/PacGAN``,
+  ``stacked_MNIST_experiments/VEEGAN_experiment/model.py``, built on carpedm20's
+  DCGAN-tensorflow, gf_dim = df_dim = 64): a generator dense -> 2x2x512, then
+  5x5 stride-2 transposed convolutions to 4x4x256, 7x7x128, 14x14x64 and
+  28x28xC with batch norm + ReLU between and a tanh output; a discriminator of
+  four 5x5 stride-2 convolutions (64, 128, 256, 512 channels, leaky ReLU 0.2,
+  batch norm on all but the first, always on the batch's own statistics as the
+  reference runs it) and a linear output (:class:`StackedDCGANGenerator`,
+  :class:`StackedDCGANDiscriminator`).
+
 * 2-D toys, WGAN / WGAN-GP authors' setting (``igul222/improved_wgan_training``,
   ``gan_toy.py``): generator and critic are both 3 hidden ReLU layers of 512
   units (biased, He-uniform init, no batch norm) and a linear output
@@ -42,7 +52,7 @@ from otgen.models.layers import StridedConv, StridedConvTranspose
 
 __all__ = [
     "MLPGenerator", "MaxoutDiscriminator", "ReLUMLP", "DCGANGenerator", "DCGANDiscriminator",
-    "Maxout", "pack", "param_count",
+    "StackedDCGANGenerator", "StackedDCGANDiscriminator", "BatchStatNorm", "Maxout", "pack", "param_count",
 ]
 
 
@@ -183,3 +193,77 @@ class DCGANDiscriminator(nn.Module):
         h = h.reshape(h.shape[0], -1)
         return nn.Dense(1, kernel_init=init)(h)[..., 0]
 
+
+
+class BatchStatNorm(nn.Module):
+    """Batch norm on the batch's own statistics only (no running averages), with learnt scale and shift.
+
+    What ``tf.contrib.layers.batch_norm(is_training=True)`` computes in the forward
+    pass; the reference discriminator is never run in inference mode, so its running
+    statistics are never read and are not kept here.
+    """
+
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - mean), axis=axes)
+        scale = self.param("scale", nn.initializers.ones_init(), (x.shape[-1],))
+        bias = self.param("bias", nn.initializers.zeros_init(), (x.shape[-1],))
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+class StackedDCGANGenerator(nn.Module):
+    """PacGAN's Stacked-MNIST generator (carpedm20 DCGAN, 28x28); output in [-1, 1], shape (B, 28, 28, channels).
+
+    The reference's 4x4 -> 7x7 layer is TensorFlow's transposed convolution with an explicit
+    7x7 output, i.e. the gradient of a 'SAME' stride-2 convolution 7 -> 4, whose padding
+    puts 2 pixels in front where 8 -> 4 puts 1: it equals the 8x8 'SAME' output cropped
+    to rows and columns 1..7 (not 0..6).
+    """
+
+    dim: int = 64
+    channels: int = 3
+    init_std: float = 0.02
+    bn_momentum: float = 0.9   # tf.contrib batch_norm decay in carpedm20's ops.py
+    conv_transpose: Any = StridedConvTranspose
+
+    @nn.compact
+    def __call__(self, z, train: bool):
+        init = nn.initializers.normal(self.init_std)
+
+        def bn_relu(h):
+            return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                        epsilon=1e-5)(h))
+
+        h = nn.Dense(2 * 2 * 8 * self.dim, kernel_init=init)(z).reshape(z.shape[0], 2, 2, 8 * self.dim)
+        h = bn_relu(h)
+        h = bn_relu(self.conv_transpose(4 * self.dim, (5, 5), (2, 2), kernel_init=init)(h))  # 4x4
+        h = self.conv_transpose(2 * self.dim, (5, 5), (2, 2), kernel_init=init)(h)[:, 1:, 1:, :]  # 8x8 -> 7x7
+        h = bn_relu(h)
+        h = bn_relu(self.conv_transpose(self.dim, (5, 5), (2, 2), kernel_init=init)(h))  # 14x14
+        h = self.conv_transpose(self.channels, (5, 5), (2, 2), kernel_init=init)(h)  # 28x28
+        return jnp.tanh(h)
+
+
+class StackedDCGANDiscriminator(nn.Module):
+    """PacGAN's Stacked-MNIST discriminator (carpedm20 DCGAN): one logit per (packed) 28x28 image.
+
+    Batch norm uses each call's batch: real and generated batches are scored by
+    separate calls, as in the reference (so the statistics never mix the two).
+    """
+
+    dim: int = 64
+    conv: Any = StridedConv
+
+    @nn.compact
+    def __call__(self, x):
+        # conv2d in carpedm20's ops.py: truncated normal(0.02) kernels, zero biases
+        init = nn.initializers.truncated_normal(0.02)
+        h = nn.leaky_relu(self.conv(self.dim, (5, 5), (2, 2), kernel_init=init)(x), 0.2)  # 14x14
+        for width in (2 * self.dim, 4 * self.dim, 8 * self.dim):  # 7x7, 4x4, 2x2
+            h = nn.leaky_relu(BatchStatNorm()(self.conv(width, (5, 5), (2, 2), kernel_init=init)(h)), 0.2)
+        h = h.reshape(h.shape[0], -1)
+        return nn.Dense(1, kernel_init=nn.initializers.normal(0.02))(h)[..., 0]
