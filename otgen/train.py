@@ -43,8 +43,9 @@ and ``GANConfig.for_mnist``):
   Adam lr 1e-4, betas (0.5, 0.9), n_critic 5 (the paper's image setting).
 * Preset ``published`` on toys (``TOY_PRESETS``): each model in its own authors'
   2-D setting and budget -- PacGAN's 400 epochs of 100,000 points at batch 100
-  (400,000 steps) for GAN/PacGAN, ``gan_toy.py``'s nets, lambda 0.1, batch 256
-  and 100,000 steps on unit-scaled data for WGAN-GP and WGAN.
+  (400,000 steps) for GAN/PacGAN, sampled as PacGAN evaluates (batch-norm statistics
+  refreshed over 50 fresh batches at the final parameters); ``gan_toy.py``'s nets,
+  lambda 0.1, batch 256 and 100,000 steps on unit-scaled data for WGAN-GP and WGAN.
 * MNIST (DCGAN-style nets of ``gan_mnist.py``): GAN/PacGAN with DCGAN's Adam
   lr 2e-4, beta1 0.5, alternating updates; the WGANs as above; batch 50,
   128-d noise.
@@ -79,7 +80,7 @@ __all__ = [
     "GAN_MODELS", "GANConfig", "GANState", "GANResult", "TrainingDivergedError",
     "build_networks", "make_optimizer", "init_state", "make_train_step", "make_fit_step",
     "train_gan", "load_gan", "save_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "TRAINING",
-    "curve_steps",
+    "curve_steps", "refreshed_batch_stats", "generate_in_training_mode",
 ]
 
 GAN_MODELS = ("gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4")
@@ -136,6 +137,8 @@ class GANConfig:
     conv_dim: int = 64                     # dcgan base width
     init_std: float = 0.02
     bn_momentum: float = 0.95              # running stats <- 0.95 old + 0.05 batch (PacGAN reference)
+    eval_bn_refresh: int = 0               # sampling: first refresh the running stats over this many fresh
+                                           # training-mode batches at the final parameters (PacGAN: 50)
     log_every: int = 100                   # steps per history entry (and per jitted chunk)
 
     def __post_init__(self):
@@ -155,6 +158,8 @@ class GANConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0:
             problems.append(f"steps must be >= 0, got {self.steps}")
+        if int(self.eval_bn_refresh) < 0:
+            problems.append(f"eval_bn_refresh must be >= 0, got {self.eval_bn_refresh}")
         for name in ("lr", "init_std", "eps"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
@@ -226,11 +231,14 @@ class GANConfig:
     # Fields added after checkpoints were committed: left out of the comparison at their defaults,
     # so those checkpoints (which do not name them) still resume.
     _LATER_FIELDS = {"noise": "normal", "g_updates": 1}
+    # Fields training never reads: a checkpoint may be sampled (and resumed) under any value of them.
+    _EVALUATION_FIELDS = ("eval_bn_refresh",)
 
     def compatibility_dict(self) -> dict:
-        """Everything a checkpoint must agree on: all fields but the budget ``steps``."""
+        """Everything a checkpoint must agree on: all fields but the budget ``steps`` and the sampling protocol."""
         d = dataclasses.asdict(self)
-        d.pop("steps")
+        for name in ("steps",) + self._EVALUATION_FIELDS:
+            d.pop(name)
         for name, default in self._LATER_FIELDS.items():
             if d[name] == default:
                 d.pop(name)
@@ -244,6 +252,10 @@ class GANConfig:
 #   (so 400 x 1000 = 400,000 generator steps), learning_rate 1e-4, beta1 0.8, nets 4 x 400
 #   (batch-norm ReLU) / 3 maxout x 200 x 5 pieces, N(0, 0.02^2) init; updates simultaneous
 #   (ali_algorithm).  The training-set size lives in otgen.experiments.toy.TOY_TRAIN_SIZE.
+#   Evaluation (pacgan_task.py, pacgan/extensions.py): after each epoch a DataStreamMonitoring
+#   pass over the train stream's first 50 batches of 100 updates the generator's batch-norm
+#   population statistics at the current parameters, then the samples are drawn with them:
+#   eval_bn_refresh 50.
 # * WGAN-GP / WGAN: igul222/improved_wgan_training, gan_toy.py: DIM 512 (3 ReLU layers, He
 #   init, no batch norm), LAMBDA .1, CRITIC_ITERS 5, BATCH_SIZE 256, ITERS 100000, data
 #   divided by its standard deviation ("dataset /= 2.828 # stdev"); wgan-gp: Adam 1e-4,
@@ -255,7 +267,7 @@ _GAN_TOY_PY = dict(arch="relu_mlp", steps=100_000, batch_size=256, n_critic=5, s
 TOY_PRESETS: dict[str, dict[str, dict]] = {
     "default": {m: dict(_PACGAN_TOY, steps=10_000) for m in GAN_MODELS},
     "published": {
-        **{m: dict(_PACGAN_TOY, steps=400_000) for m in ("gan", "pacgan2", "pacgan3", "pacgan4")},
+        **{m: dict(_PACGAN_TOY, steps=400_000, eval_bn_refresh=50) for m in ("gan", "pacgan2", "pacgan3", "pacgan4")},
         "wgan-gp": dict(_GAN_TOY_PY, gp_lambda=0.1, optimizer="adam", lr=1e-4, beta1=0.5, beta2=0.9),
         "wgan": dict(_GAN_TOY_PY, optimizer="rmsprop", lr=5e-5, rms_decay=0.9, eps=1e-10, eps_in_sqrt=True,
                      rms_initial=1.0, clip=0.01),
@@ -365,6 +377,20 @@ def init_state(cfg: GANConfig, key: jax.Array | None = None) -> GANState:
                     step=jnp.zeros((), jnp.int32), key=k_run)
 
 
+def generate_in_training_mode(g_net, g_params, g_stats, z):
+    """Samples from noise ``z`` of shape (m, batch, noise_dim) and the updated running statistics.
+
+    Each of the m groups is its own batch-norm batch, and the m running-stat updates
+    are averaged -- what the reference does with its m generator calls.
+    """
+    def one_group(zi):
+        x, upd = g_net.apply({"params": g_params, "batch_stats": g_stats}, zi, train=True, mutable=["batch_stats"])
+        return x, upd.get("batch_stats", {})
+
+    x, stats = jax.vmap(one_group)(z)
+    return x, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
+
+
 def make_train_step(cfg: GANConfig, players: bool = False):
     """The pure train step ``(state, real, key) -> (state, metrics)``.
 
@@ -382,17 +408,7 @@ def make_train_step(cfg: GANConfig, players: bool = False):
     m, batch = cfg.pack, cfg.batch_size
     wasserstein = cfg.loss == "wasserstein"
 
-    def generate(g_params, g_stats, z):
-        # Each of the m groups is its own batch-norm batch, and the m running-stat
-        # updates are averaged -- what the reference does with its m generator calls.
-        def one_group(zi):
-            x, upd = g_net.apply({"params": g_params, "batch_stats": g_stats}, zi, train=True,
-                                 mutable=["batch_stats"])
-            return x, upd.get("batch_stats", {})
-
-        x, stats = jax.vmap(one_group)(z)
-        return x, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
-
+    generate = partial(generate_in_training_mode, g_net)
     def noise(key):
         return draw_noise(cfg, key, (m, batch))
 
@@ -504,7 +520,7 @@ def make_chunk_runner(cfg: GANConfig):
     Cached per configuration (seed and budget aside, which the step does not
     read), so repeated and resumed runs reuse the compiled step.
     """
-    key = dataclasses.replace(cfg, steps=0, seed=0)
+    key = dataclasses.replace(cfg, steps=0, seed=0, eval_bn_refresh=0)
     if key not in _RUNNERS:
         _RUNNERS[key] = _make_chunk_runner(key)
     return _RUNNERS[key]
@@ -541,6 +557,47 @@ def _make_sampler(cfg: GANConfig):
     return sample
 
 
+def refreshed_batch_stats(cfg: GANConfig, state: GANState, n_batches: int | None = None):
+    """The generator's running statistics after ``n_batches`` (default ``cfg.eval_bn_refresh``) more
+    training-mode passes at ``state``'s parameters, as PacGAN's evaluation refreshes them before sampling.
+
+    Each pass draws fresh noise at the training batch (``m`` groups of ``batch_size``) and moves the
+    statistics by ``bn_momentum``, as a training step does; the parameters are not touched. The noise key
+    is fixed by the run's seed and step, so the refreshed generator is one deterministic map.
+    """
+    n = cfg.eval_bn_refresh if n_batches is None else int(n_batches)
+    if n < 0:
+        raise ValueError(f"number of refresh batches must be >= 0, got {n}")
+    if n == 0 or not jax.tree_util.tree_leaves(state.g_stats):
+        return state.g_stats
+    key = jax.random.fold_in(jax.random.key(cfg.seed), int(state.step))
+    return _refresher_for(cfg)(state.g_params, state.g_stats, key, n)
+
+
+def _make_refresher(cfg: GANConfig):
+    g_net, _ = build_networks(cfg)
+
+    @partial(jax.jit, static_argnums=3)
+    def refresh(g_params, g_stats, key, n):
+        def one_batch(stats, k):
+            _, stats = generate_in_training_mode(g_net, g_params, stats, draw_noise(cfg, k, (cfg.pack, cfg.batch_size)))
+            return stats, None
+
+        return jax.lax.scan(one_batch, g_stats, jax.random.split(key, n))[0]
+
+    return refresh
+
+
+_REFRESHERS: dict[GANConfig, Any] = {}
+
+
+def _refresher_for(cfg: GANConfig):
+    key = dataclasses.replace(cfg, steps=0, seed=0, eval_bn_refresh=0)
+    if key not in _REFRESHERS:
+        _REFRESHERS[key] = _make_refresher(key)
+    return _REFRESHERS[key]
+
+
 @dataclasses.dataclass(frozen=True)
 class GANResult:
     """A trained generator: ``sample(key, n)``, the loss ``history`` and the final ``state``."""
@@ -557,7 +614,8 @@ class GANResult:
     _CHUNK = 2048  # samples per generator call, bounding memory for the image nets
 
     def sample(self, key: jax.Array, n: int) -> np.ndarray:
-        """``n`` samples, generator in inference mode (batch-norm running statistics).
+        """``n`` samples, generator in inference mode (batch-norm running statistics, refreshed first
+        over ``config.eval_bn_refresh`` batches, see :func:`refreshed_batch_stats`).
 
         Returns ``(n, d)`` for vectors, ``(n, 28, 28, C)`` floats in [0, 1] for images.
         Deterministic in ``key`` (chunk ``i`` uses ``fold_in(key, i)``).
@@ -566,10 +624,11 @@ class GANResult:
         if n < 0:
             raise ValueError(f"number of samples must be >= 0, got {n}")
         sampler = _sampler_for(self.config)
+        stats = refreshed_batch_stats(self.config, self.state) if n else self.state.g_stats
         chunks, done, i = [], 0, 0
         while done < n:
             size = min(n, self._CHUNK)  # static shape: one compilation per distinct size
-            chunk = sampler(self.state.g_params, self.state.g_stats, jax.random.fold_in(key, i), size)
+            chunk = sampler(self.state.g_params, stats, jax.random.fold_in(key, i), size)
             chunks.append(np.asarray(chunk)[: n - done])
             done += chunks[-1].shape[0]
             i += 1

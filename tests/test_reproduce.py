@@ -140,6 +140,56 @@ def test_a_running_job_is_sampled_from_its_checkpoint_as_the_run_samples(tmp_pat
         checkpoint_samples(ToyRunConfig(model="aeot", dist="ring8", out=str(tmp_path / "x")))
 
 
+def test_published_gans_are_sampled_after_pacgans_batch_norm_refresh():
+    # pacgan_task.py / extensions.py: 50 training-mode batches update the population stats before sampling
+    for model in ("gan", "pacgan2", "pacgan3", "pacgan4"):
+        assert GANConfig.for_toy(model, preset="published").eval_bn_refresh == 50
+        assert GANConfig.for_toy(model).eval_bn_refresh == 0  # the default preset samples the training EMA
+    assert GANConfig.for_toy("wgan-gp", preset="published").eval_bn_refresh == 0  # no batch norm
+
+
+def test_rescore_resamples_an_old_run_under_the_refresh_and_keeps_its_scores(tmp_path):
+    from otgen.experiments.toy import checkpoint_samples, rescore
+
+    runs = tmp_path / "runs"
+    out = runs / "ring8_pacgan2_s0"
+    cfg = ToyRunConfig(model="pacgan2", dist="ring8", out=str(out), preset="published", steps=30, n_train=500,
+                       progress=False)
+    fresh = run(cfg)
+    assert fresh["eval_bn_refresh"] == 50
+    assert rescore(out) is None  # already sampled under its preset's protocol
+    # make it a run finished before the refresh: scored on the training EMA's samples, no field recorded
+    doc = json.loads((out / "config.json").read_text())
+    del doc["config"]["gan"]["eval_bn_refresh"]
+    (out / "config.json").write_text(json.dumps(doc))
+    old = {k: v for k, v in fresh.items() if k != "eval_bn_refresh"}
+    old["modes_captured"], old["reverse_kl"] = -1, 99.0  # sentinels: must move to rescored.previous
+    (out / "metrics.json").write_text(json.dumps(old))
+    before = np.load(out / "samples.npy")
+
+    m = rescore(out)
+    assert m["rescored"]["previous"]["modes_captured"] == -1 and m["rescored"]["previous"]["reverse_kl"] == 99.0
+    assert m["rescored"]["previous_eval_bn_refresh"] == 0 and m["eval_bn_refresh"] == 50
+    # the new scores are those of a fresh run's samples (same checkpoint, key, protocol)
+    assert (m["modes_captured"], m["reverse_kl"]) == (fresh["modes_captured"], fresh["reverse_kl"])
+    samples, _ = checkpoint_samples(cfg)
+    np.testing.assert_array_equal(np.load(out / "samples.npy"), samples)
+    np.testing.assert_array_equal(samples, before)
+    assert json.loads((out / "config.json").read_text())["config"]["gan"]["eval_bn_refresh"] == 50
+    assert json.loads((out / "metrics.json").read_text())["rescored"]["previous"]["modes_captured"] == -1
+    assert rescore(out) is None  # idempotent
+    (rec,) = [r for r in reproduce.collect(runs) if r["model"] == "pacgan2" and r["dist"] == "ring8"]
+    assert reproduce._sampling(rec) == "refreshed (50)"
+    (out / "checkpoint.npz").unlink()
+    del old["modes_captured"]
+    (out / "metrics.json").write_text(json.dumps(old))
+    logged = []
+    reproduce.rescore_jobs(runs, [("ring8", "pacgan2", 0)], log=logged.append)
+    assert "not re-scored" in logged[0] and "checkpoint.npz is missing" in logged[0]
+    (rec,) = [r for r in reproduce.collect(runs) if r["model"] == "pacgan2" and r["dist"] == "ring8"]
+    assert reproduce._sampling(rec) == "training EMA"
+
+
 def test_jobs_run_the_published_preset_and_aeot_its_default(tmp_path, monkeypatch):
     import otgen.experiments.toy as toy
 
@@ -201,8 +251,8 @@ def test_train_time_sums_every_call(tmp_path):
     assert [(recs[k]["train_seconds"][0], recs[k]["train_seconds_last_call"]) for k in ("gan", "pacgan2", "pacgan4")] \
         == [(600.0, True), (5400.0, False), (7200.0, False)]
     text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
-    assert "| 10 min (last call) | reproduced |" in text and "| 90 min | reproduced |" in text
-    assert "| 120 min | reproduced |" in text
+    assert "| 10 min (last call) | training EMA | reproduced |" in text
+    assert "| 90 min | training EMA | reproduced |" in text and "| 120 min | training EMA | reproduced |" in text
 
 
 def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):

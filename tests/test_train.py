@@ -231,3 +231,39 @@ def test_pacgan2_learns_the_pacgan_ring_with_published_settings(tmp_path):
     m = mode_coverage(result.sample(jax.random.key(12345), 2500), centres, std)
     assert m["modes_captured"] >= 6
     assert m["high_quality_fraction"] > 0.2
+
+
+def test_batch_norm_refresh_converges_to_the_closed_form_statistics_of_the_first_layer():
+    from otgen.train import refreshed_batch_stats
+
+    cfg = GANConfig.for_toy("pacgan2", preset="published", steps=10)
+    state = init_state(cfg)
+    state = state.replace(g_stats=jax.tree_util.tree_map(lambda x: 0 * x + 5.0, state.g_stats))  # far off
+    stats = refreshed_batch_stats(cfg, state, 400)  # 0.95^400: the start is forgotten
+    # layer 1 is bias-free Dense on z ~ N(0, I): pre-activation mean 0, variance |w_k|^2; flax keeps the
+    # biased batch variance, (B - 1) / B of it.  The 2-d noise correlates all units, so the EMA's error
+    # (~1.6%, about 78 effective batches of 100) does not average out over units: 4 sigma.
+    w = np.asarray(state.g_params["Dense_0"]["kernel"])
+    var = (w ** 2).sum(axis=0) * (cfg.batch_size - 1) / cfg.batch_size
+    ratio = np.asarray(stats["BatchNorm_0"]["var"]) / var
+    assert abs(ratio.mean() - 1) < 0.065 and ratio.min() > 0.85 and ratio.max() < 1.15
+    assert np.max(np.abs(np.asarray(stats["BatchNorm_0"]["mean"])) / np.sqrt(var)) < 0.05
+    assert refreshed_batch_stats(cfg, state, 0) is state.g_stats
+    with pytest.raises(ValueError, match="eval_bn_refresh"):
+        dataclasses.replace(cfg, eval_bn_refresh=-1)
+
+
+def test_sampling_uses_the_refreshed_stats_and_checkpoints_load_under_either_protocol(tmp_path):
+    from otgen.train import _sampler_for, refreshed_batch_stats
+
+    data = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32)
+    ema = GANConfig.for_toy("gan", steps=20, g_hidden=16, g_layers=2, d_hidden=8, batch_size=16, log_every=10)
+    train_gan(ema, data, tmp_path, progress=False)
+    refreshed = dataclasses.replace(ema, eval_bn_refresh=50)
+    a, b = load_gan(tmp_path, ema), load_gan(tmp_path, refreshed)  # the protocol is not a training field
+    key = jax.random.key(3)
+    want = np.asarray(_sampler_for(refreshed)(b.state.g_params, refreshed_batch_stats(refreshed, b.state),
+                                            jax.random.fold_in(key, 0), 7))  # sample's chunk 0
+    np.testing.assert_array_equal(b.sample(key, 7), want)
+    assert not np.allclose(a.sample(key, 100), b.sample(key, 100))
+    np.testing.assert_array_equal(b.sample(key, 100), b.sample(key, 100))  # deterministic

@@ -43,7 +43,7 @@ from otgen.eval.modes import with_between_modes_fraction
 from otgen.experiments.report import mean_and_std
 
 __all__ = ["PUBLISHED", "PUBLISHED_IMAGES", "JOBS", "IMAGE_JOBS", "jobs", "run_job", "run_image_job", "image_controls",
-           "collect", "collect_images", "collect_image_controls", "fid_verdict", "write_report", "add_arguments",
+           "collect", "collect_images", "rescore_jobs", "collect_image_controls", "fid_verdict", "write_report", "add_arguments",
            "main"]
 
 # PacGAN (Lin et al., NeurIPS 2018) Table 1, 10 trials each: modes (mean, std), % high quality, reverse KL.
@@ -63,6 +63,7 @@ PUBLISHED_IMAGES = {
     ("stacked", "pacgan2"): dict(modes=1000.0, kl=0.06),
 }
 MODE_TOLERANCE = {"ring8": 1.5, "grid25": 3.0}
+BN_MODELS = ("gan", "pacgan2", "pacgan3", "pacgan4")  # generators with batch norm (PacGAN's nets)
 DISTS = ("ring8", "grid25")
 # Queue order: the Table-1 rows first, then WGAN-GP in its own setting, then the rest.
 JOBS = ("gan", "pacgan2", "pacgan4", "wgan-gp", "aeot", "pacgan3", "wgan")
@@ -327,10 +328,24 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
                 if all(t is not None for t, _ in times):
                     rec["train_seconds"] = mean_and_std([t for t, _ in times])
                     rec["train_seconds_last_call"] = any(last for _, last in times)
+                if model in BN_MODELS:  # runs finished before the refresh existed sampled with the training EMA
+                    rec["sampling"] = {o.name: int(m.get("eval_bn_refresh", 0)) for o, m in done}
                 rec["steps"] = ms[0].get("steps", ms[0].get("ot_steps"))  # AE-OT: its OT solver's steps
                 rec["n_modes"] = ms[0].get("n_modes")
             records.append(rec)
     return records
+
+
+def _sampling(rec: dict) -> str:
+    """How a row's generators were sampled: batch-norm running stats as trained, or refreshed first."""
+    per_run = rec.get("sampling")
+    if not per_run:
+        return "-"
+    name = {0: "training EMA"}
+    labels = {k: name.get(v, f"refreshed ({v})") for k, v in per_run.items()}
+    if len(set(labels.values())) == 1:
+        return next(iter(labels.values()))
+    return "; ".join(f"{k.rsplit('_', 1)[1]}: {v}" for k, v in sorted(labels.items()))
 
 
 def verdict(rec: dict) -> str:
@@ -398,8 +413,8 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
              "reproduced when HQ >= 90% and the mode count is within the published mean +- 1.5 (ring8) / +- 3 "
              "(grid25).", "",
              "| toy | model | steps | seeds | modes | HQ % | reverse KL | published modes | published HQ % | "
-             "published KL | train time | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "published KL | train time | BN stats at sampling | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         pub = PUBLISHED.get((rec["dist"], rec["model"]))
         if not rec["seeds"] and not rec["running"]:
@@ -413,9 +428,15 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
             f"{'-' if pub is None else _pm(pub['modes'])} | {'-' if pub is None else pub['hq']} | "
             f"{'-' if pub is None else _pm(pub['kl'], fmt='{:.2f}')} | "
             f"{'-' if train is None else f'{train[0] / 60:.0f} min'}"
-            f"{' (last call)' if rec.get('train_seconds_last_call') else ''} | "
+            f"{' (last call)' if rec.get('train_seconds_last_call') else ''} | {_sampling(rec)} | "
             f"{verdict(rec)}{' (running: ' + running + ')' if running else ''} |")
-    lines += ["", "Train time is the wall time of a job's training steps summed over all its calls, resumes "
+    lines += ["", "*BN stats at sampling*: PacGAN's evaluation (`pacgan_task.py` with `pacgan/extensions.py`) first "
+              "runs the generator over 50 fresh batches in training mode at the final parameters, updating the "
+              "batch-norm population statistics, and samples with those (*refreshed (50)*, "
+              "`GANConfig.eval_bn_refresh`); *training EMA* samples with the running averages as training left them "
+              "(runs finished before the refresh was implemented and kept without a checkpoint to re-score). "
+              "Re-scored runs keep their earlier scores in `metrics.json` (`rescored.previous`).", "",
+              "Train time is the wall time of a job's training steps summed over all its calls, resumes "
               "included (2 CPU cores, shared with other work; learning-curve evaluations included); *(last call)* "
               "marks a job whose earlier calls were not recorded (finished before the sum was kept, its checkpoint "
               "not committed): the time of its last call only. AE-OT's steps are OT solver steps; AE-OT, the "
@@ -516,6 +537,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="1: single-threaded XLA (two such workers beat one two-threaded one on 2 cores)")
     parser.add_argument("--report-only", action="store_true", help="only write the report from the run directories")
+    parser.add_argument("--rescore", action="store_true",
+                        help="toy: first re-sample and re-score the finished GAN jobs sampled under another protocol "
+                        "than their preset's now (batch-norm refresh, otgen.experiments.toy.rescore); old scores kept")
+
+
+def rescore_jobs(runs_dir: Path, selected, log=print) -> None:
+    """:func:`otgen.experiments.toy.rescore` every finished GAN job of ``selected``; one that cannot be
+    (no checkpoint kept) is named and left as it is."""
+    from otgen.checkpoint import CheckpointError
+    from otgen.experiments.toy import rescore
+
+    for dist, model, seed in selected:
+        out = run_dir(runs_dir, dist, model, seed)
+        if model == "aeot" or not (out / "metrics.json").exists():
+            continue
+        try:
+            m = rescore(out)
+        except (ValueError, CheckpointError) as e:
+            log(f"{out.name}: not re-scored ({e})")
+            continue
+        if m is None:
+            continue
+        p = m["rescored"]["previous"]
+        log(f"{out.name}: re-scored with eval_bn_refresh {m['eval_bn_refresh']} (was "
+            f"{m['rescored']['previous_eval_bn_refresh']}): modes {p.get('modes_captured')} -> {m['modes_captured']}, "
+            f"HQ {100 * p.get('high_quality_fraction', float('nan')):.1f}% -> {100 * m['high_quality_fraction']:.1f}%, "
+            f"KL {p.get('reverse_kl', float('nan')):.3f} -> {m['reverse_kl']:.3f}")
 
 
 def _interrupt(signum, frame):
@@ -549,6 +597,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"no job matches --models {','.join(models)} --dists {','.join(dists)} (image jobs: "
                          + ", ".join(f"{d} {m}" for d, m in IMAGE_JOBS) + ")")
     runs_dir = Path(args.runs_dir)
+    if args.rescore and not images:
+        rescore_jobs(runs_dir, selected)
     if not args.report_only:
         # a worker stopped with SIGTERM (a session's end, `kill`) saves its last chunk as Ctrl-C does
         signal.signal(signal.SIGTERM, _interrupt)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 from otgen.cliargs import add_arguments as _add_config_arguments
 from otgen.cliargs import from_args, option
 
-__all__ = ["ToyRunConfig", "MODELS", "run", "checkpoint_samples", "add_arguments", "main", "held_out_set"]
+__all__ = ["ToyRunConfig", "MODELS", "run", "checkpoint_samples", "rescore", "add_arguments", "main", "held_out_set"]
 
 MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4", "fm", "otcfm", "sdfm")
 FLOWS = ("fm", "otcfm", "sdfm")
@@ -151,11 +152,29 @@ def _training_data(cfg: ToyRunConfig):
     return toy, draw_toy(toy, "train", cfg.n_train, cfg.seed)
 
 
+def _scores(cfg: ToyRunConfig, toy, data: np.ndarray, samples: np.ndarray) -> dict:
+    """Every metric of the toy suite for ``samples`` (one call, shared by :func:`run` and :func:`rescore`)."""
+    from otgen.eval import evaluate
+
+    return evaluate("toy", samples, toy=toy, train=data, held_out=held_out_set(toy, cfg.seed, cfg.n_samples),
+                    seed=cfg.seed)
+
+
+def _plot_samples(cfg: ToyRunConfig, rd, samples: np.ndarray, data: np.ndarray, metrics: dict) -> None:
+    from otgen.plotting import scatter_over_data
+
+    if samples.shape[1] != 2:
+        return
+    title = f"{cfg.model} on {metrics['dist']}"
+    if "modes_captured" in metrics:
+        title += (f": {metrics['modes_captured']}/{metrics['n_modes']} modes, "
+                  f"{100 * metrics['high_quality_fraction']:.1f}% HQ")
+    scatter_over_data(samples, data, rd.file("samples.png"), title=title)
+
+
 def run(cfg: ToyRunConfig) -> dict:
     """Train, sample, score; write the run directory; return the metrics."""
-    from otgen.eval import evaluate
     from otgen.generators import make
-    from otgen.plotting import scatter_over_data
     from otgen.rundir import claim_run_dir
 
     toy, data = _training_data(cfg)  # bad data fails here, before any directory is made
@@ -202,15 +221,8 @@ def run(cfg: ToyRunConfig) -> dict:
     rd.save_array("samples.npy", samples)
     metrics = {"model": cfg.model, "dist": cfg.dist or Path(cfg.data).name, "seed": cfg.seed,
                "wall_seconds": time.perf_counter() - t0, "n_train_used": int(data.shape[0]),
-               "n_distinct_train": n_distinct, **info,
-               **evaluate("toy", samples, toy=toy, train=data, held_out=held_out_set(toy, cfg.seed, cfg.n_samples),
-                          seed=cfg.seed)}
-    if samples.shape[1] == 2:
-        title = f"{cfg.model} on {metrics['dist']}"
-        if "modes_captured" in metrics:
-            title += (f": {metrics['modes_captured']}/{metrics['n_modes']} modes, "
-                      f"{100 * metrics['high_quality_fraction']:.1f}% HQ")
-        scatter_over_data(samples, data, rd.file("samples.png"), title=title)
+               "n_distinct_train": n_distinct, **info, **_scores(cfg, toy, data, samples)}
+    _plot_samples(cfg, rd, samples, data, metrics)
     rd.write_json("metrics.json", metrics)  # last: its presence marks the run as finished
     return metrics
 
@@ -231,6 +243,54 @@ def checkpoint_samples(cfg: ToyRunConfig) -> tuple[np.ndarray, int]:
     config = make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
     gan = GAN.load(cfg.out, config)
     return np.asarray(gan.sample(_keys(cfg.seed)["sample"], cfg.n_samples), np.float32), int(gan.result.state.step)
+
+
+def rescore(out) -> dict | None:
+    """Re-sample and re-score a finished GAN run whose generator was sampled under another protocol than its
+    preset's now (``GANConfig.eval_bn_refresh``); returns the new metrics, or None if the run is current.
+
+    The checkpoint's generator is sampled with the run's own key and count, as :func:`run` samples it; the
+    metrics, ``samples.npy`` / ``samples.png`` and the ``gan`` block of ``config.json`` are replaced, and the
+    old scores kept under ``metrics["rescored"]["previous"]``.  Training state and curves are not touched
+    (the curve's points keep the protocol they were scored under).  Refused for a run that is not finished
+    or has no checkpoint.
+    """
+    from otgen.generators import make
+    from otgen.rundir import RunDir
+
+    rd = RunDir(out)
+    if not rd.has("metrics.json") or not rd.has("config.json"):
+        raise ValueError(f"{rd.path} holds no finished run (metrics.json / config.json missing)")
+    doc = rd.read_json("config.json")
+    known = {f.name for f in dataclasses.fields(ToyRunConfig)}  # fields of older versions dropped
+    stored = {k: v for k, v in doc["config"]["run"].items() if k in known}
+    stored.update({k: None for k in AEOT_ONLY_FIELDS + FLOW_ONLY_FIELDS})  # older runs stored AE-OT defaults
+    cfg = ToyRunConfig(**{**stored, "out": str(rd.path), "progress": False})
+    if cfg.model in FLOWS or cfg.model == "aeot":
+        raise ValueError(f"{cfg.model} has no GAN sampling protocol to re-score under")
+    dim = 2 if cfg.data is None else int(np.load(cfg.data, mmap_mode="r").shape[1])
+    now = make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
+    gan_doc = dataclasses.asdict(dataclasses.replace(now, steps=doc["config"]["gan"]["steps"]))
+    old = rd.read_json("metrics.json")
+    then = old.get("eval_bn_refresh", 0)  # runs finished before the field sampled without a refresh
+    if then == now.eval_bn_refresh:
+        if doc["config"]["gan"].get("eval_bn_refresh", 0) != now.eval_bn_refresh:  # a rescore cut off
+            rd.write_json("config.json", {**doc, "config": {**doc["config"], "gan": gan_doc}})
+        return None
+    samples, step = checkpoint_samples(cfg)
+    if step != old.get("steps"):
+        raise ValueError(f"{rd.path}: checkpoint at step {step}, metrics at step {old.get('steps')}")
+    toy, data = _training_data(cfg)
+    scores = _scores(cfg, toy, data, samples)
+    previous = {k: old[k] for k in scores if k in old}
+    metrics = {**old, **scores, "eval_bn_refresh": now.eval_bn_refresh, "rescored": {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "previous_eval_bn_refresh": then, "previous": previous}}
+    rd.save_array("samples.npy", samples)
+    _plot_samples(cfg, rd, samples, data, metrics)
+    rd.write_json("metrics.json", metrics)  # first: it names the protocol its scores were taken under
+    rd.write_json("config.json", {**doc, "config": {**doc["config"], "gan": gan_doc}})
+    return metrics
 
 
 def ode_sweep(flow, toy, key, n: int) -> list[dict]:

@@ -73,7 +73,7 @@ class GAN:
     def info(self) -> dict:
         r = self._require_fit()
         return {"train_seconds": r.train_seconds, "total_train_seconds": r.total_seconds, "steps": int(r.state.step),
-                "preset": self.config.preset}
+                "preset": self.config.preset, "eval_bn_refresh": self.config.eval_bn_refresh}
 
 
 def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
