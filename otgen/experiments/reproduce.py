@@ -4,6 +4,7 @@
     otgen reproduce --runs-dir runs/repro --shard 0/2 --threads 1 &   # two single-threaded workers
     otgen reproduce --runs-dir runs/repro --shard 1/2 --threads 1 &
     otgen reproduce --runs-dir runs/repro --report-only --report-dir experiments/reports
+    otgen reproduce --runs-dir runs/repro --rescore --report-only   # re-sample runs scored under an older protocol
 
 Every job is ``otgen toy --preset published`` (which resumes its run directory) on ring8 / grid25 (100,000
 training points, see ``otgen.train.TOY_PRESETS``): GAN and PacGAN-m 400,000
