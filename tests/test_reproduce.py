@@ -157,6 +157,7 @@ def test_rescore_resamples_an_old_run_under_the_refresh_and_keeps_its_scores(tmp
                        progress=False)
     fresh = run(cfg)
     assert fresh["eval_bn_refresh"] == 50
+    assert json.loads((out / "curves.json").read_text())[-1]["eval_bn_refresh"] == 50  # curve points name it
     assert rescore(out) is None  # already sampled under its preset's protocol
     # make it a run finished before the refresh: scored on the training EMA's samples, no field recorded
     doc = json.loads((out / "config.json").read_text())

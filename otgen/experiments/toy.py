@@ -191,8 +191,10 @@ def run(cfg: ToyRunConfig) -> dict:
 
         def curve_record(result):
             scores = mode_coverage_for_toy(result.sample(keys["sample"], cfg.n_samples), toy)
-            # the sampling protocol travels with each point: a resumed run may have changed it
-            return {**{k: scores[k] for k in CURVE_FIELDS}, "eval_bn_refresh": result.config.eval_bn_refresh}
+            record = {k: scores[k] for k in CURVE_FIELDS}
+            # a GAN's sampling protocol travels with each point: a resumed run may have changed it
+            refresh = getattr(result.config, "eval_bn_refresh", None)
+            return record if refresh is None else {**record, "eval_bn_refresh": refresh}
 
     own = ({"ode_steps": cfg.ode_steps} if cfg.model in FLOWS else
            {"ot_tol": cfg.ot_tol, "angle_threshold": cfg.angle_threshold, "top_k": cfg.top_k})
