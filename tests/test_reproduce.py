@@ -342,6 +342,11 @@ def test_image_jobs_in_the_report(tmp_path):
     assert "| stacked | gan | 0 / 100,000 | - | step 2000: modes covered 95, kl uniform 3.1 | 99 modes, KL 3.40 | " \
            "running |" in text
     assert "| stacked | pacgan2 | 0 / 100,000 | - | - | 1000 modes, KL 0.06 | running |" in text
+    import shutil
+
+    shutil.rmtree(runs / "stacked_pacgan2_s0")  # a job not started is a row that says so
+    again = reproduce.write_report(runs, tmp_path / "report2", "otgen reproduce --report-only").read_text()
+    assert "| stacked | pacgan2 | 0 / 100,000 | - | - | 1000 modes, KL 0.06 | not started |" in again
     assert "| mnist | *real (held-out test digits)* | - | - | classes covered 10, kl uniform 0.002, fid 8.4 | - | " \
            "control |" in text
     assert "| mnist | *replay (training digits)* | - | - | classes covered 10, kl uniform 0.002, fid 1.6 |" in text

@@ -258,6 +258,12 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
             point = "-" if last is None else f"step {last['step']}: " + _image_point(last)
             lines.append(f"| {dataset} | {r['model']} | {r['step']:,} / {r['budget'] or 0:,} | {hours} | {point} | "
                          f"{published} | {'finished' if r['metrics'] else 'running'} |")
+        started = {r["model"] for r in records if r["dataset"] == dataset}
+        for model in (m for d, m in IMAGE_JOBS if d == dataset and m not in started and m != "aeot"):  # said
+            pub = PUBLISHED_IMAGES.get((dataset, model))
+            published = "-" if pub is None else f"{pub['modes']:.0f} modes, KL {pub['kl']:.2f}"
+            budget = image_config(runs_dir, dataset, model, 0).gan_steps
+            lines.append(f"| {dataset} | {model} | 0 / {budget:,} | - | - | {published} | not started |")
     lines.append("")
     bar = fid_verdict(records)
     if bar:
