@@ -18,6 +18,8 @@ COMMANDS = {
     "toy": ("otgen.experiments.toy", "train AE-OT or a GAN baseline on a 2D toy distribution or a .npy file"),
     "mnist": ("otgen.experiments.mnist", "train AE-OT (or a GAN baseline) on MNIST, stage by stage, resumable"),
     "compare": ("otgen.experiments.compare", "compare mode coverage of AE-OT and the GAN family; writes a report"),
+    "ablation": ("otgen.experiments.ablation",
+                 "every latent sampler (Gaussian, GMM, KDE, AE-OT's rules) on one AE-OT run's codes; one table"),
     "reproduce": ("otgen.experiments.reproduce",
                   "the GAN baselines at their authors' toy settings and budgets (resumable); writes a report"),
 }

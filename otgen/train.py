@@ -409,6 +409,7 @@ def make_train_step(cfg: GANConfig, players: bool = False):
     wasserstein = cfg.loss == "wasserstein"
 
     generate = partial(generate_in_training_mode, g_net)
+
     def noise(key):
         return draw_noise(cfg, key, (m, batch))
 
@@ -520,13 +521,19 @@ def make_chunk_runner(cfg: GANConfig):
     Cached per configuration (seed and budget aside, which the step does not
     read), so repeated and resumed runs reuse the compiled step.
     """
-    key = dataclasses.replace(cfg, steps=0, seed=0, eval_bn_refresh=0)
+    key = _compiled_key(cfg)
     if key not in _RUNNERS:
         _RUNNERS[key] = _make_chunk_runner(key)
     return _RUNNERS[key]
 
 
 _RUNNERS: dict[GANConfig, Any] = {}
+
+
+def _compiled_key(cfg: GANConfig) -> GANConfig:
+    """``cfg`` with the fields no compiled function reads (budget, seed, sampling protocol) at fixed values:
+    the cache key of the jitted runners, refreshers and samplers."""
+    return dataclasses.replace(cfg, steps=0, seed=0, eval_bn_refresh=0)
 
 
 def _make_chunk_runner(cfg: GANConfig):
@@ -592,7 +599,7 @@ _REFRESHERS: dict[GANConfig, Any] = {}
 
 
 def _refresher_for(cfg: GANConfig):
-    key = dataclasses.replace(cfg, steps=0, seed=0, eval_bn_refresh=0)
+    key = _compiled_key(cfg)
     if key not in _REFRESHERS:
         _REFRESHERS[key] = _make_refresher(key)
     return _REFRESHERS[key]
@@ -641,9 +648,10 @@ _SAMPLERS: dict[GANConfig, Any] = {}
 
 
 def _sampler_for(cfg: GANConfig):
-    if cfg not in _SAMPLERS:
-        _SAMPLERS[cfg] = _make_sampler(cfg)
-    return _SAMPLERS[cfg]
+    key = _compiled_key(cfg)
+    if key not in _SAMPLERS:
+        _SAMPLERS[key] = _make_sampler(key)
+    return _SAMPLERS[key]
 
 
 def _validate_data(cfg: GANConfig, data) -> np.ndarray:

@@ -18,7 +18,7 @@ from otgen.eval.fid import fid_from_features, gaussian_stats, frechet_distance, 
 from otgen.eval.modes import kl_divergence
 
 __all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached", "train_features",
-           "HELD_OUT", "feature_novelty_reference", "prefixed_novelty"]
+           "HELD_OUT", "feature_novelty_reference", "pixel_novelty_reference", "project_pixels", "prefixed_novelty"]
 
 # The test set's first half is the held-out set of the novelty metrics; its second half is
 # the *real* control row of the reports (so that row is not scored against itself).
@@ -112,6 +112,39 @@ def feature_novelty_reference(data_dir=None, cache_dir=None, dataset: str = "mni
                              reference_features(data_dir, cache_dir, dataset)[0][HELD_OUT])
 
 
+PIXEL_COMPONENTS = 50  # the pixel-space projection of the novelty metrics: PCA-50 of the training images
+
+
+@functools.lru_cache(maxsize=4)
+def pixel_projection(data_dir=None, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """(mean (784,), components (784, 50)) of the training images' PCA, pixels in [0, 1] (memoised)."""
+    from otgen.data.mnist import load_mnist
+
+    x = load_mnist("train", data_dir, dataset=dataset)[0].reshape(-1, 784).astype(np.float64) / 255.0
+    mean = x.mean(0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    return mean, vt[:PIXEL_COMPONENTS].T
+
+
+def project_pixels(images, data_dir=None, dataset: str = "mnist") -> np.ndarray:
+    """Images (n, 28, 28) uint8 (or float in [0, 1]) -> their PCA-50 coordinates (n, 50)."""
+    x = np.asarray(images)
+    x = x.reshape(len(x), -1).astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0)
+    mean, comps = pixel_projection(data_dir, dataset)
+    return (x - mean) @ comps
+
+
+@functools.lru_cache(maxsize=4)
+def pixel_novelty_reference(data_dir=None, cache_dir=None, dataset: str = "mnist"):
+    """The novelty reference in pixel space (PCA-50 of the training images; test images 1-5,000 held out)."""
+    from otgen.data.mnist import load_mnist
+    from otgen.eval.novelty import novelty_reference
+
+    train = load_mnist("train", data_dir, dataset=dataset)[0]
+    test = load_mnist("test", data_dir, dataset=dataset)[0][HELD_OUT]
+    return novelty_reference(project_pixels(train, data_dir, dataset), project_pixels(test, data_dir, dataset))
+
+
 def prefixed_novelty(prefix: str, samples, reference) -> dict[str, float]:
     """:func:`otgen.eval.novelty.novelty` against ``reference`` (a
     :class:`~otgen.eval.novelty.NoveltyReference`), every key prefixed (``feature_``, ``code_``)."""
@@ -141,6 +174,8 @@ def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None =
     # first half of the test set as the held-out reference
     if novelty:
         out.update(prefixed_novelty("feature_", feats, feature_novelty_reference(data_dir, cache_dir, dataset)))
+        out.update(prefixed_novelty("pixel_", project_pixels(images, data_dir, dataset),
+                                    pixel_novelty_reference(data_dir, cache_dir, dataset)))
     out["fid_train_vs_test"] = floor
     out["classifier_test_accuracy"] = float(meta["test_accuracy"])
     return out

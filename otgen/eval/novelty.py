@@ -18,6 +18,10 @@ by construction, a replay of ``T`` scores what a copier scores.
   ``P``'s share of each cell, over the cells holding more than ``tau`` of ``Q``.
   Strongly negative: ``Q`` sits closer to ``T`` than fresh data does (copying);
   ~0: like held-out data; positive: farther (underfitting, blur).
+* ``nn_global_z`` -- the global form of the same test: Mann-Whitney z of every
+  sample's nearest-training distance against every held-out point's, over the
+  whole space (no cells).  ~0 (|z| < 3) like fresh data; << 0 closer to the
+  training set than fresh data (copying or bunching near training points).
 * :func:`novelty` -- all of the above in one flat dict, the fields every suite
   stores in ``metrics.json``.
 * :func:`novelty_reference` -- the part of :func:`novelty` that depends on the
@@ -32,10 +36,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from otgen.stats import mann_whitney_z
+
 __all__ = ["nearest_distances", "training_spacing", "copy_fraction", "mann_whitney_z", "data_copying_test",
            "NoveltyReference", "novelty_reference", "novelty", "NOVELTY_FIELDS"]
 
-NOVELTY_FIELDS = ("copy_fraction", "data_copying_ct", "nn_distance_ratio", "median_nn_distance",
+NOVELTY_FIELDS = ("copy_fraction", "data_copying_ct", "nn_global_z", "nn_distance_ratio", "median_nn_distance",
                   "median_nn_distance_held_out")
 
 
@@ -93,23 +99,6 @@ def copy_fraction(samples, train, rel: float = 0.01, spacing: float | None = Non
     return float(np.mean(nearest_distances(samples, train) <= rel * spacing))
 
 
-def mann_whitney_z(a, b) -> float:
-    """Z-scored Mann-Whitney U of ``a`` against ``b`` (ties averaged), no continuity correction.
-
-    Negative when ``a`` tends to be smaller than ``b``; ~N(0, 1) when both come
-    from one continuous distribution.
-    """
-    from scipy.stats import rankdata
-
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    m, n = len(a), len(b)
-    if m == 0 or n == 0:
-        return float("nan")
-    ranks = rankdata(np.concatenate([a, b]))
-    u = ranks[:m].sum() - m * (m + 1) / 2  # pairs (a_i, b_j) with a_i > b_j, ties counting 1/2
-    return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
-
-
 def _partition(t: np.ndarray, n_held_out: int, cells: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """k-means cells of the training set: (centres, each training point's cell)."""
     from scipy.cluster.vq import kmeans2
@@ -157,7 +146,7 @@ class NoveltyReference(NamedTuple):
     train: np.ndarray  # (n, d) float64
     held_out: np.ndarray  # (m, d) float64
     spacing: float  # training_spacing(train)
-    median_held_out: float  # median distance of a held-out point to the training set
+    held_out_distances: np.ndarray  # (m,) distance of each held-out point to the training set
     partition: tuple[np.ndarray, np.ndarray]  # C_T's k-means cells: (centres, training points' cells)
 
 
@@ -166,8 +155,7 @@ def novelty_reference(train, held_out, *, seed: int = 0) -> NoveltyReference:
     t, p = _as_rows(train, "train"), _as_rows(held_out, "held_out")
     if t.shape[1] != p.shape[1]:
         raise ValueError(f"train has dimension {t.shape[1]} but held_out {p.shape[1]}")
-    return NoveltyReference(t, p, training_spacing(t), float(np.median(nearest_distances(p, t))),
-                            _partition(t, len(p), None, seed))
+    return NoveltyReference(t, p, training_spacing(t), nearest_distances(p, t), _partition(t, len(p), None, seed))
 
 
 def novelty(samples, train, held_out=None, *, seed: int | None = None, rel: float = 0.01) -> dict:
@@ -192,8 +180,9 @@ def novelty(samples, train, held_out=None, *, seed: int | None = None, rel: floa
     d_gen = nearest_distances(samples, ref.train)
     finite = np.isfinite(d_gen)
     med_gen = float(np.median(d_gen[finite])) if finite.any() else float("nan")
-    med_held = ref.median_held_out
+    med_held = float(np.median(ref.held_out_distances))
     return {"copy_fraction": float(np.mean(d_gen <= rel * ref.spacing)),
             "data_copying_ct": data_copying_test(ref.train, ref.held_out, samples, partition=ref.partition)["ct"],
+            "nn_global_z": mann_whitney_z(d_gen, ref.held_out_distances),
             "nn_distance_ratio": med_gen / med_held if med_held > 0 else float("nan"),
             "median_nn_distance": med_gen, "median_nn_distance_held_out": med_held}

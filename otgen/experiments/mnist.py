@@ -121,7 +121,9 @@ class MnistConfig:
     # on standardised codes; 0.35 measured by scripts/mnist_angle_study.py: 81% of samples interpolated,
     # 0.5% of the regular neighbour pairs of another digit class)
     top_k: int = option(20, "neighbour cells considered by the extension", preset_default=True)
-    angle_threshold: float = option(0.35, "extension's dihedral-angle threshold, radians on standardised codes",
+    rule: str = option("spacing", "extension's rule: spacing (the codes' own resolution; otgen.ot.spacing) or "
+                       "angle (the paper's dihedral angle, --angle-threshold)", choices=("spacing", "angle"))
+    angle_threshold: float = option(0.35, "angle rule: dihedral-angle threshold, radians on standardised codes",
                                     preset_default=True)
     # GAN baselines
     gan_steps: int = option(2000, "GAN iterations (one discriminator and the preset's generator updates)",
@@ -449,7 +451,7 @@ def _ot_options(cfg: MnistConfig):
 def _extension_options(cfg: MnistConfig):
     from otgen.generators.aeot import ExtensionOptions
 
-    return ExtensionOptions(angle_threshold=cfg.angle_threshold, top_k=cfg.top_k)
+    return ExtensionOptions(rule=cfg.rule, angle_threshold=cfg.angle_threshold, top_k=cfg.top_k)
 
 
 def stage_fit_ot(rd, cfg: MnistConfig) -> None:
@@ -497,15 +499,15 @@ def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
     if not rd.has(EXTENSION_FILE):
         raise ValueError(f"{rd.file(EXTENSION_FILE)} is missing: run the fit-ot stage first")
     model, params, _ = _load_ae_params(rd, cfg)
-    aeot = AEOT.load(rd.path, extension=_extension_options(cfg))
+    # every stage of the fit is found in the run directory; only a rule other than the saved one is set up anew
+    aeot = AEOT(ot=_ot_options(cfg), extension=_extension_options(cfg)).fit_codes(
+        rd.load_array(LATENTS_FILE), _keys(cfg.seed)["ot"], rd.path, progress=None if cfg.progress else False)
     z, moved = aeot.sample_codes(_keys(cfg.seed)["generate"], cfg.n_samples, return_interpolated=True)
     rd.save_array(GEN_LATENTS_FILE, z)
     interpolated = float(np.mean(moved))
-    top_k = aeot.latent_map.top_k
-    rd.write_json(GENERATION_FILE, {"interpolated_fraction": interpolated, "angle_threshold": cfg.angle_threshold,
-                                    "top_k": top_k})
-    _log(cfg, f"generate: {100 * interpolated:.1f}% of codes interpolated between "
-              f"neighbouring cells (angle threshold {cfg.angle_threshold} rad, top-{top_k})")
+    info = {k: v for k, v in aeot.info().items() if k in ("rule", "angle_threshold", "top_k") or k.startswith("rule_")}
+    rd.write_json(GENERATION_FILE, {"interpolated_fraction": interpolated, **info})
+    _log(cfg, f"generate: {100 * interpolated:.1f}% of codes interpolated between neighbouring cells ({info})")
     return _to_uint8(decode_batched(model, params, z, 1000, progress=cfg.progress))
 
 

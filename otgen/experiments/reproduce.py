@@ -64,7 +64,6 @@ PUBLISHED_IMAGES = {
     ("stacked", "pacgan2"): dict(modes=1000.0, kl=0.06),
 }
 MODE_TOLERANCE = {"ring8": 1.5, "grid25": 3.0}
-BN_MODELS = ("gan", "pacgan2", "pacgan3", "pacgan4")  # generators with batch norm (PacGAN's nets)
 DISTS = ("ring8", "grid25")
 # Queue order: the Table-1 rows first, then WGAN-GP in its own setting, then the rest.
 JOBS = ("gan", "pacgan2", "pacgan4", "wgan-gp", "aeot", "pacgan3", "wgan")
@@ -335,7 +334,7 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
                 if all(t is not None for t, _ in times):
                     rec["train_seconds"] = mean_and_std([t for t, _ in times])
                     rec["train_seconds_last_call"] = any(last for _, last in times)
-                if model in BN_MODELS:  # runs finished before the refresh existed sampled with the training EMA
+                if _refreshes(model):  # runs finished before the refresh existed sampled with the training EMA
                     rec["sampling"] = {o.name: int(m.get("eval_bn_refresh", 0)) for o, m in done}
                 rec["steps"] = ms[0].get("steps", ms[0].get("ot_steps"))  # AE-OT: its OT solver's steps
                 rec["n_modes"] = ms[0].get("n_modes")
@@ -385,6 +384,13 @@ def _progress(name: str, meta: dict, budget: int | None = None) -> str:
         notes.append(f"last curve point: step {c['step']}, {c['modes_captured']} modes, "
                      f"{100 * c['high_quality_fraction']:.1f}% HQ")
     return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _refreshes(model: str) -> bool:
+    """Whether a toy job's published preset refreshes batch-norm statistics before sampling (PacGAN's nets)."""
+    from otgen.train import GANConfig
+
+    return model != "aeot" and GANConfig.for_toy(model, preset="published").eval_bn_refresh > 0
 
 
 def _budget(model: str) -> int | None:

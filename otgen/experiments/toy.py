@@ -43,7 +43,7 @@ CURVE_FIELDS = ("modes_captured", "high_quality_fraction", "reverse_kl", "betwee
 ODE_SWEEP = (1, 2, 4, 8, 16, 32, 64)  # a flow's samples are re-scored at these ODE step counts
 # Fields that may change between calls on one run directory.
 RUNTIME_FIELDS = ("out", "progress", "overwrite")
-AEOT_ONLY_FIELDS = ("angle_threshold", "top_k", "ot_tol")  # refused for other models
+AEOT_ONLY_FIELDS = ("rule", "angle_threshold", "top_k", "ot_tol")  # refused for other models
 FLOW_ONLY_FIELDS = ("ode_steps",)
 
 
@@ -76,8 +76,11 @@ class ToyRunConfig:
     overwrite: bool = option(False, "replace a run directory that holds another configuration")
     progress: bool = option(True, "no progress bars")
     # AE-OT
-    angle_threshold: float | None = option(None, "AE-OT: dihedral-angle threshold in radians on standardised "
-                                           "codes (0.1)", preset_default=True)
+    rule: str | None = option(None, "AE-OT: which neighbouring cells to interpolate with: spacing (the codes' "
+                              "own resolution, default) or angle (the paper's dihedral angle)",
+                              choices=("spacing", "angle"), preset_default=True)
+    angle_threshold: float | None = option(None, "AE-OT, angle rule: dihedral-angle threshold in radians on "
+                                           "standardised codes (0.1)", preset_default=True)
     top_k: int | None = option(None, "AE-OT: neighbour candidates incl. the own cell (min(d + 2, 20))",
                                preset_default=True)
     ot_tol: float | None = option(None, "AE-OT: stop the OT solver at estimated L1 error <= tol (0.02)",
@@ -197,7 +200,7 @@ def run(cfg: ToyRunConfig) -> dict:
             return record if refresh is None else {**record, "eval_bn_refresh": refresh}
 
     own = ({"ode_steps": cfg.ode_steps} if cfg.model in FLOWS else
-           {"ot_tol": cfg.ot_tol, "angle_threshold": cfg.angle_threshold, "top_k": cfg.top_k})
+           {"ot_tol": cfg.ot_tol, "rule": cfg.rule, "angle_threshold": cfg.angle_threshold, "top_k": cfg.top_k})
     gen = make(cfg.model, "toy", shape=data.shape[1:], preset=cfg.preset, steps=cfg.steps, seed=cfg.seed,
                progress=cfg.progress, evaluate=curve_record, **own)
     t0 = time.perf_counter()
@@ -230,6 +233,14 @@ def run(cfg: ToyRunConfig) -> dict:
     return metrics
 
 
+def _gan_config(cfg: ToyRunConfig):
+    """The GANConfig a GAN-family toy run trains with (from its preset, as :func:`run` builds it)."""
+    from otgen.generators import make
+
+    dim = 2 if cfg.data is None else int(np.load(cfg.data, mmap_mode="r").shape[1])
+    return make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
+
+
 def checkpoint_samples(cfg: ToyRunConfig) -> tuple[np.ndarray, int]:
     """A GAN run's samples at its latest checkpoint, drawn as :func:`run` draws them (same key, same count),
     so a job still training can be looked at -- and scored -- as its learning curve is; and the step reached.
@@ -242,9 +253,7 @@ def checkpoint_samples(cfg: ToyRunConfig) -> tuple[np.ndarray, int]:
 
     if cfg.model in FLOWS or cfg.model == "aeot":
         raise ValueError(f"{cfg.model} keeps no training checkpoint to sample (only the GAN family does)")
-    dim = 2 if cfg.data is None else int(np.load(cfg.data, mmap_mode="r").shape[1])
-    config = make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
-    gan = GAN.load(cfg.out, config)
+    gan = GAN.load(cfg.out, _gan_config(cfg))
     return np.asarray(gan.sample(_keys(cfg.seed)["sample"], cfg.n_samples), np.float32), int(gan.result.state.step)
 
 
@@ -258,7 +267,6 @@ def rescore(out) -> dict | None:
     (the curve's points keep the protocol they were scored under).  Refused for a run that is not finished
     or has no checkpoint.
     """
-    from otgen.generators import make
     from otgen.rundir import RunDir
 
     rd = RunDir(out)
@@ -271,14 +279,14 @@ def rescore(out) -> dict | None:
     cfg = ToyRunConfig(**{**stored, "out": str(rd.path), "progress": False})
     if cfg.model in FLOWS or cfg.model == "aeot":
         raise ValueError(f"{cfg.model} has no GAN sampling protocol to re-score under")
-    dim = 2 if cfg.data is None else int(np.load(cfg.data, mmap_mode="r").shape[1])
-    now = make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
+    now = _gan_config(cfg)
     gan_doc = dataclasses.asdict(dataclasses.replace(now, steps=doc["config"]["gan"]["steps"]))
+    updated_doc = {**doc, "config": {**doc["config"], "gan": gan_doc}}
     old = rd.read_json("metrics.json")
     then = old.get("eval_bn_refresh", 0)  # runs finished before the field sampled without a refresh
     if then == now.eval_bn_refresh:
         if doc["config"]["gan"].get("eval_bn_refresh", 0) != now.eval_bn_refresh:  # a rescore cut off
-            rd.write_json("config.json", {**doc, "config": {**doc["config"], "gan": gan_doc}})
+            rd.write_json("config.json", updated_doc)
         return None
     samples, step = checkpoint_samples(cfg)
     if step != old.get("steps"):
@@ -292,7 +300,7 @@ def rescore(out) -> dict | None:
     rd.save_array("samples.npy", samples)
     _plot_samples(cfg, rd, samples, data, metrics)
     rd.write_json("metrics.json", metrics)  # first: it names the protocol its scores were taken under
-    rd.write_json("config.json", {**doc, "config": {**doc["config"], "gan": gan_doc}})
+    rd.write_json("config.json", updated_doc)
     return metrics
 
 

@@ -26,7 +26,8 @@ import numpy as np
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
-from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, ExtendedMap, extend
+from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend, spacing_rule
+from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
 OPTIMIZERS = ("auto", "newton", "averaged", "aeot")
@@ -154,11 +155,28 @@ class OTOptions:
 
 @dataclasses.dataclass(frozen=True)
 class ExtensionOptions:
-    """AE-OT's extended generation (see :mod:`otgen.ot.extension`)."""
+    """AE-OT's extended generation (see :mod:`otgen.ot.extension` and :mod:`otgen.ot.spacing`)."""
 
-    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD  # radians, on standardised codes
+    rule: str = "spacing"  # "spacing" (the codes' own resolution) or "angle" (the paper's dihedral angle)
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD  # angle rule: radians, on standardised codes
     top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 2, 20))
     num_samples: int | None = None  # source samples for the cell barycentres (None: 16 per cell)
+    budget: float = DEFAULT_BUDGET  # spacing rule: fraction of codes left with no admissible neighbour
+    jitter: float | None = None  # spacing rule: noise in units of the local spacing (None: calibrated)
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if not 0.0 <= self.budget < 1.0:
+            raise ValueError(f"budget must be in [0, 1), got {self.budget}")
+        if self.jitter is not None and not self.jitter >= 0:
+            raise ValueError(f"jitter must be >= 0, got {self.jitter}")
+
+    def matches(self, rule: SpacingRule | None) -> bool:
+        """Whether a saved extension's rule is the one these options ask for."""
+        if self.rule == "angle":
+            return rule is None
+        return rule is not None and rule.budget == self.budget and (self.jitter is None or rule.jitter == self.jitter)
 
 
 def merge_duplicates(z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -197,11 +215,18 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     return whitening, bmap
 
 
+_RULE_ARRAYS = ("metric", "inverse_metric", "local")
+
+
 def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
     arrays = {"barycentres": np.asarray(ext.barycentres), "counts": np.asarray(ext.counts),
               "normals": np.asarray(ext.normals)}
-    save_pytree(path, arrays, {"format": _EXTENSION_FORMAT, "angle_threshold": float(ext.angle_threshold),
-                               "top_k": int(ext.top_k), "codes": codes_digest})
+    meta = {"format": _EXTENSION_FORMAT, "angle_threshold": float(ext.angle_threshold), "top_k": int(ext.top_k),
+            "codes": codes_digest, "rule": ext.rule}
+    if ext.spacing_rule is not None:
+        arrays.update({f"rule_{k}": np.asarray(getattr(ext.spacing_rule, k)) for k in _RULE_ARRAYS})
+        meta["spacing_rule"] = ext.spacing_rule.as_dict()
+    save_pytree(path, arrays, meta)
 
 
 def _load_extension(path, bmap: BrenierMap) -> tuple[ExtendedMap, dict]:
@@ -216,7 +241,16 @@ def _load_extension(path, bmap: BrenierMap) -> tuple[ExtendedMap, dict]:
     if bary.shape != (k, d) or counts.shape != (k,) or normals.shape != (k, d + 1):
         raise CheckpointError(f"{path}: shapes {bary.shape}, {counts.shape}, {normals.shape} do not fit "
                               f"the map's {k} targets in dimension {d}")
-    return ExtendedMap(bmap, bary, counts, normals, meta["angle_threshold"], meta["top_k"]), meta
+    rule = None
+    if meta.get("rule", "angle") == "spacing":  # files written before the rule existed hold the angle rule
+        try:
+            arrays = {k: np.asarray(flat[f"['rule_{k}']"], np.float32) for k in _RULE_ARRAYS}
+            rule = SpacingRule(**arrays, **{k: float(v) for k, v in meta["spacing_rule"].items()})
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: incomplete spacing rule ({e})") from None
+        if arrays["local"].shape != (k,) or arrays["metric"].shape != (d, d):
+            raise CheckpointError(f"{path}: the spacing rule's arrays do not fit the map")
+    return ExtendedMap(bmap, bary, counts, normals, meta["angle_threshold"], meta["top_k"], rule), meta
 
 
 class AEOT:
@@ -271,20 +305,27 @@ class AEOT:
                 self.whitening.save(wd / WHITENING_FILE)
                 bmap.save(wd / MAP_FILE)
         opts = self.extension
+        k_bary, k_rule = jax.random.split(k_ext)
         if wd is not None and (wd / EXTENSION_FILE).exists():
             ext, meta = _load_extension(wd / EXTENSION_FILE, bmap)
             if meta.get("codes") != digest:
                 raise CheckpointError(f"{wd / EXTENSION_FILE} was built on other codes; use another directory")
-            # threshold and top-k change no estimate: the saved extension serves any of them
+            # threshold and top-k change no estimate: the saved barycentres serve any of them
             ext = ext.with_threshold(opts.angle_threshold)
-            self.latent_map = ext if opts.top_k is None else ext._replace(top_k=min(opts.top_k, bmap.num_targets))
+            ext = ext if opts.top_k is None else ext._replace(top_k=min(opts.top_k, bmap.num_targets))
             resumed.append("extend")
         else:
             top_k = None if opts.top_k is None else min(opts.top_k, bmap.num_targets)
-            self.latent_map = extend(bmap, k_ext, angle_threshold=opts.angle_threshold, top_k=top_k,
-                                     num_samples=opts.num_samples, progress=progress)
-            if wd is not None:
-                _save_extension(wd / EXTENSION_FILE, self.latent_map, digest)
+            ext = extend(bmap, k_bary, angle_threshold=opts.angle_threshold, top_k=top_k,
+                         num_samples=opts.num_samples, progress=progress)
+        if not opts.matches(ext.spacing_rule):  # the rule is set (and calibrated) on the barycentres
+            ext = ext._replace(spacing_rule=None) if opts.rule == "angle" else spacing_rule(
+                ext, k_rule, metric=self.whitening.unproj, budget=opts.budget, jitter=opts.jitter)
+            if "extend" in resumed:
+                resumed.remove("extend")
+        if wd is not None and "extend" not in resumed:
+            _save_extension(wd / EXTENSION_FILE, ext, digest)
+        self.latent_map = ext
         self.resumed = tuple(resumed)
         self.codes_digest = digest
         return self
@@ -311,6 +352,10 @@ class AEOT:
         model.latent_map, meta = _load_extension(d / EXTENSION_FILE, BrenierMap.load(d / MAP_FILE))
         model.codes_digest = str(meta.get("codes", ""))
         if extension is not None:
+            if not extension.matches(model.latent_map.spacing_rule):
+                raise CheckpointError(f"{d / EXTENSION_FILE} holds the {model.latent_map.rule} rule "
+                                      f"({meta.get('spacing_rule')}), not the one asked for ({extension}); "
+                                      "refit it (AEOT.fit_codes with this workdir recalibrates)")
             model.extension = extension
             model.latent_map = model.latent_map.with_threshold(extension.angle_threshold)
         return model
@@ -319,8 +364,9 @@ class AEOT:
         """The fit's diagnostics as flat metrics (OT convergence, extension settings)."""
         ext = self._require_fit()
         diag = ext.bmap.diagnostics
+        rule = {} if ext.spacing_rule is None else {f"rule_{k}": v for k, v in ext.spacing_rule.as_dict().items()}
         return {**diag.as_metrics(), "ot_summary": diag.summary(), "top_k": int(ext.top_k),
-                "angle_threshold": float(ext.angle_threshold)}
+                "angle_threshold": float(ext.angle_threshold), "rule": ext.rule, **rule}
 
     def _require_fit(self) -> ExtendedMap:
         if self.latent_map is None:
@@ -341,7 +387,7 @@ class AEOT:
 def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
          seed: int = 0, progress: bool = True, evaluate=None, ot: OTOptions | None = None,
          extension: ExtensionOptions | None = None, ot_tol: float | None = None,
-         angle_threshold: float | None = None, top_k: int | None = None,
+         angle_threshold: float | None = None, top_k: int | None = None, rule: str | None = None,
          encoder: Callable = identity, decoder: Callable = identity) -> AEOT:
     """AE-OT with the default options, or ``ot`` / ``extension``, or the single settings given.
 
@@ -355,10 +401,9 @@ def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "defau
         ot = dataclasses.replace(ot, **({"tol": ot_tol} if ot_tol is not None else {}),
                                  **({"max_steps": steps} if steps is not None else {}))
     extension = extension or ExtensionOptions()
-    if angle_threshold is not None or top_k is not None:
-        extension = dataclasses.replace(extension, **({"angle_threshold": angle_threshold}
-                                                      if angle_threshold is not None else {}),
-                                        **({"top_k": top_k} if top_k is not None else {}))
+    given = {k: v for k, v in dict(angle_threshold=angle_threshold, top_k=top_k, rule=rule).items() if v is not None}
+    if given:
+        extension = dataclasses.replace(extension, **given)
     fresh = AEOT(encoder, decoder, ot=ot, extension=extension)
     fresh.progress = None if progress else False  # bars only on a terminal
     return fresh

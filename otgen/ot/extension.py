@@ -62,9 +62,13 @@ import numpy as np
 
 from otgen.ot.brenier import BrenierMap
 from otgen.ot.measures import sample_batches
+from otgen.stats import mann_whitney_z
+from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule, kappa_for_budget, leave_one_out_spacing, nearest_targets
 
-__all__ = ["ExtendedMap", "extend", "cell_barycentres", "unit_normals", "dihedral_angle",
-           "default_top_k", "DEFAULT_ANGLE_THRESHOLD"]
+__all__ = ["ExtendedMap", "extend", "spacing_rule", "cell_barycentres", "unit_normals", "dihedral_angle",
+           "default_top_k", "DEFAULT_ANGLE_THRESHOLD", "RULES"]
+
+RULES = ("spacing", "angle")
 
 # Radians, on standardised targets.  Measured on the 2-D toys (tests/test_extension.py): any two
 # points of one mode of ring8 / grid25 meet at < 0.1 (max 0.084), points of different modes at
@@ -143,12 +147,26 @@ def cell_barycentres(bmap: BrenierMap, key: jax.Array, num_samples: int, *,
 
 
 @jax.jit
-def _pl_images(x, idx, targets, normals, bary, has_bary, threshold):
-    """Piecewise-linear images of ``x`` (n, d) given its top-k cells ``idx`` (n, k)."""
+def _regular_by_angle(idx, normals, threshold):
+    """pyOMT-style test: a neighbour is regular when the planes' dihedral angle is below ``threshold``."""
+    angle = _angle_between_unit(normals[idx[:, :1]], normals[idx[:, 1:]])
+    return angle < threshold
+
+
+@jax.jit
+def _regular_by_spacing(idx, metric_targets, radius):
+    """Spacing rule: a neighbour is admissible when its target is within ``radius`` in the metric frame."""
+    gap = jnp.linalg.norm(metric_targets[idx[:, 1:]] - metric_targets[idx[:, :1]], axis=-1)
+    return gap <= radius
+
+
+@jax.jit
+def _pl_images(x, idx, targets, bary, regular, spread):
+    """Piecewise-linear images of ``x`` (n, d) given its top-k cells ``idx`` (n, k) and which of the
+    neighbours (n, k-1) may be interpolated with; the step from the own target is scaled by ``spread``.
+    Also returns whether each image moved off its target."""
     i, nbrs = idx[:, 0], idx[:, 1:]
     ci = bary[i]  # (n, d)
-    angle = _angle_between_unit(normals[i][:, None, :], normals[nbrs])
-    regular = (angle < threshold) & has_bary[i][:, None] & has_bary[nbrs]
     dc = jnp.where(regular[..., None], bary[nbrs] - ci[:, None, :], 0.0)  # (n, k-1, d) edges
     # minimum-norm least squares x - c_i = dc^T b: b = (dc dc^T + ridge)^-1 dc (x - c_i);
     # the (k-1) x (k-1) Gram system stays small even for 100-d codes
@@ -159,20 +177,23 @@ def _pl_images(x, idx, targets, normals, bary, has_bary, threshold):
     b = jnp.where(regular, jnp.linalg.solve(gram + ridge, rhs[..., None])[..., 0], 0.0)
     yi = targets[i]
     edges = targets[nbrs] - yi[:, None, :]
-    step = jnp.einsum("nk,nkd->nd", b, edges)
+    step = spread * jnp.einsum("nk,nkd->nd", b, edges)
     # A sample far from every barycentre (a Gaussian source's tail, an ill-conditioned simplex) would
     # be extrapolated without bound: its image moves at most the longest regular edge from its target.
     reach = jnp.max(jnp.where(regular, jnp.linalg.norm(edges, axis=-1), 0.0), axis=1)
     length = jnp.linalg.norm(step, axis=1)
     step = step * jnp.minimum(1.0, reach / jnp.maximum(length, 1e-30))[:, None]
-    return yi + step, jnp.any(b != 0, axis=1)
+    return yi + step, jnp.any(b != 0, axis=1) & (length > 0)
 
 
 class ExtendedMap(NamedTuple):
     """A fitted :class:`BrenierMap` with AE-OT's piecewise-linear extension.
 
     Build with :func:`extend`.  ``__call__(x)`` maps source points; ``generate(key, n)``
-    draws ``n`` fresh source points and maps them.
+    draws fresh source points and maps them.  Two rules decide which neighbouring cells
+    are interpolated with: ``spacing_rule`` (a :class:`~otgen.ot.spacing.SpacingRule`: the
+    codes' own resolution, see :mod:`otgen.ot.spacing`) or, when it is None, the dihedral
+    angle below ``angle_threshold`` (the AE-OT paper's test).
     """
 
     bmap: BrenierMap
@@ -181,10 +202,19 @@ class ExtendedMap(NamedTuple):
     normals: jax.Array  # (K, d+1) unit normals of the standardised targets' planes
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD
     top_k: int = 2
+    spacing_rule: SpacingRule | None = None
 
     @property
     def targets(self) -> jax.Array:
         return self.bmap.targets
+
+    @property
+    def rule(self) -> str:
+        return "angle" if self.spacing_rule is None else "spacing"
+
+    def metric_targets(self) -> jax.Array:
+        """Targets in the frame distances are measured in (the spacing rule's metric)."""
+        return jnp.asarray(self.bmap.targets) @ jnp.asarray(self.spacing_rule.metric)
 
     def neighbour_angles(self, x) -> tuple[jax.Array, jax.Array]:
         """For each row of ``x``: its top-k cells (n, k) and the dihedral angle (n, k-1) from
@@ -192,42 +222,91 @@ class ExtendedMap(NamedTuple):
         _, idx = self.bmap.top_k(x, self.top_k)
         return idx, _angle_between_unit(self.normals[idx[:, :1]], self.normals[idx[:, 1:]])
 
-    def map_with_info(self, x, *, chunk: int = 8192) -> tuple[jax.Array, jax.Array]:
-        """``(T(x), interpolated)``: images (n, d) and whether each moved off its target (n,) bool."""
+    def map_with_info(self, x, *, key: jax.Array | None = None, chunk: int = 8192) -> tuple[jax.Array, jax.Array]:
+        """``(T(x), interpolated)``: images (n, d) and whether each is a new point (n,) bool.
+
+        Under the spacing rule (which needs ``key`` for its jitter) a point counts as new only if
+        it moved off its target *and* its nearest target is an admissible neighbour of its own (no
+        landing across a singular facet)."""
         x = jnp.asarray(x, jnp.float32)
         if x.ndim != 2 or x.shape[1] != self.bmap.dim:
             raise ValueError(f"x must have shape (n, {self.bmap.dim}), got {x.shape}")
         if self.top_k < 2:  # no neighbours to interpolate with: the semi-discrete map itself
             return self.bmap(x), jnp.zeros(x.shape[0], bool)
         has_bary = self.counts > 0
+        rule = self.spacing_rule
+        ym = None if rule is None else self.metric_targets()
+        if rule is not None and key is None:
+            raise ValueError("the spacing rule's map draws a jitter: pass key=")
         out, moved = [], []
         for s in range(0, x.shape[0], chunk):
             xc = x[s:s + chunk]
             _, idx = self.bmap.top_k(xc, self.top_k)
-            z, m = _pl_images(xc, idx, self.bmap.targets, self.normals, self.barycentres, has_bary,
-                              jnp.float32(self.angle_threshold))
+            if rule is None:
+                regular, spread = _regular_by_angle(idx, self.normals, jnp.float32(self.angle_threshold)), 1.0
+            else:
+                regular, spread = _regular_by_spacing(idx, ym, jnp.float32(rule.radius)), rule.spread
+            regular = regular & has_bary[idx[:, :1]] & has_bary[idx[:, 1:]]
+            z, m = _pl_images(xc, idx, self.bmap.targets, self.barycentres, regular, jnp.float32(spread))
+            if rule is not None:
+                z = z + _jitter(jax.random.fold_in(key, s), rule, idx[:, 0], z.shape)
+                # the image's nearest target must be within the admissible radius of its own
+                nn, _ = nearest_targets(z @ jnp.asarray(rule.metric), ym)
+                gap = jnp.linalg.norm(ym[jnp.asarray(nn)] - ym[idx[:, 0]], axis=1)
+                m = m & (gap <= rule.radius)
             out.append(z)
             moved.append(m)
         return jnp.concatenate(out), jnp.concatenate(moved)
 
-    def __call__(self, x) -> jax.Array:
+    def __call__(self, x, *, key: jax.Array | None = None) -> jax.Array:
         """The extended (piecewise-linear, still discontinuous at singular facets) map of source points."""
-        return self.map_with_info(x)[0]
+        return self.map_with_info(x, key=key)[0]
 
     def generate(self, key: jax.Array, n: int) -> jax.Array:
-        """Exactly ``n`` new points: images of ``n`` fresh i.i.d. source samples (deterministic in ``key``)."""
+        """Exactly ``n`` new points (deterministic in ``key``); see :meth:`generate_with_info`."""
         return self.generate_with_info(key, n)[0]
 
     def generate_with_info(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-        """:meth:`generate` and, per point, whether it was interpolated (False: a target itself)."""
+        """``n`` points and, per point, whether it was interpolated (False: a target itself).
+
+        Angle rule: the images of ``n`` fresh i.i.d. source samples (a sample with no regular
+        neighbour returns its target).  Spacing rule: images of fresh source samples, a sample
+        whose image is not a new point (see :meth:`map_with_info`) redrawn, so every output is
+        interpolated and none is a training target."""
         n = int(n)
         if n < 1:
             raise ValueError(f"number of samples must be >= 1, got {n}")
-        return self.map_with_info(self.bmap._require_source().sample(key, n))
+        src = self.bmap._require_source()
+        if self.spacing_rule is None:
+            return self.map_with_info(src.sample(key, n))
+        kept, got, drawn = [], 0, 0
+        accept = max(self.spacing_rule.acceptance, 0.05)
+        while got < n:
+            if drawn > 20 * n / accept:
+                raise RuntimeError(f"the spacing rule kept {got} of {drawn} source samples (expected "
+                                   f"{accept:.0%}); the extension does not fit this map")
+            key, sub = jax.random.split(key)
+            m = int(min(max(1.2 * (n - got) / accept, 256), 1 << 18))
+            k_x, k_j = jax.random.split(sub)
+            z, ok = self.map_with_info(src.sample(k_x, m), key=k_j)
+            z = np.asarray(z)[np.asarray(ok)]
+            kept.append(z)
+            got += len(z)
+            drawn += m
+        z = jnp.asarray(np.concatenate(kept)[:n])
+        return z, jnp.ones(n, bool)
 
     def with_threshold(self, angle_threshold: float) -> "ExtendedMap":
         """The same extension with another angle threshold (no re-estimation needed)."""
         return self._replace(angle_threshold=_check_threshold(angle_threshold))
+
+
+def _jitter(key, rule: SpacingRule, cells, shape):
+    """Isotropic Gaussian noise in the metric frame, of RMS length ``rule.jitter`` times the own target's
+    leave-one-out spacing, mapped back to the targets' frame."""
+    xi = jax.random.normal(key, shape, jnp.float32)
+    scale = rule.jitter * jnp.asarray(rule.local)[cells] / np.sqrt(shape[1])
+    return (xi * scale[:, None]) @ jnp.asarray(rule.inverse_metric)
 
 
 def _check_threshold(angle_threshold) -> float:
@@ -237,13 +316,72 @@ def _check_threshold(angle_threshold) -> float:
     return a
 
 
-def extend(bmap: BrenierMap, key: jax.Array, *, angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
-           top_k: int | None = None, num_samples: int | None = None, progress: bool | None = None) -> ExtendedMap:
-    """Build AE-OT's extension of a fitted map: estimate cell barycentres, standardise normals.
+def spacing_rule(ext: ExtendedMap, key: jax.Array, *, metric=None, budget: float = DEFAULT_BUDGET,
+                 kappa: float | None = None, spread: float = 1.0, jitter: float | None = None,
+                 reference=None, num_samples: int = 4096) -> ExtendedMap:
+    """``ext`` with the spacing rule (see :mod:`otgen.ot.spacing`), its parameters set on the targets.
+
+    ``metric`` (d, d): the frame distances are measured in (default identity).  ``kappa``: the
+    admissible radius in units of the median spacing (default: from ``budget``).  ``spread``: scale
+    of the piecewise-linear step (1: the AE-OT map).  ``jitter``: RMS length of the noise in units of
+    the own target's spacing (default: calibrated on ``num_samples`` source samples so that the
+    distances of generated points to their nearest target are distributed like ``reference``:
+    Mann-Whitney z = 0).  ``reference``: points *not* among the targets, in the targets' frame (a
+    validation split); default the targets' own leave-one-out distances, which for i.i.d. data are
+    distributed as a fresh point's distance to the targets."""
+    d = ext.bmap.dim
+    metric = np.eye(d, dtype=np.float32) if metric is None else np.asarray(metric, np.float32)
+    if metric.shape != (d, d) or not np.all(np.isfinite(metric)):
+        raise ValueError(f"metric must be a finite ({d}, {d}) matrix, got shape {metric.shape}")
+    ym = np.asarray(ext.bmap.targets, np.float32) @ metric
+    loo = leave_one_out_spacing(ym)
+    s = float(np.median(loo))
+    if reference is None:
+        ref_dist = loo
+    else:
+        reference = np.asarray(reference, np.float32)
+        if reference.ndim != 2 or reference.shape[1] != d or not np.all(np.isfinite(reference)):
+            raise ValueError(f"reference must be finite points of shape (m, {d}), got {reference.shape}")
+        ref_dist = nearest_targets(reference @ metric, ym)[1]
+    if kappa is None:
+        kappa = kappa_for_budget(loo, budget)
+    if not kappa > 0 or not spread > 0 or (jitter is not None and not jitter >= 0):
+        raise ValueError(f"need kappa > 0, spread > 0, jitter >= 0; got {kappa}, {spread}, {jitter}")
+    rule = SpacingRule(metric, np.linalg.inv(metric).astype(np.float32), loo.astype(np.float32), s, float(kappa),
+                       float(spread), 0.0 if jitter is None else float(jitter), float(budget), 1.0)
+    k_x, k_j = jax.random.split(key)
+    x = ext.bmap._require_source().sample(k_x, int(num_samples))
+
+    def trial(j):  # common random numbers: the same source samples and noise at every jitter
+        z, ok = ext._replace(spacing_rule=rule._replace(jitter=j)).map_with_info(x, key=k_j)
+        ok = np.asarray(ok)
+        if not ok.any():
+            return -np.inf, 0.0
+        return mann_whitney_z(nearest_targets(np.asarray(z)[ok] @ metric, ym)[1], ref_dist), float(ok.mean())
+
+    if jitter is None:  # bisection: the generated points' distances grow with the jitter
+        lo, hi = 0.0, 4.0
+        if trial(lo)[0] >= 0:
+            hi = 0.0
+        for _ in range(10 if hi > 0 else 0):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if trial(mid)[0] < 0 else (lo, mid)
+        jitter = 0.5 * (lo + hi)
+    acceptance = trial(float(jitter))[1]
+    return ext._replace(spacing_rule=rule._replace(jitter=float(jitter), acceptance=acceptance))
+
+
+def extend(bmap: BrenierMap, key: jax.Array, *, rule: str = "angle", angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+           top_k: int | None = None, num_samples: int | None = None, progress: bool | None = None,
+           metric=None, budget: float = DEFAULT_BUDGET, kappa: float | None = None,
+           spread: float = 1.0, jitter: float | None = None, reference=None) -> ExtendedMap:
+    """Build AE-OT's extension of a fitted map: estimate cell barycentres, then set up its rule.
 
     Args:
       bmap: a fitted :class:`BrenierMap` with a source measure.
-      key: PRNG key for the barycentre estimate.
+      key: PRNG key for the barycentre estimate (and the spacing rule's calibration).
+      rule: ``"angle"`` (the AE-OT paper's dihedral-angle test, ``angle_threshold``) or
+        ``"spacing"`` (:mod:`otgen.ot.spacing`: ``metric``, ``budget``, ``kappa``, ``spread``).
       angle_threshold: radians, on standardised targets; neighbours whose planes meet at
         a smaller angle are interpolated with, others never (0: the pure semi-discrete map).
       top_k: neighbour candidates per sample, including its own cell (default
@@ -252,12 +390,19 @@ def extend(bmap: BrenierMap, key: jax.Array, *, angle_threshold: float = DEFAULT
         2^16 and 2^20: 1M samples cost ~100 s for 60,000 codes in 16-d on 2 CPU cores).
       progress: a bar over the barycentre batches (None: when stderr is a terminal).
     """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     threshold = _check_threshold(angle_threshold)
     k = default_top_k(bmap.num_targets, bmap.dim) if top_k is None else int(top_k)
     if not 1 <= k <= bmap.num_targets:
         raise ValueError(f"top_k must be between 1 and the number of targets ({bmap.num_targets}), got {top_k}")
     if num_samples is None:
         num_samples = int(np.clip(16 * bmap.num_targets, 1 << 16, 1 << 20))
-    bary, counts = cell_barycentres(bmap, key, num_samples, progress=progress)
+    k_bary, k_rule = jax.random.split(key)
+    bary, counts = cell_barycentres(bmap, k_bary, num_samples, progress=progress)
     y_std, _, _ = standardise(bmap.targets)
-    return ExtendedMap(bmap, bary, counts, unit_normals(y_std), threshold, k)
+    ext = ExtendedMap(bmap, bary, counts, unit_normals(y_std), threshold, k)
+    if rule == "spacing":
+        ext = spacing_rule(ext, k_rule, metric=metric, budget=budget, kappa=kappa, spread=spread, jitter=jitter,
+                           reference=reference)
+    return ext

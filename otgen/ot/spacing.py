@@ -1,0 +1,111 @@
+"""The codes' own resolution: nearest-neighbour spacing, and the spacing rule of AE-OT's extension.
+
+A fixed threshold (a dihedral angle, a distance) means different things for K
+codes in 2, 16 or 100 dimensions: their nearest-neighbour spacing scales like
+``K^(-1/d_eff)``.  The *spacing rule* states everything in units of that spacing
+``s`` (the median distance from a target to its nearest other target):
+
+* **admissible neighbours** -- two cells may be interpolated across their facet
+  when their targets are within ``kappa * s``; farther apart, the facet is
+  *singular* (the map jumps there) and is never crossed.  ``kappa`` is set by a
+  *budget*: the fraction of targets left with no target within ``kappa * s``
+  (``kappa = quantile(s_i, 1 - budget) / s``).  On standardised codes the dihedral
+  angle of two facets is ``|y_i - y_j| / sqrt(1 + r^2)`` to first order, so this is
+  the angle test with its threshold measured in the codes' own resolution.
+* **spread** -- the piecewise-linear map's step away from ``y_i`` is scaled by
+  ``spread``, calibrated on the training targets alone so that a generated point
+  sits as far from its nearest target as a target sits from its nearest *other*
+  target (the leave-one-out spacing: for i.i.d. data, the distance a fresh
+  held-out point has to the training set).  In high dimension the unscaled map
+  moves a source sample's image only a fraction of the way to its neighbours (the
+  sample's offset from its cell's barycentre is mostly orthogonal to the few
+  barycentre edges), so its images bunch near the training codes.
+* **no training code is output** -- a sample whose cell has no admissible
+  neighbour, or whose image's nearest target is not within ``kappa * s`` of its own
+  target (a landing across a singular facet), is redrawn, never returned.
+
+Distances are measured in a *metric* frame ``y @ metric`` (default the targets'
+own; AE-OT passes its whitening's inverse so that spacing and calibration are in
+the autoencoder's code space, where novelty is judged).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["SpacingRule", "nearest_targets", "leave_one_out_spacing", "kappa_for_budget", "DEFAULT_BUDGET"]
+
+# Fraction of targets allowed to have no admissible neighbour (their cells are never sampled).
+DEFAULT_BUDGET = 0.02
+
+
+class SpacingRule(NamedTuple):
+    """The spacing rule's parameters (saved with the extension)."""
+
+    metric: np.ndarray  # (d, d): distances are |(a - b) @ metric|
+    inverse_metric: np.ndarray  # (d, d)
+    local: np.ndarray  # (K,) each target's nearest-other-target distance in the metric frame
+    spacing: float  # their median s
+    kappa: float  # admissible: |y_i - y_j| <= kappa * s
+    spread: float  # scale of the piecewise-linear step (1: the AE-OT map)
+    jitter: float  # RMS length of the noise, in units of the own target's spacing (calibrated)
+    budget: float  # the kappa budget (fraction of targets without an admissible neighbour)
+    acceptance: float  # fraction of source samples whose image is kept (measured at calibration)
+
+    @property
+    def radius(self) -> float:
+        return float(self.kappa * self.spacing)
+
+    def as_dict(self) -> dict:
+        return {"spacing": float(self.spacing), "kappa": float(self.kappa), "spread": float(self.spread),
+                "jitter": float(self.jitter),
+                "budget": float(self.budget), "acceptance": float(self.acceptance)}
+
+
+@jax.jit
+def _nearest_block(q, ref, ref_sq, self_offset):
+    # |q - r|^2 = |q|^2 - 2 q.r + |r|^2; the row's own column (self_offset + row) is excluded when >= 0
+    d2 = jnp.sum(q * q, 1)[:, None] - 2.0 * q @ ref.T + ref_sq[None, :]
+    rows = jnp.arange(q.shape[0])
+    d2 = jnp.where((self_offset >= 0) & (jnp.arange(ref.shape[0])[None, :] == (self_offset + rows)[:, None]),
+                   jnp.inf, d2)
+    j = jnp.argmin(d2, axis=1)
+    return j, jnp.sqrt(jnp.maximum(d2[rows, j], 0.0))
+
+
+def nearest_targets(queries, refs, *, exclude_self: bool = False, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Index (n,) and distance (n,) of each query's nearest row of ``refs`` (exact, blocked).
+
+    ``exclude_self``: ``queries`` is ``refs`` and a row's own index does not count."""
+    q = jnp.asarray(queries, jnp.float32)
+    r = jnp.asarray(refs, jnp.float32)
+    r_sq = jnp.sum(r * r, axis=1)
+    idx, dist = [], []
+    for s in range(0, q.shape[0], block):
+        qb = q[s:s + block]
+        pad = block - qb.shape[0]  # one compiled shape for every block
+        qb = jnp.pad(qb, ((0, pad), (0, 0)))
+        j, d = _nearest_block(qb, r, r_sq, jnp.int32(s if exclude_self else -1))
+        idx.append(np.asarray(j[:block - pad]))
+        dist.append(np.asarray(d[:block - pad]))
+    return np.concatenate(idx), np.concatenate(dist).astype(np.float64)
+
+
+def leave_one_out_spacing(points) -> np.ndarray:
+    """Distance (K,) from each point to its nearest *other* point."""
+    return nearest_targets(points, points, exclude_self=True)[1]
+
+
+def kappa_for_budget(loo: np.ndarray, budget: float) -> float:
+    """The smallest ``kappa`` leaving at most ``budget`` of the points with no other point within
+    ``kappa * median(loo)``."""
+    if not 0.0 <= budget < 1.0:
+        raise ValueError(f"budget must be in [0, 1), got {budget}")
+    s = float(np.median(loo))
+    if not s > 0:
+        raise ValueError("the targets' median nearest-neighbour spacing is 0 (repeated targets?)")
+    return float(np.quantile(loo, 1.0 - budget) / s)
