@@ -43,16 +43,21 @@ def test_threshold_zero_aeot_is_flagged_as_a_copier(tmp_path):
     from otgen.generators.aeot import AEOT, ExtensionOptions
 
     toy, train, held, _ = _sets("ring8", 0)
-    pure = AEOT(extension=ExtensionOptions(angle_threshold=0.0)).fit(train, jax.random.key(1), tmp_path,
-                                                                     progress=False)
+    pure = AEOT(extension=ExtensionOptions(rule="angle", angle_threshold=0.0)).fit(
+        train, jax.random.key(1), tmp_path, progress=False)
     r = novelty(pure.sample(jax.random.key(2), 2500), train, held)
     assert r["copy_fraction"] > 0.99 and r["data_copying_ct"] < -5
-    # the same map and extension (saved in tmp_path; the threshold changes no estimate) at the default threshold
+    # the same map and barycentres (saved in tmp_path) under the angle rule's default threshold, then
+    # the default (spacing) rule, set up anew on them
+    angle = AEOT(extension=ExtensionOptions(rule="angle")).fit(train, jax.random.key(1), tmp_path, progress=False)
+    assert angle.resumed == ("fit-ot", "extend")
+    r_angle = novelty(angle.sample(jax.random.key(2), 2500), train, held)
+    assert r_angle["copy_fraction"] < 0.01  # the piecewise-linear extension makes new points
+    assert r_angle["data_copying_ct"] > -4.5  # measured -3.3 (fresh data ~0): closer than fresh data, not a replay
     default = AEOT().fit(train, jax.random.key(1), tmp_path, progress=False)
-    assert default.resumed == ("fit-ot", "extend")
+    assert default.resumed == ("fit-ot",)
     r = novelty(default.sample(jax.random.key(2), 2500), train, held)
-    assert r["copy_fraction"] < 0.01  # the piecewise-linear extension makes new points
-    assert r["data_copying_ct"] > -4.5  # measured -3.3 (fresh data ~0): closer than fresh data, not a replay
+    assert r["copy_fraction"] < 0.01 and r["nn_global_z"] > r_angle["nn_global_z"] + 3
 
 
 def test_nearest_distances_both_paths_and_self_exclusion():

@@ -401,6 +401,8 @@ def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "defau
         ot = dataclasses.replace(ot, **({"tol": ot_tol} if ot_tol is not None else {}),
                                  **({"max_steps": steps} if steps is not None else {}))
     extension = extension or ExtensionOptions()
+    if angle_threshold is not None and rule is None:
+        rule = "angle"  # a threshold given is the angle rule's
     given = {k: v for k, v in dict(angle_threshold=angle_threshold, top_k=top_k, rule=rule).items() if v is not None}
     if given:
         extension = dataclasses.replace(extension, **given)
