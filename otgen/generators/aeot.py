@@ -162,7 +162,7 @@ class ExtensionOptions:
     top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 2, 20))
     num_samples: int | None = None  # source samples for the cell barycentres (None: 16 per cell)
     budget: float = DEFAULT_BUDGET  # spacing rule: fraction of codes left with no admissible neighbour
-    jitter: float | None = None  # spacing rule: noise in units of the local spacing (None: calibrated)
+    jitter: float | None = None  # spacing rule: tangent noise relative to the admissible edges (None: calibrated)
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -215,7 +215,7 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     return whitening, bmap
 
 
-_RULE_ARRAYS = ("metric", "inverse_metric", "local")
+_RULE_ARRAYS = ("metric",)
 
 
 def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
@@ -248,7 +248,7 @@ def _load_extension(path, bmap: BrenierMap) -> tuple[ExtendedMap, dict]:
             rule = SpacingRule(**arrays, **{k: float(v) for k, v in meta["spacing_rule"].items()})
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: incomplete spacing rule ({e})") from None
-        if arrays["local"].shape != (k,) or arrays["metric"].shape != (d, d):
+        if arrays["metric"].shape != (d, d):
             raise CheckpointError(f"{path}: the spacing rule's arrays do not fit the map")
     return ExtendedMap(bmap, bary, counts, normals, meta["angle_threshold"], meta["top_k"], rule), meta
 

@@ -249,11 +249,7 @@ class ExtendedMap(NamedTuple):
             regular = regular & has_bary[idx[:, :1]] & has_bary[idx[:, 1:]]
             z, m = _pl_images(xc, idx, self.bmap.targets, self.barycentres, regular, jnp.float32(spread))
             if rule is not None:
-                z = z + _jitter(jax.random.fold_in(key, s), rule, idx[:, 0], z.shape)
-                # the image's nearest target must be within the admissible radius of its own
-                nn, _ = nearest_targets(z @ jnp.asarray(rule.metric), ym)
-                gap = jnp.linalg.norm(ym[jnp.asarray(nn)] - ym[idx[:, 0]], axis=1)
-                m = m & (gap <= rule.radius)
+                z, m = _jittered(jax.random.fold_in(key, s), z, m, idx, regular, self.bmap.targets, ym, rule)
             out.append(z)
             moved.append(m)
         return jnp.concatenate(out), jnp.concatenate(moved)
@@ -301,12 +297,35 @@ class ExtendedMap(NamedTuple):
         return self._replace(angle_threshold=_check_threshold(angle_threshold))
 
 
-def _jitter(key, rule: SpacingRule, cells, shape):
-    """Isotropic Gaussian noise in the metric frame, of RMS length ``rule.jitter`` times the own target's
-    leave-one-out spacing, mapped back to the targets' frame."""
-    xi = jax.random.normal(key, shape, jnp.float32)
-    scale = rule.jitter * jnp.asarray(rule.local)[cells] / np.sqrt(shape[1])
-    return (xi * scale[:, None]) @ jnp.asarray(rule.inverse_metric)
+@jax.jit
+def _tangent_noise(key, idx, targets, regular, jitter):
+    """``jitter * sum_j g_j (y_j - y_i) / sqrt(m)`` over the ``m`` admissible neighbours, ``g ~ N(0, 1)``:
+    noise in the span of the own target's admissible edges, i.e. along the codes' local manifold, of RMS
+    length ``jitter`` times the RMS admissible edge."""
+    edges = jnp.where(regular[..., None], targets[idx[:, 1:]] - targets[idx[:, :1]], 0.0)
+    g = jax.random.normal(key, regular.shape, jnp.float32)
+    m = jnp.maximum(jnp.sum(regular, axis=1), 1)
+    return jitter * jnp.einsum("nk,nkd->nd", g, edges) / jnp.sqrt(m)[:, None]
+
+
+def _jittered(key, z, moved, idx, regular, targets, metric_targets, rule: SpacingRule, tries: int = 4):
+    """Images ``z`` plus tangent noise, and whether each is kept: it moved off its target and its nearest
+    target is an admissible neighbour of its own (no landing across a singular facet).  A landing that
+    fails is given new noise up to ``tries`` times before the sample is given up (so the cells' masses,
+    which OT balanced, are kept where possible)."""
+    out, ok = z, jnp.zeros(z.shape[0], bool)
+    metric = jnp.asarray(rule.metric)
+    own = metric_targets[idx[:, 0]]
+    for t in range(tries):
+        cand = z + _tangent_noise(jax.random.fold_in(key, t), idx, targets, regular, jnp.float32(rule.jitter))
+        nn, _ = nearest_targets(cand @ metric, metric_targets)
+        good = moved & (jnp.linalg.norm(metric_targets[jnp.asarray(nn)] - own, axis=1) <= rule.radius)
+        take = good & ~ok
+        out = jnp.where(take[:, None], cand, out)
+        ok = ok | good
+        if rule.jitter == 0 or bool(jnp.all(ok | ~moved)):
+            break
+    return out, ok
 
 
 def _check_threshold(angle_threshold) -> float:
@@ -323,8 +342,8 @@ def spacing_rule(ext: ExtendedMap, key: jax.Array, *, metric=None, budget: float
 
     ``metric`` (d, d): the frame distances are measured in (default identity).  ``kappa``: the
     admissible radius in units of the median spacing (default: from ``budget``).  ``spread``: scale
-    of the piecewise-linear step (1: the AE-OT map).  ``jitter``: RMS length of the noise in units of
-    the own target's spacing (default: calibrated on ``num_samples`` source samples so that the
+    of the piecewise-linear step (1: the AE-OT map).  ``jitter``: scale of the tangent noise relative to the
+    admissible edges (default: calibrated on ``num_samples`` source samples so that the
     distances of generated points to their nearest target are distributed like ``reference``:
     Mann-Whitney z = 0).  ``reference``: points *not* among the targets, in the targets' frame (a
     validation split); default the targets' own leave-one-out distances, which for i.i.d. data are
@@ -347,8 +366,8 @@ def spacing_rule(ext: ExtendedMap, key: jax.Array, *, metric=None, budget: float
         kappa = kappa_for_budget(loo, budget)
     if not kappa > 0 or not spread > 0 or (jitter is not None and not jitter >= 0):
         raise ValueError(f"need kappa > 0, spread > 0, jitter >= 0; got {kappa}, {spread}, {jitter}")
-    rule = SpacingRule(metric, np.linalg.inv(metric).astype(np.float32), loo.astype(np.float32), s, float(kappa),
-                       float(spread), 0.0 if jitter is None else float(jitter), float(budget), 1.0)
+    rule = SpacingRule(metric, s, float(kappa), float(spread), 0.0 if jitter is None else float(jitter),
+                       float(budget), 1.0)
     k_x, k_j = jax.random.split(key)
     x = ext.bmap._require_source().sample(k_x, int(num_samples))
 

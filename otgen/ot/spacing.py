@@ -12,17 +12,22 @@ codes in 2, 16 or 100 dimensions: their nearest-neighbour spacing scales like
   (``kappa = quantile(s_i, 1 - budget) / s``).  On standardised codes the dihedral
   angle of two facets is ``|y_i - y_j| / sqrt(1 + r^2)`` to first order, so this is
   the angle test with its threshold measured in the codes' own resolution.
-* **spread** -- the piecewise-linear map's step away from ``y_i`` is scaled by
-  ``spread``, calibrated on the training targets alone so that a generated point
-  sits as far from its nearest target as a target sits from its nearest *other*
-  target (the leave-one-out spacing: for i.i.d. data, the distance a fresh
-  held-out point has to the training set).  In high dimension the unscaled map
-  moves a source sample's image only a fraction of the way to its neighbours (the
-  sample's offset from its cell's barycentre is mostly orthogonal to the few
-  barycentre edges), so its images bunch near the training codes.
+* **jitter** -- the piecewise-linear map's image is moved by noise along the own
+  target's admissible edges, ``jitter * sum_j g_j (y_j - y_i) / sqrt(m)`` with
+  ``g ~ N(0, 1)`` (along the codes' local manifold, not off it).  ``jitter`` is
+  calibrated on the training targets alone so that generated points sit as far
+  from their nearest target as a target sits from its nearest *other* target (the
+  leave-one-out distances: for i.i.d. data, distributed like a fresh held-out
+  point's distance to the training set; Mann-Whitney z = 0).  Without it the map
+  sends each cell's barycentre to ``y_i`` and in high dimension moves a sample's
+  image only a fraction of the way to its neighbours (the sample's offset from the
+  barycentre is mostly orthogonal to the few barycentre edges), so its images bunch
+  near the training codes; and an interpolation never leaves the hull of the codes,
+  where fresh data does go.
 * **no training code is output** -- a sample whose cell has no admissible
-  neighbour, or whose image's nearest target is not within ``kappa * s`` of its own
-  target (a landing across a singular facet), is redrawn, never returned.
+  neighbour is redrawn, never returned as ``y_i``; an image whose nearest target is
+  not within ``kappa * s`` of its own target (a landing across a singular facet)
+  gets new noise (up to 4 times), then its source sample is redrawn.
 
 Distances are measured in a *metric* frame ``y @ metric`` (default the targets'
 own; AE-OT passes its whitening's inverse so that spacing and calibration are in
@@ -47,12 +52,10 @@ class SpacingRule(NamedTuple):
     """The spacing rule's parameters (saved with the extension)."""
 
     metric: np.ndarray  # (d, d): distances are |(a - b) @ metric|
-    inverse_metric: np.ndarray  # (d, d)
-    local: np.ndarray  # (K,) each target's nearest-other-target distance in the metric frame
-    spacing: float  # their median s
+    spacing: float  # median nearest-other-target distance s, in the metric frame
     kappa: float  # admissible: |y_i - y_j| <= kappa * s
     spread: float  # scale of the piecewise-linear step (1: the AE-OT map)
-    jitter: float  # RMS length of the noise, in units of the own target's spacing (calibrated)
+    jitter: float  # scale of the tangent noise, relative to the admissible edges (calibrated)
     budget: float  # the kappa budget (fraction of targets without an admissible neighbour)
     acceptance: float  # fraction of source samples whose image is kept (measured at calibration)
 
