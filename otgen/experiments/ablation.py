@@ -37,6 +37,8 @@ from otgen.rundir import RunDir
 __all__ = ["run", "write_report", "main", "add_arguments", "SAMPLER_ROWS"]
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
+CONTROL_ROWS = ("real (test digits 5,001-10,000)", "replay (training digits)", "reconstructions of training digits",
+                "reconstructions of held-out digits (5,001-10,000)")
 RESULTS_FILE = "ablation.json"
 
 
@@ -105,14 +107,10 @@ def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed
     rng = np.random.default_rng(seed)
     real = test[5000:]
     idx = rng.integers(0, len(train_codes), n)
-    controls = {
-        "real (test digits 5,001-10,000)": (real, encode_batched(model, params, to_unit_float(real), 1000)),
-        "replay (training digits)": (train_images[idx], train_codes[idx]),
-        "reconstructions of training digits": (_decode(model, params, train_codes[idx]), train_codes[idx]),
-        "reconstructions of held-out digits (5,001-10,000)": (
-            _decode(model, params, encode_batched(model, params, to_unit_float(real), 1000)),
-            encode_batched(model, params, to_unit_float(real), 1000)),
-    }
+    real_codes = encode_batched(model, params, to_unit_float(real), 1000)
+    controls = dict(zip(CONTROL_ROWS, [(real, real_codes), (train_images[idx], train_codes[idx]),
+                                       (_decode(model, params, train_codes[idx]), train_codes[idx]),
+                                       (_decode(model, params, real_codes), real_codes)]))
     key = jax.random.key(seed)
     for label, make in [*((f"*{k}*", lambda k=k: (*controls[k], {})) for k in controls),
                         *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params)) for r in rows)]:
@@ -178,7 +176,8 @@ def write_report(results: dict, path, command: str) -> str:
              "spacing of a training code).  Italic rows are controls scored by the same code.", "",
              "| row | " + " | ".join(c[0] for c in COLUMNS) + " | notes |",
              "|---" * (len(COLUMNS) + 2) + "|"]
-    for label, rec in results["rows"].items():
+    order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS)
+    for label, rec in sorted(results["rows"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
         notes = []
         if "rule_kappa" in rec:
             notes.append(f"kappa {rec['rule_kappa']:.2f}, jitter {rec['rule_jitter']:.2f}, "

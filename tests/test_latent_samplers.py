@@ -1,0 +1,65 @@
+"""Ex-post latent densities (otgen.generators.latent) and the ablation report's table."""
+
+import jax
+import numpy as np
+import pytest
+
+from otgen.experiments.ablation import CONTROL_ROWS, SAMPLER_ROWS, write_report
+from otgen.generators.latent import SAMPLERS, GaussianCodes, KernelCodes, MixtureCodes
+
+
+def _codes(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-4.0, 0.0, 1.0], [4.0, 1.0, -1.0]])
+    return centres[rng.integers(0, 2, n)] + rng.normal(0, 0.5, (n, 3))
+
+
+def test_gaussian_matches_the_codes_moments():
+    z = _codes()
+    x = GaussianCodes().fit(z).sample(jax.random.key(1), 200_000)
+    np.testing.assert_allclose(x.mean(0), z.mean(0), atol=0.03)
+    np.testing.assert_allclose(np.cov(x, rowvar=False), np.cov(z, rowvar=False), atol=0.06)
+
+
+def test_mixture_recovers_separated_clusters_and_keeps_the_gap_empty():
+    z = _codes()
+    x = MixtureCodes(2).fit(z, jax.random.key(0)).sample(jax.random.key(1), 20_000)
+    assert np.mean(np.abs(x[:, 0]) < 1.5) < 0.001  # 5 std of empty gap: a 2-component fit puts nothing there
+    assert abs(np.mean(x[:, 0] > 0) - np.mean(z[:, 0] > 0)) < 0.02
+    # the samples are shuffled, not grouped by component as scikit-learn returns them
+    assert 0.3 < np.mean(x[:100, 0] > 0) < 0.7
+
+
+def test_kde_chooses_an_interior_bandwidth_by_held_out_likelihood():
+    z = _codes()
+    kde = KernelCodes().fit(z, jax.random.key(0))
+    best = max(kde.scores, key=kde.scores.get)
+    assert kde.bandwidths[0] < best < kde.bandwidths[-1]
+    x = kde.sample(jax.random.key(2), 5000)
+    # each sample is a code plus noise of about the bandwidth: near the data, never on it
+    d = np.min(np.linalg.norm(x[:500, None] - z[None], axis=2), axis=1)
+    assert d.min() > 0 and np.median(d) < 1.0
+
+
+def test_samplers_reject_bad_codes_and_are_reproducible():
+    with pytest.raises(ValueError, match="codes"):
+        GaussianCodes().fit(np.array([[np.nan, 1.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="components"):
+        MixtureCodes(0)
+    z = _codes(500)
+    for name, make in SAMPLERS.items():
+        if name == "gmm100":
+            continue  # 100 components on 500 points: not a meaningful fit
+        s = make().fit(z, jax.random.key(0))
+        np.testing.assert_array_equal(s.sample(jax.random.key(3), 50), s.sample(jax.random.key(3), 50))
+
+
+def test_report_lists_controls_first_then_samplers_in_order(tmp_path):
+    rec = {"classes_covered": 10, "kl_uniform": 0.01, "fid": 3.0, "code_copy_fraction": 0.5}
+    rows = {r: dict(rec) for r in reversed(SAMPLER_ROWS)}
+    rows.update({f"*{c}*": dict(rec) for c in CONTROL_ROWS})
+    rows["aeot-spacing"].update(rule_kappa=1.5, rule_jitter=0.8, rule_acceptance=0.9, interpolated_fraction=1.0)
+    text = write_report({"rows": rows, "meta": {"dataset": "mnist", "n": 10}}, tmp_path / "r.md", "cmd")
+    table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert table[1:] == [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS)
+    assert "kappa 1.50, jitter 0.80, acceptance 90%" in text and "| 50.00 |" in text
