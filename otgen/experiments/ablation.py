@@ -91,10 +91,8 @@ def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed
     rd = RunDir(run_dir)
     if not rd.has("config.json"):
         raise ValueError(f"{run_dir}: no config.json (not an otgen mnist run directory)")
-    stored = rd.read_json("config.json")["config"]
-    cfg = ex.make_config(stored["preset"], **{k: v for k, v in stored.items() if k in ("dataset", "seed", "limit")},
-                         out=str(rd.path), data_dir=data_dir, progress=progress)
-    if stored.get("model") != "aeot" or not rd.has(ex.EXTENSION_FILE):
+    cfg = _stored_config(rd, data_dir, progress)
+    if cfg.model != "aeot" or not rd.has(ex.EXTENSION_FILE):
         raise ValueError(f"{run_dir}: needs a finished AE-OT fit-ot stage (autoencoder, codes, map)")
     if cfg.dataset not in ("mnist", "fashion"):
         raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
@@ -136,6 +134,19 @@ def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed
                        "reconstruction": rd.read_json("reconstruction.json") if rd.has("reconstruction.json") else None}
     rd.write_json(RESULTS_FILE, results)
     return results
+
+
+def _stored_config(rd, data_dir, progress: bool):
+    """The run's own :class:`~otgen.experiments.mnist.MnistConfig`, as its config.json recorded it."""
+    import dataclasses
+
+    from otgen.models.autoencoder import AEConfig
+
+    stored = rd.read_json("config.json")["config"]
+    names = {f.name for f in dataclasses.fields(ex.MnistConfig)}
+    fields = {k: v for k, v in stored.items() if k in names and k not in ex.MnistConfig.RUNTIME_FIELDS}
+    fields["ae"] = AEConfig(**stored["ae"])
+    return ex.MnistConfig(**fields, out=str(rd.path), data_dir=data_dir, progress=progress)
 
 
 def _sampled(name, cfg, train_codes, key, n, model, params):
