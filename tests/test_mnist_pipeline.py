@@ -293,7 +293,7 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     assert set(res["rows"]) == {f"*{c}*" for c in ablation.CONTROL_ROWS} | {"gaussian", "aeot-spacing"}
     spacing = res["rows"]["aeot-spacing"]
     assert spacing["interpolated_fraction"] == 1.0 and spacing["code_copy_fraction"] == 0.0
-    assert res["rows"]["*replay (training digits)*"]["feature_copy_fraction"] == 1.0
+    assert res["rows"]["*replay (training images)*"]["feature_copy_fraction"] == 1.0
     # a second call finds every row scored (their recorded seconds unchanged: nothing recomputed)
     again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"), progress=False)
     assert {k: r["seconds"] for k, r in again["rows"].items()} == {k: r["seconds"] for k, r in res["rows"].items()}

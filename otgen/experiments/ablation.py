@@ -12,7 +12,7 @@ semi-discrete map) and samples new codes from each of:
 decodes them with the same decoder and scores them with :func:`otgen.eval.evaluate` (classes, KL,
 FID, precision / recall, novelty in classifier features and in pixel PCA-50) and the code-space
 novelty, beside four control rows scored by the same code: real held-out digits, a replay of
-training digits, the autoencoder's reconstructions of training digits and of held-out digits (what
+training digits, the autoencoder's reconstructions of training images and of held-out digits (what
 a sampler that drew the true code distribution would score through this decoder).  Writes
 ``ablation.json`` in the run directory and a markdown report.
 """
@@ -37,8 +37,8 @@ from otgen.rundir import RunDir
 __all__ = ["run", "write_report", "main", "add_arguments", "SAMPLER_ROWS"]
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
-CONTROL_ROWS = ("real (test digits 5,001-10,000)", "replay (training digits)", "reconstructions of training digits",
-                "reconstructions of held-out digits (5,001-10,000)")
+CONTROL_ROWS = ("real (test images 5,001-10,000)", "replay (training images)", "reconstructions of training images",
+                "reconstructions of held-out images (5,001-10,000)")
 RESULTS_FILE = "ablation.json"
 
 
