@@ -9,7 +9,12 @@ supporting planes ``z = <x, y_i> + h_i`` (normals ``(y_i, -1)``) is large.  Thos
 facets are where the true OT map jumps between modes; interpolating across them
 is exactly what spills a continuous generator's samples into the gaps.
 
-What otgen does (and why it differs from the reference code, pyOMT):
+Two rules decide which neighbours are interpolated with: the *angle* rule below
+(the paper's test, on standardised targets) and the *spacing* rule of
+:mod:`otgen.ot.spacing` (threshold and noise in units of the targets' own
+nearest-neighbour spacing; never outputs a target; ``otgen mnist``'s default).
+
+What otgen does with the angle rule (and why it differs from the reference code, pyOMT):
 
 * Neighbours of a source sample ``x`` are the cells of its ``top_k`` best scores
   (tiled, no ``N x K`` matrix): its own cell ``i`` and the cells just across its
@@ -63,7 +68,8 @@ import numpy as np
 from otgen.ot.brenier import BrenierMap
 from otgen.ot.measures import sample_batches
 from otgen.stats import mann_whitney_z
-from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule, kappa_for_budget, leave_one_out_spacing, nearest_targets
+from otgen.ot.spacing import (DEFAULT_BUDGET, SpacingRule, jittered, kappa_for_budget, leave_one_out_spacing,
+                               nearest_targets, regular_by_spacing)
 
 __all__ = ["ExtendedMap", "extend", "spacing_rule", "cell_barycentres", "unit_normals", "dihedral_angle",
            "default_top_k", "DEFAULT_ANGLE_THRESHOLD", "RULES"]
@@ -154,13 +160,6 @@ def _regular_by_angle(idx, normals, threshold):
 
 
 @jax.jit
-def _regular_by_spacing(idx, metric_targets, radius):
-    """Spacing rule: a neighbour is admissible when its target is within ``radius`` in the metric frame."""
-    gap = jnp.linalg.norm(metric_targets[idx[:, 1:]] - metric_targets[idx[:, :1]], axis=-1)
-    return gap <= radius
-
-
-@jax.jit
 def _pl_images(x, idx, targets, bary, regular, spread):
     """Piecewise-linear images of ``x`` (n, d) given its top-k cells ``idx`` (n, k) and which of the
     neighbours (n, k-1) may be interpolated with; the step from the own target is scaled by ``spread``.
@@ -245,11 +244,11 @@ class ExtendedMap(NamedTuple):
             if rule is None:
                 regular, spread = _regular_by_angle(idx, self.normals, jnp.float32(self.angle_threshold)), 1.0
             else:
-                regular, spread = _regular_by_spacing(idx, ym, jnp.float32(rule.radius)), rule.spread
+                regular, spread = regular_by_spacing(idx, ym, jnp.float32(rule.radius)), rule.spread
             regular = regular & has_bary[idx[:, :1]] & has_bary[idx[:, 1:]]
             z, m = _pl_images(xc, idx, self.bmap.targets, self.barycentres, regular, jnp.float32(spread))
             if rule is not None:
-                z, m = _jittered(jax.random.fold_in(key, s), z, m, idx, regular, self.bmap.targets, ym, rule)
+                z, m = jittered(jax.random.fold_in(key, s), z, m, idx, regular, self.bmap.targets, ym, rule)
             out.append(z)
             moved.append(m)
         return jnp.concatenate(out), jnp.concatenate(moved)
@@ -295,37 +294,6 @@ class ExtendedMap(NamedTuple):
     def with_threshold(self, angle_threshold: float) -> "ExtendedMap":
         """The same extension with another angle threshold (no re-estimation needed)."""
         return self._replace(angle_threshold=_check_threshold(angle_threshold))
-
-
-@jax.jit
-def _tangent_noise(key, idx, targets, regular, jitter):
-    """``jitter * sum_j g_j (y_j - y_i) / sqrt(m)`` over the ``m`` admissible neighbours, ``g ~ N(0, 1)``:
-    noise in the span of the own target's admissible edges, i.e. along the codes' local manifold, of RMS
-    length ``jitter`` times the RMS admissible edge."""
-    edges = jnp.where(regular[..., None], targets[idx[:, 1:]] - targets[idx[:, :1]], 0.0)
-    g = jax.random.normal(key, regular.shape, jnp.float32)
-    m = jnp.maximum(jnp.sum(regular, axis=1), 1)
-    return jitter * jnp.einsum("nk,nkd->nd", g, edges) / jnp.sqrt(m)[:, None]
-
-
-def _jittered(key, z, moved, idx, regular, targets, metric_targets, rule: SpacingRule, tries: int = 4):
-    """Images ``z`` plus tangent noise, and whether each is kept: it moved off its target and its nearest
-    target is an admissible neighbour of its own (no landing across a singular facet).  A landing that
-    fails is given new noise up to ``tries`` times before the sample is given up (so the cells' masses,
-    which OT balanced, are kept where possible)."""
-    out, ok = z, jnp.zeros(z.shape[0], bool)
-    metric = jnp.asarray(rule.metric)
-    own = metric_targets[idx[:, 0]]
-    for t in range(tries):
-        cand = z + _tangent_noise(jax.random.fold_in(key, t), idx, targets, regular, jnp.float32(rule.jitter))
-        nn, _ = nearest_targets(cand @ metric, metric_targets)
-        good = moved & (jnp.linalg.norm(metric_targets[jnp.asarray(nn)] - own, axis=1) <= rule.radius)
-        take = good & ~ok
-        out = jnp.where(take[:, None], cand, out)
-        ok = ok | good
-        if rule.jitter == 0 or bool(jnp.all(ok | ~moved)):
-            break
-    return out, ok
 
 
 def _check_threshold(angle_threshold) -> float:

@@ -42,7 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SpacingRule", "nearest_targets", "leave_one_out_spacing", "kappa_for_budget", "DEFAULT_BUDGET"]
+__all__ = ["SpacingRule", "nearest_targets", "leave_one_out_spacing", "kappa_for_budget", "regular_by_spacing",
+           "tangent_noise", "jittered", "DEFAULT_BUDGET"]
 
 # Fraction of targets allowed to have no admissible neighbour (their cells are never sampled).
 DEFAULT_BUDGET = 0.02
@@ -112,3 +113,41 @@ def kappa_for_budget(loo: np.ndarray, budget: float) -> float:
     if not s > 0:
         raise ValueError("the targets' median nearest-neighbour spacing is 0 (repeated targets?)")
     return float(np.quantile(loo, 1.0 - budget) / s)
+
+
+@jax.jit
+def regular_by_spacing(idx, metric_targets, radius):
+    """Spacing rule: a neighbour is admissible when its target is within ``radius`` in the metric frame."""
+    gap = jnp.linalg.norm(metric_targets[idx[:, 1:]] - metric_targets[idx[:, :1]], axis=-1)
+    return gap <= radius
+
+
+@jax.jit
+def tangent_noise(key, idx, targets, regular, jitter):
+    """``jitter * sum_j g_j (y_j - y_i) / sqrt(m)`` over the ``m`` admissible neighbours, ``g ~ N(0, 1)``:
+    noise in the span of the own target's admissible edges, i.e. along the codes' local manifold, of RMS
+    length ``jitter`` times the RMS admissible edge."""
+    edges = jnp.where(regular[..., None], targets[idx[:, 1:]] - targets[idx[:, :1]], 0.0)
+    g = jax.random.normal(key, regular.shape, jnp.float32)
+    m = jnp.maximum(jnp.sum(regular, axis=1), 1)
+    return jitter * jnp.einsum("nk,nkd->nd", g, edges) / jnp.sqrt(m)[:, None]
+
+
+def jittered(key, z, moved, idx, regular, targets, metric_targets, rule: SpacingRule, tries: int = 4):
+    """Images ``z`` plus tangent noise, and whether each is kept: it moved off its target and its nearest
+    target is an admissible neighbour of its own (no landing across a singular facet).  A landing that
+    fails is given new noise up to ``tries`` times before the sample is given up (so the cells' masses,
+    which OT balanced, are kept where possible)."""
+    out, ok = z, jnp.zeros(z.shape[0], bool)
+    metric = jnp.asarray(rule.metric)
+    own = metric_targets[idx[:, 0]]
+    for t in range(tries):
+        cand = z + tangent_noise(jax.random.fold_in(key, t), idx, targets, regular, jnp.float32(rule.jitter))
+        nn, _ = nearest_targets(cand @ metric, metric_targets)
+        good = moved & (jnp.linalg.norm(metric_targets[jnp.asarray(nn)] - own, axis=1) <= rule.radius)
+        take = good & ~ok
+        out = jnp.where(take[:, None], cand, out)
+        ok = ok | good
+        if rule.jitter == 0 or bool(jnp.all(ok | ~moved)):
+            break
+    return out, ok
