@@ -297,3 +297,17 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     # a second call finds every row scored (their recorded seconds unchanged: nothing recomputed)
     again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"), progress=False)
     assert {k: r["seconds"] for k, r in again["rows"].items()} == {k: r["seconds"] for k, r in res["rows"].items()}
+
+
+def test_autoencoder_width_flags():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    exp.add_arguments(parser)
+    cfg = exp.config_from_args(parser.parse_args(["--ae-features", "32,64", "--ae-hidden", "512", "--latent-dim", "8"]))
+    assert (cfg.ae.features, cfg.ae.hidden, cfg.ae.latent_dim) == ((32, 64), 512, 8)
+    assert cfg.ae.loss == exp.PRESETS["quick"]["ae"].loss  # the rest stays the preset's
+    with pytest.raises(ValueError):
+        exp.config_from_args(parser.parse_args(["--ae-features", "32,x"]))
+    with pytest.raises(ValueError, match="features"):
+        exp.config_from_args(parser.parse_args(["--ae-features", "8,8,8"]))

@@ -243,7 +243,7 @@ def make_config(preset: str = "quick", **overrides) -> MnistConfig:
     """The preset's settings with ``overrides`` (``None`` values are ignored) applied."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    ae_over = {k: overrides.pop(k) for k in ("latent_dim",) if k in overrides}
+    ae_over = {k: overrides.pop(k) for k in ("latent_dim", "ae_features", "ae_hidden") if k in overrides}
     given = {k: v for k, v in overrides.items() if v is not None}
     fields = {**PRESETS[preset], **given}
     if fields.get("dataset") == "stacked":
@@ -251,8 +251,10 @@ def make_config(preset: str = "quick", **overrides) -> MnistConfig:
         ae_fields = stacked.pop("ae", {})
         fields.update(stacked)
         fields["ae"] = dataclasses.replace(fields["ae"], channels=3, **ae_fields)
-    if ae_over.get("latent_dim") is not None:
-        fields["ae"] = dataclasses.replace(fields["ae"], latent_dim=int(ae_over["latent_dim"]))
+    given_ae = {name: ae_over.get(k) for k, name in (("latent_dim", "latent_dim"), ("ae_features", "features"),
+                                                      ("ae_hidden", "hidden")) if ae_over.get(k) is not None}
+    if given_ae:
+        fields["ae"] = dataclasses.replace(fields["ae"], **given_ae)
     if fields.get("stages") is not None:
         fields["stages"] = tuple(fields["stages"])
     return MnistConfig(preset=preset, **fields)
@@ -809,11 +811,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-dim", type=int, default=None,
                         help="the autoencoder's code dimension (default: the preset's, 16 quick / 100 paper; "
                              "32 quick on Stacked)")
+    parser.add_argument("--ae-features", default=None, metavar="C1,C2",
+                        help="the autoencoder's conv channels (default: the preset's, 16,32 quick / 64,128 paper)")
+    parser.add_argument("--ae-hidden", type=int, default=None,
+                        help="the autoencoder's dense width (default: the preset's, 256 quick / 1024 paper)")
 
 
 def config_from_args(args: argparse.Namespace) -> MnistConfig:
     values = values_from_args(MnistConfig, args)
-    return make_config(values.pop("preset"), latent_dim=args.latent_dim, **values)
+    features = None if args.ae_features is None else tuple(int(f) for f in args.ae_features.split(","))
+    return make_config(values.pop("preset"), latent_dim=args.latent_dim, ae_features=features,
+                       ae_hidden=args.ae_hidden, **values)
 
 
 def main(args: argparse.Namespace) -> int:
