@@ -20,6 +20,7 @@ a sampler that drew the true code distribution would score through this decoder)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -130,6 +131,7 @@ def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed
 
             image_grid(images[:100], rd.file("ablation_aeot_spacing_samples.png"), nrow=10)
     results["meta"] = {"run_dir": str(rd.path), "dataset": cfg.dataset, "preset": cfg.preset, "n": n,
+                       "autoencoder": {**dataclasses.asdict(cfg.ae), "epochs": cfg.ae_epochs},
                        "machine": f"{platform.machine()} {platform.system()}, JAX {jax.default_backend()}",
                        "reconstruction": rd.read_json("reconstruction.json") if rd.has("reconstruction.json") else None}
     rd.write_json(RESULTS_FILE, results)
@@ -138,8 +140,6 @@ def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed
 
 def _stored_config(rd, data_dir, progress: bool):
     """The run's own :class:`~otgen.experiments.mnist.MnistConfig`, as its config.json recorded it."""
-    import dataclasses
-
     from otgen.models.autoencoder import AEConfig
 
     stored = rd.read_json("config.json")["config"]
@@ -169,6 +169,13 @@ def _cell(rec: dict, key: str, fmt: str) -> str:
     return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v).replace("%", "")
 
 
+def _describe_ae(ae: dict | None) -> str:
+    if not ae:
+        return "(not recorded)"
+    return (f"{ae['latent_dim']}-d codes, conv channels {tuple(ae['features'])}, dense {ae['hidden']}, "
+            f"{ae['loss']} loss, {ae['epochs']} epochs")
+
+
 def write_report(results: dict, path, command: str) -> str:
     """The markdown table of ``results`` (:func:`run`'s), written to ``path``."""
     meta = results.get("meta", {})
@@ -176,6 +183,7 @@ def write_report(results: dict, path, command: str) -> str:
              f"- Command: `{command}`",
              f"- Written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `otgen ablation` from "
              f"`{Path(meta.get('run_dir', '')).name}/{RESULTS_FILE}` (nothing typed by hand); machine: {meta.get('machine')}",
+             f"- Autoencoder: {_describe_ae(meta.get('autoencoder'))}",
              f"- {meta.get('n')} samples per row, decoded by the run's autoencoder (test reconstruction MSE per pixel "
              f"{(meta.get('reconstruction') or {}).get('mse_per_pixel', float('nan')):.4f}).", "",
              "Metrics (`otgen.eval`): classes / KL to uniform / FID / precision / recall in the project's classifier's "
