@@ -66,18 +66,15 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[np.nda
 def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
     """The run's fitted AE-OT with ``rule``: map and barycentres from the run directory, the rule set up
     on them in memory (the run directory's own extension file is left as it is)."""
-    from otgen.generators.aeot import EXTENSION_FILE, MAP_FILE, WHITENING_FILE, Whitening, _load_extension
+    from otgen.generators.aeot import (EXTENSION_FILE, MAP_FILE, WHITENING_FILE, Whitening, _load_extension,
+                                       rule_key, set_rule)
     from otgen.ot import BrenierMap
-    from otgen.ot.extension import spacing_rule
 
     rd = RunDir(cfg.out)
     aeot = AEOT(ot=ex._ot_options(cfg), extension=rule)
     aeot.whitening = Whitening.load(rd.file(WHITENING_FILE))
     ext, _ = _load_extension(rd.file(EXTENSION_FILE), BrenierMap.load(rd.file(MAP_FILE)))
-    ext = ext._replace(spacing_rule=None).with_threshold(rule.angle_threshold)
-    if rule.rule == "spacing":
-        k_rule = jax.random.split(jax.random.split(ex._keys(cfg.seed)["ot"])[1])[1]  # as AEOT.fit_codes draws it
-        ext = spacing_rule(ext, k_rule, metric=aeot.whitening.unproj, budget=rule.budget, jitter=rule.jitter)
+    ext = set_rule(ext.with_threshold(rule.angle_threshold), rule, aeot.whitening, rule_key(ex._keys(cfg.seed)["ot"]))
     aeot.latent_map = ext
     return aeot
 

@@ -218,6 +218,19 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
 _RULE_ARRAYS = ("metric",)
 
 
+def rule_key(fit_key: jax.Array) -> jax.Array:
+    """The key :meth:`AEOT.fit_codes` (given ``fit_key``) sets the extension's rule up with."""
+    return jax.random.split(jax.random.split(fit_key)[1])[1]
+
+
+def set_rule(ext: ExtendedMap, opts: ExtensionOptions, whitening: Whitening, key: jax.Array) -> ExtendedMap:
+    """``ext`` (its barycentres kept) with the rule ``opts`` asks for: the angle rule, or the spacing rule
+    set up and calibrated with ``key`` in the codes' own frame (``whitening``'s inverse)."""
+    if opts.rule == "angle":
+        return ext._replace(spacing_rule=None)
+    return spacing_rule(ext, key, metric=whitening.unproj, budget=opts.budget, jitter=opts.jitter)
+
+
 def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
     arrays = {"barycentres": np.asarray(ext.barycentres), "counts": np.asarray(ext.counts),
               "normals": np.asarray(ext.normals)}
@@ -287,6 +300,7 @@ class AEOT:
         """
         progress = self.progress if progress is None else progress
         k_ot, k_ext = jax.random.split(key)
+        k_bary, k_rule = jax.random.split(k_ext)  # k_rule: rule_key(key)
         z = np.asarray(codes, np.float32)
         digest = array_fingerprint(z)
         wd = None if workdir is None else Path(workdir)
@@ -305,7 +319,6 @@ class AEOT:
                 self.whitening.save(wd / WHITENING_FILE)
                 bmap.save(wd / MAP_FILE)
         opts = self.extension
-        k_bary, k_rule = jax.random.split(k_ext)
         if wd is not None and (wd / EXTENSION_FILE).exists():
             ext, meta = _load_extension(wd / EXTENSION_FILE, bmap)
             if meta.get("codes") != digest:
@@ -319,8 +332,7 @@ class AEOT:
             ext = extend(bmap, k_bary, angle_threshold=opts.angle_threshold, top_k=top_k,
                          num_samples=opts.num_samples, progress=progress)
         if not opts.matches(ext.spacing_rule):  # the rule is set (and calibrated) on the barycentres
-            ext = ext._replace(spacing_rule=None) if opts.rule == "angle" else spacing_rule(
-                ext, k_rule, metric=self.whitening.unproj, budget=opts.budget, jitter=opts.jitter)
+            ext = set_rule(ext, opts, self.whitening, k_rule)
             if "extend" in resumed:
                 resumed.remove("extend")
         if wd is not None and "extend" not in resumed:
