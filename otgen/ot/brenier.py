@@ -263,5 +263,6 @@ class BrenierMap:
         if source is not None and source.dim != y.shape[1]:
             raise CheckpointError(f"{path}: source dimension {source.dim} does not match targets dimension {y.shape[1]}")
         diag = Diagnostics.from_dict(meta.get("diagnostics") or {})
-        return cls(jnp.asarray(y), jnp.asarray(w), jnp.asarray(h), source, diag,
+        # float64 heights (the exact 2-D path's) stay float64: float32 would cost their accuracy
+        return cls(jnp.asarray(y), jnp.asarray(w), h if h.dtype == np.float64 else jnp.asarray(h), source, diag,
                    meta.get("block_size"), meta.get("chunk_size"))

@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
+from otgen.ot.exact import EXACT_TOL, solve_exact, why_not_exact
 from otgen.ot.measures import as_measure, moments
 from otgen.ot.optim import (METRICS, Estimate, averaged_sgd, certify_samples, chi2_noise_at, damped_newton,
                              error_of, noise_of)
@@ -441,6 +442,32 @@ class SemiDiscreteOT:
         return jnp.concatenate(out)
 
     # -- the solve ------------------------------------------------------------
+    def _fit_exact(self, tol, max_steps, h0, time_budget, callback, strict, warn, metric) -> BrenierMap:
+        """The exact 2-D path (:func:`otgen.ot.exact.solve_exact`), wrapped in the usual outputs."""
+        if h0 is not None:
+            h0 = np.asarray(h0, np.float64)
+            if h0.shape != (self.num_targets,) or not np.all(np.isfinite(h0)):
+                raise ValueError(f"h0 must be a finite array of shape ({self.num_targets},)")
+        cb = None if callback is None else (lambda step, h, w: callback(step, h, None))
+        res = solve_exact(self.source, np.asarray(self.targets, np.float64), np.asarray(self.weights, np.float64),
+                          tol=min(float(tol), EXACT_TOL), max_steps=100 if max_steps is None else int(max_steps),
+                          time_budget=time_budget, h0=h0, callback=cb)
+        n = len(res.l1)
+        zeros = (0.0,) * n
+        # converged: the user's tol is met (the Newton runs on to EXACT_TOL, where float64 rounding may stall it)
+        converged = (res.chi2 if metric == "chi2" else res.l1)[-1] <= tol
+        reason = "converged" if converged else res.stop_reason
+        diag = Diagnostics(res.l1, zeros, res.max_rel, res.energy, res.wall_time, (0,) * n, converged, "exact-newton",
+                           res.chi2, res.step_size, n - 1, reason, float(tol), res.notes, metric or "l1", zeros)
+        bmap = BrenierMap(self.targets, self.weights, res.h, self.source, diag, self.block_size, self.chunk_size)
+        if not converged:
+            msg = f"semi-discrete OT {diag.summary()}"
+            if strict:
+                raise NotConvergedError(msg, bmap)
+            if warn:
+                warnings.warn(msg, NotConvergedWarning, stacklevel=3)
+        return bmap
+
     def _score_gap(self, key, h, num_samples: int = 1 << 12) -> float:
         """Median score gap between each sample's best and second-best cell (solver frame): how far,
         in height, a typical sample lies from the nearest facet."""
@@ -452,7 +479,7 @@ class SemiDiscreteOT:
     def fit(self, key: jax.Array, *, tol: float = 0.01, max_steps: int | None = None,
             batch_size: int | None = None, optimizer=None, h0=None, progress: bool | None = None,
             callback=None, time_budget: float | None = None, strict: bool = False,
-            warn: bool = True, metric: str | None = None) -> BrenierMap:
+            warn: bool = True, metric: str | None = None, exact: bool | None = None) -> BrenierMap:
         """Minimise the energy; stop when the optimizer's test passes (the estimated error
         <= tol with noise <= tol/3), after ``max_steps``, after ``time_budget`` seconds, or
         when ``tol`` cannot be certified even at the optimizer's largest sample.
@@ -476,11 +503,26 @@ class SemiDiscreteOT:
         :class:`NotConvergedWarning` names the error reached (``warn=False`` silences it,
         the diagnostics still say so), and ``strict=True`` raises :class:`NotConvergedError`.
         Heights are never NaN: a non-finite step is rejected and noted.
+
+        ``exact``: in 2-D, with a ``UniformBox`` or ``Gaussian`` source, at least 4 non-collinear
+        targets and no ``optimizer`` or ``mesh`` given, ``fit`` computes the cells exactly
+        (:mod:`otgen.ot.exact`: power diagram + damped Newton) and runs to exact L1 <=
+        ``min(tol, EXACT_TOL)``; its diagnostics say so.  ``exact=False`` forces Monte Carlo,
+        ``exact=True`` raises where the exact path does not apply.
         """
         if not (isinstance(tol, (int, float)) and tol > 0 and math.isfinite(tol)):
             raise ValueError(f"tol must be a positive number, got {tol!r}")
         if time_budget is not None and not (time_budget > 0):
             raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+        if metric is not None and metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        why = why_not_exact(self.source, self.targets)
+        if optimizer is not None or self.mesh is not None:
+            why = "an optimizer or a mesh was given (Monte-Carlo path)"
+        if exact and why is not None:
+            raise ValueError(f"fit(exact=True) does not apply: {why}")
+        if exact is not False and why is None:
+            return self._fit_exact(tol, max_steps, h0, time_budget, callback, strict, warn, metric)
         opt = self.default_optimizer(metric) if optimizer is None else optimizer
         if metric is not None:
             if metric not in METRICS:

@@ -1,0 +1,238 @@
+"""Exact Laguerre (power) cells in 2-D: cell masses and facet integrals, in float64.
+
+Cell i of ``u_h(x) = max_i <x, y_i> + h_i`` is a convex polygon.  Two cells are neighbours exactly
+when ``(i, j)`` is an edge of the lower convex hull of the lifted points ``(y_i, -h_i)`` (the graph of
+the Legendre dual of ``u_h``), which Qhull (``scipy.spatial.ConvexHull``) builds in O(K log K).  The
+facet between neighbours is the segment joining the power centres of the two lower triangles on that
+edge (a ray on the hull's boundary), clipped here to a box.  A cell's boundary is its clipped facets
+plus the pieces of the box's sides it owns; its mass is the sum, over its boundary edges ``p -> q``
+oriented counter-clockwise, of the measure of the triangle ``(o, p, q)`` -- the shoelace formula for
+the uniform density, Owen's T function for the standard Gaussian.  Everything is vectorised numpy.
+
+Two densities, each in a standard frame (the solver brings a problem there, :mod:`otgen.ot.exact`):
+``"uniform"`` on the unit square and ``"normal"``, the standard normal, whose cells are clipped to
+``[-GAUSS_BOX, GAUSS_BOX]^2`` (the mass outside is ~1e-32).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import special
+from scipy.spatial import ConvexHull, QhullError
+
+__all__ = ["Cells", "DENSITIES", "GAUSS_BOX", "laguerre_cells", "DegenerateTargets"]
+
+DENSITIES = ("uniform", "normal")
+GAUSS_BOX = 12.0
+_SIDES = ((1, "low"), (0, "high"), (1, "high"), (0, "low"))  # bottom, right, top, left: (fixed axis, bound)
+
+
+class DegenerateTargets(ValueError):
+    """The lifted points span no 3-D hull (fewer than 4 targets, or all on one line)."""
+
+
+class Cells(NamedTuple):
+    """The Laguerre cells of ``(y, h)`` clipped to the density's box.
+
+    ``mass`` (K,): each cell's measure; ``moment`` (K, 2): the integral of ``x`` over it (the
+    barycentre times the mass), by the divergence theorem.  Facets with a positive clipped length, one row per
+    neighbouring pair: ``facet_i``, ``facet_j`` (F,) the two cells, ``facet_mass`` (F,) the
+    density integrated along the facet (its length for the uniform density), ``facet_p``,
+    ``facet_q`` (F, 2) its clipped end points.
+    """
+
+    mass: np.ndarray
+    moment: np.ndarray
+    facet_i: np.ndarray
+    facet_j: np.ndarray
+    facet_mass: np.ndarray
+    facet_p: np.ndarray
+    facet_q: np.ndarray
+
+
+def _box(density: str) -> tuple[float, float]:
+    if density == "uniform":
+        return 0.0, 1.0
+    if density == "normal":
+        return -GAUSS_BOX, GAUSS_BOX
+    raise ValueError(f"density must be one of {DENSITIES}, got {density!r}")
+
+
+def _rot(v: np.ndarray) -> np.ndarray:
+    """v turned by +90 degrees."""
+    return np.stack([-v[:, 1], v[:, 0]], axis=1)
+
+
+def _facets(y: np.ndarray, h: np.ndarray):
+    """Every facet of the (unclipped) power diagram: cells ``a``, ``b``, a start point ``p``, a
+    direction ``d`` and the end parameter ``tmax`` (1 for a segment ``p -> p + d``, inf for a ray)."""
+    try:
+        hull = ConvexHull(np.column_stack([y, -h]))
+    except QhullError as e:
+        raise DegenerateTargets(f"no 3-D hull of the lifted targets (fewer than 4, or collinear): {e}") from None
+    eq, tri, nbr = hull.equations, hull.simplices, hull.neighbors
+    lower = eq[:, 2] < 0
+    # The power centre of a lower triangle: where its three affine pieces tie; the lifted plane
+    # n . (y, -h) + c = 0 gives h(y) = (n_0 y_0 + n_1 y_1 + c) / n_2 on the triangle, so x = -grad h.
+    centre = np.zeros((len(tri), 2))
+    centre[lower] = -eq[lower, :2] / eq[lower, 2:3]
+    ts = np.flatnonzero(lower)
+    starts, dirs, tmax, aa, bb = [], [], [], [], []
+    for k in range(3):  # the edge opposite vertex k of each lower triangle
+        a, b, c = tri[ts, (k + 1) % 3], tri[ts, (k + 2) % 3], tri[ts, k]
+        other = nbr[ts, k]
+        inner = lower[other]
+        keep = inner & (other > ts)  # an interior edge once, from its lower-numbered triangle
+        starts.append(centre[ts[keep]])
+        dirs.append(centre[other[keep]] - centre[ts[keep]])
+        tmax.append(np.ones(keep.sum()))
+        aa.append(a[keep])
+        bb.append(b[keep])
+        ray = ~inner  # a hull edge of the projected targets: the facet runs away from the third vertex
+        ra, rb, rc = a[ray], b[ray], c[ray]
+        d = _rot(y[rb] - y[ra])
+        d *= np.where(np.sum(d * (y[rc] - y[ra]), axis=1) > 0, -1.0, 1.0)[:, None]
+        starts.append(centre[ts[ray]])
+        dirs.append(d / np.linalg.norm(d, axis=1, keepdims=True))
+        tmax.append(np.full(ray.sum(), np.inf))
+        aa.append(ra)
+        bb.append(rb)
+    cat = np.concatenate
+    return cat(aa), cat(bb), cat(starts), cat(dirs), cat(tmax)
+
+
+def _clip(p, d, tmax, lo, hi):
+    """Liang-Barsky: the parameter range [t0, t1] of ``p + t d`` inside the box (empty: t0 > t1)."""
+    t0, t1 = np.zeros(len(p)), tmax.copy()
+    for k in range(2):
+        dk, pk = d[:, k], p[:, k]
+        flat = dk == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ta, tb = (lo - pk) / dk, (hi - pk) / dk
+        inside = (pk >= lo) & (pk <= hi)
+        t0 = np.maximum(t0, np.where(flat, np.where(inside, -np.inf, np.inf), np.minimum(ta, tb)))
+        t1 = np.minimum(t1, np.where(flat, np.where(inside, np.inf, -np.inf), np.maximum(ta, tb)))
+    return t0, t1
+
+
+def _side_pieces(y, h, a, b, p, q, lo, hi, tol):
+    """The pieces of the box's sides each cell owns, as counter-clockwise edges (cell, start, end).
+
+    On a side, a cell owns an interval whose ends are facet end points on that side or corners it
+    owns; so its piece runs from the least to the greatest of those points (min/max per cell).
+    """
+    k = len(y)
+    corners = np.array([[lo, lo], [hi, lo], [hi, hi], [lo, hi]])
+    score = corners @ y.T + h  # (4, K)
+    owners = [np.flatnonzero(s >= s.max() - tol * (1 + abs(s.max()))) for s in score]  # ties: all of them
+    cells, starts, ends = [], [], []
+    for side, (axis, bound) in enumerate(_SIDES):
+        value = lo if bound == "low" else hi
+        along = 1 - axis
+        ids, pos = [], []
+        for end in (p, q):
+            on = np.abs(end[:, axis] - value) <= tol
+            ids += [a[on], b[on]]
+            pos += [end[on, along], end[on, along]]
+        c0, c1 = corners[side], corners[(side + 1) % 4]  # the side runs c0 -> c1 counter-clockwise
+        for corner in (side, (side + 1) % 4):
+            ids.append(owners[corner])
+            pos.append(np.full(len(owners[corner]), corners[corner, along]))
+        ids, pos = np.concatenate(ids), np.concatenate(pos)
+        least, most = np.full(k, np.inf), np.full(k, -np.inf)
+        np.minimum.at(least, ids, pos)
+        np.maximum.at(most, ids, pos)
+        has = np.flatnonzero(most > least)
+        ascending = c1[along] > c0[along]
+        first, last = (least[has], most[has]) if ascending else (most[has], least[has])
+        s, e = np.empty((len(has), 2)), np.empty((len(has), 2))
+        s[:, axis], e[:, axis] = value, value
+        s[:, along], e[:, along] = first, last
+        cells.append(has)
+        starts.append(s)
+        ends.append(e)
+    return np.concatenate(cells), np.concatenate(starts), np.concatenate(ends)
+
+
+def _owen_wedge(hd, s):
+    """Standard-normal measure of the right triangle (0, f, f + s u), f the foot at distance hd > 0
+    of a line with unit direction u; odd in s.  (Owen: T(h, a) = P(X > h, 0 < Y < a X).)"""
+    return np.arctan2(s, hd) / (2 * np.pi) - special.owens_t(hd, s / hd)
+
+
+def _normal_triangles(p, q):
+    """Signed standard-normal measure of the triangles (0, p, q) (positive counter-clockwise)."""
+    d = q - p
+    length = np.linalg.norm(d, axis=1)
+    u = d / np.maximum(length, 1e-300)[:, None]
+    hd = p[:, 0] * u[:, 1] - p[:, 1] * u[:, 0]  # distance of the line along its right normal
+    sp = np.sum(p * u, axis=1)
+    h = np.maximum(np.abs(hd), 1e-12)  # the triangle's measure -> 0 with hd; no 0/0
+    out = np.sign(hd) * (_owen_wedge(h, sp + length) - _owen_wedge(h, sp))
+    return np.where(length > 0, out, 0.0)
+
+
+def _normal_segments(p, q):
+    """Standard-normal density integrated along the segments p -> q."""
+    d = q - p
+    length = np.linalg.norm(d, axis=1)
+    u = d / np.maximum(length, 1e-300)[:, None]
+    hd = p[:, 0] * u[:, 1] - p[:, 1] * u[:, 0]
+    sp = np.sum(p * u, axis=1)
+    sq = sp + length
+    # Phi(sq) - Phi(sp) without cancellation in either tail
+    upper = np.where(sp > 0, special.ndtr(-sp) - special.ndtr(-sq), special.ndtr(sq) - special.ndtr(sp))
+    return np.exp(-0.5 * hd * hd) / np.sqrt(2 * np.pi) * upper
+
+
+def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform") -> Cells:
+    """The exact cells of ``argmax_i <x, y_i> + h_i`` under ``density`` (see the module docstring).
+
+    ``y`` (K, 2) distinct targets, ``h`` (K,) heights, both float64.  Empty cells get mass 0.
+    Raises :class:`DegenerateTargets` when the lifted points have no 3-D hull.
+    """
+    lo, hi = _box(density)
+    y = np.asarray(y, np.float64)
+    h = np.asarray(h, np.float64)
+    if y.ndim != 2 or y.shape[1] != 2 or h.shape != (len(y),):
+        raise ValueError(f"need y of shape (K, 2) and h of shape (K,), got {y.shape} and {h.shape}")
+    k = len(y)
+    a, b, p, d, tmax = _facets(y, h)
+    t0, t1 = _clip(p, d, tmax, lo, hi)
+    tol = 1e-12 * (hi - lo)
+    keep = t1 - t0 > 0
+    a, b = a[keep], b[keep]
+    p0 = p[keep] + t0[keep, None] * d[keep]
+    p1 = p[keep] + t1[keep, None] * d[keep]
+    # Snap end points the clip put on a side exactly onto it (rounding in t0 * d).
+    for end in (p0, p1):
+        np.copyto(end, np.where(np.abs(end - lo) <= tol, lo, np.where(np.abs(end - hi) <= tol, hi, end)))
+    # Orient each facet with cell a on its left: a's side is the direction y_a - y_b.
+    flip = np.sum(_rot(p1 - p0) * (y[a] - y[b]), axis=1) < 0
+    pa = np.where(flip[:, None], p1, p0)
+    qa = np.where(flip[:, None], p0, p1)
+    sc, ss, se = _side_pieces(y, h, a, b, p0, p1, lo, hi, tol)
+    cell = np.concatenate([a, b, sc])
+    start = np.concatenate([pa, qa, ss])
+    end = np.concatenate([qa, pa, se])
+    outward = np.stack([end[:, 1] - start[:, 1], start[:, 0] - end[:, 0]], axis=1)  # |edge| x outer normal
+    if density == "uniform":
+        o = y[cell]  # around each cell's own target the sums stay O(cell size)
+        ps, pe = start - o, end - o
+        tri = 0.5 * (ps[:, 0] * pe[:, 1] - ps[:, 1] * pe[:, 0])
+        # int_P (x - o) dx = oint |x - o|^2 / 2 n ds; on a segment |x - o|^2 averages (|p|^2 + p.q + |q|^2) / 3
+        quad = (np.sum(ps * ps, 1) + np.sum(ps * pe, 1) + np.sum(pe * pe, 1)) / 6.0
+        first = outward * quad[:, None] + tri[:, None] * o
+        facet_mass = np.linalg.norm(p1 - p0, axis=1)
+    else:
+        tri = _normal_triangles(start, end)
+        # x phi(x) = -grad phi, so int_P x phi = -oint phi n ds
+        length = np.linalg.norm(outward, axis=1)
+        first = -outward / np.maximum(length, 1e-300)[:, None] * _normal_segments(start, end)[:, None]
+        facet_mass = _normal_segments(p0, p1)
+    mass = np.bincount(cell, weights=tri, minlength=k)
+    moment = np.stack([np.bincount(cell, weights=first[:, 0], minlength=k),
+                       np.bincount(cell, weights=first[:, 1], minlength=k)], axis=1)
+    return Cells(mass, moment, a, b, facet_mass, p0, p1)
