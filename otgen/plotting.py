@@ -156,3 +156,32 @@ def nearest_neighbour_grid(samples, neighbours, distances, path, title: str = ""
     axes[1][0].set_ylabel("nearest train", fontsize=7)
     fig.suptitle(title, fontsize=8)
     return save_figure(fig, path)
+
+
+def power_diagram(cells, labels, singular, grid_labels, extent, samples, data, path, title: str = "") -> Path:
+    """The semi-discrete map in the source domain beside what it generates.
+
+    Left: ``grid_labels`` (an (n, n) image of the mode each source point's cell maps to, over
+    ``extent``), the facets ``cells.facet_p -> cells.facet_q`` (thin: interpolated across; thick
+    black: ``singular``, the facets the extension refuses: the discontinuity set of the map).
+    Right: ``samples`` over ``data``.
+    """
+    from matplotlib.collections import LineCollection
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 5))
+    n_modes = int(np.max(labels)) + 1 if len(labels) else 1
+    ax.imshow(np.asarray(grid_labels) % 20, origin="lower", extent=extent, cmap="tab20", vmin=0, vmax=19,
+              alpha=0.55, interpolation="nearest")
+    segs = np.stack([cells.facet_p, cells.facet_q], axis=1)
+    singular = np.asarray(singular, bool)
+    ax.add_collection(LineCollection(segs[~singular], colors="0.35", linewidths=0.15))
+    ax.add_collection(LineCollection(segs[singular], colors="black", linewidths=0.9))
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    ax.set_title(f"power diagram in the source domain: {len(labels)} cells, {n_modes} modes (colour);\n"
+                 f"{int(singular.sum())} of {len(singular)} facets singular (black)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    scatter_panel(bx, samples, data, "generated (orange) over data (grey)")
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path, dpi=140)

@@ -22,9 +22,16 @@
     1024, then batch 8192 at the best lr; ``sweep_budget`` seconds each, chi2 on 2^18 samples),
     at eps = 0 and at its geometry's default eps, and POT's ``solve_semidiscrete`` (its defaults, batch 1024).
 
+(d) lowdim (2-D): the default fit (its exact path, otgen.ot.exact) against the ``sdot`` package
+    (exact power diagrams + Newton; PyPI, Python >= 3.12, run through ``scripts/sdot_runner.py`` in the
+    interpreter ``--sdot-python`` names) and, at K = 1,000, otgen's Monte-Carlo path.  Each solver's
+    second call is timed; each answer is scored by the same float64 exact cell masses, and up to
+    K = 4,000 also by 2^24 fresh i.i.d. samples (no geometry code involved).
+
     python scripts/bench_ot.py            # full run
     python scripts/bench_ot.py --quick    # smoke run, small shapes
     python scripts/bench_ot.py --section large --codes runs/mnist_quick/latents.npy
+    python scripts/bench_ot.py --section lowdim --sdot-python /path/sdot-venv/bin/python
 """
 
 from __future__ import annotations
@@ -331,10 +338,105 @@ def large_k_section(problems, budget, check_log2=21, aeot_lr=2e-2, aeot_batch=1 
     return rows
 
 
+def lowdim_problems(quick: bool):
+    """The 2-D problems of the low-dimensional comparison: (name, source, targets float64, weights)."""
+    rng = np.random.default_rng(0)
+
+    def f32(y):  # otgen keeps float32 targets: every solver gets the same rounded points
+        return np.asarray(y, np.float32).astype(np.float64)
+
+    def clusters(k, n, spread):
+        centres = rng.random((n, 2)) * 0.8 + 0.1
+        return centres[rng.integers(0, n, k)] + spread * rng.standard_normal((k, 2))
+
+    def uniform(k):
+        return np.full(k, 1.0 / k)
+
+    def w32(w):  # otgen keeps float32 weights too (renormalised in float64 by its exact path)
+        w = np.asarray(w, np.float32).astype(np.float64)
+        return w / w.sum()
+
+    box, gauss = UniformBox(2), Gaussian(2)
+    if quick:
+        return [("K=1,000 uniform, box source", box, f32(rng.random((1000, 2))), uniform(1000)),
+                ("K=2,000 Gaussian targets, Gaussian source", gauss, f32(rng.standard_normal((2000, 2))), uniform(2000))]
+    return [
+        ("K=1,000 uniform, box source", box, f32(rng.random((1000, 2))), uniform(1000)),
+        ("K=1,000 8 tight clusters, Dirichlet weights, box", box, f32(clusters(1000, 8, 0.01)),
+         w32(rng.dirichlet(np.ones(1000)))),
+        ("K=4,000 7-Gaussian mixture, box", box, f32(clusters(4000, 7, 0.05)), uniform(4000)),
+        ("K=10,000 uniform, box source", box, f32(rng.random((10_000, 2))), uniform(10_000)),
+        ("K=10,000 Gaussian targets, Gaussian source", gauss, f32(rng.standard_normal((10_000, 2))), uniform(10_000)),
+        ("K=100,000 uniform, box source", box, f32(rng.random((100_000, 2))), uniform(100_000)),
+    ]
+
+
+def _sdot_solve(python: str, source, y, nu) -> tuple[np.ndarray, float, str]:
+    """(heights, seconds of its second solve, version) from scripts/sdot_runner.py in ``python``."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prob, out = os.path.join(tmp, "problem.npz"), os.path.join(tmp, "out.npz")
+        if isinstance(source, UniformBox):
+            np.savez(prob, targets=y, weights=nu, source="box", low=np.asarray(source.low), high=np.asarray(source.high))
+        else:
+            np.savez(prob, targets=y, weights=nu, source="gaussian", mean=np.asarray(source.mean),
+                     std=np.asarray(source.std[0]))
+        runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdot_runner.py")
+        subprocess.run([python, runner, prob, out], check=True, capture_output=True, text=True)
+        z = np.load(out)
+        return z["h"], float(z["seconds"]), str(z["version"])
+
+
+def lowdim_section(sdot_python: str | None, quick: bool, iid_max_k: int = 4000, mc_max_k: int = 1000,
+                   mc_budget: float = 120.0):
+    """(d) 2-D: otgen's default fit (the exact path) against sdot, each solver's second call timed, every
+    answer scored by the same float64 exact cell masses (:func:`otgen.ot.exact.exact_masses`) and, up to
+    ``iid_max_k`` targets, by 2^24 fresh i.i.d. samples counted by the float32 kernel (its own noise printed)."""
+    from otgen.ot.exact import exact_masses
+    from otgen.ot.problems import independent_error
+
+    print("\n## (d) 2-D: exact path vs sdot (wall: second call; L1: exact float64 cell masses)")
+    print("| problem | solver | wall (s) | exact L1 | i.i.d. L1 (noise) | note |")
+    print("|---|---|---|---|---|---|")
+    for name, source, y, nu in lowdim_problems(quick):
+        k = len(y)
+        rows = []
+        problem = SemiDiscreteOT(source, y, nu, normalize_weights=True)
+        for call in range(2):
+            t = time.perf_counter()
+            bmap = problem.fit(jax.random.PRNGKey(0), progress=False)
+            wall = time.perf_counter() - t
+        rows.append(("otgen default fit", wall, bmap.h, f"{bmap.diagnostics.optimizer}, "
+                     f"{len(bmap.diagnostics.l1_error)} Newton iterates", bmap))
+        if k <= mc_max_k:  # the Monte-Carlo path, the default before the exact one
+            t = time.perf_counter()
+            mc = problem.fit(jax.random.PRNGKey(0), progress=False, exact=False, time_budget=mc_budget, warn=False)
+            rows.append(("otgen Monte Carlo (exact=False)", time.perf_counter() - t, np.asarray(mc.h, np.float64),
+                         mc.diagnostics.summary(), mc))
+        if sdot_python:
+            h, wall, ver = _sdot_solve(sdot_python, source, y, nu)
+            from otgen.ot.brenier import BrenierMap
+
+            rows.append((f"sdot {ver}", wall, h, "Newton on power diagrams, default tol",
+                         BrenierMap(problem.targets, problem.weights, h, source)))
+        for solver, wall, h, note, m in rows:
+            l1 = float(np.abs(exact_masses(source, y, h) - nu / nu.sum()).sum())
+            iid = ""
+            if k <= iid_max_k:
+                chk = independent_error(m, jax.random.PRNGKey(12345), 1 << 24)
+                iid = f"{chk.l1:.4f} ({chk.noise_l1:.4f})"
+            print(f"| {name} | {solver} | {wall:.3f} | {l1:.2e} | {iid} | {note} |", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small shapes and budgets (smoke run)")
-    p.add_argument("--section", choices=["kernel", "accuracy", "large", "all"], default="all")
+    p.add_argument("--section", choices=["kernel", "accuracy", "large", "lowdim", "all"], default="all")
+    p.add_argument("--sdot-python", default=None,
+                   help="(d): a Python >= 3.12 with sdot installed (scripts/sdot_runner.py runs in it)")
     p.add_argument("--codes", default=None, help="(c): a (K, d) .npy of autoencoder codes to add as a problem")
     p.add_argument("--large-budget", type=float, default=None, help="(c): wall-time budget per run (s)")
     p.add_argument("--budget", type=float, default=None, help="wall-time budget per optimizer run (s)")
@@ -354,6 +456,8 @@ def main(argv=None):
             accuracy_section(k=1000, tol=0.01, budget=args.budget or 150.0, eval_log2=22,
                              aeot_lrs=[1e-4, 1e-3], aeot_batch=1 << 16, pot_iters=[10_000, 100_000, 500_000],
                              pot_log2=16)
+    if args.section in ("lowdim", "all"):
+        lowdim_section(args.sdot_python, args.quick)
     if args.section in ("large", "all"):
         k = 4000 if args.quick else 10_000
         y = (1.5 * np.random.default_rng(1).standard_normal((k, 16))).astype(np.float32)

@@ -15,7 +15,8 @@ def test_toy_aeot_run_writes_the_run_directory_and_covers_every_mode(tmp_path, c
     out = tmp_path / "ring8"
     assert main(["toy", "--dist", "ring8", "--model", "aeot", "--out", str(out), "--n-train", "400",
                  "--n-samples", "1000", "--no-progress"]) == 0
-    for name in ("samples.npy", "samples.png", "metrics.json", "config.json", "data.npy", "brenier.npz"):
+    for name in ("samples.npy", "samples.png", "metrics.json", "config.json", "data.npy", "brenier.npz",
+                 "power_diagram.png"):
         assert (out / name).exists(), name
     samples = np.load(out / "samples.npy")
     assert samples.shape == (1000, 2)
@@ -27,8 +28,9 @@ def test_toy_aeot_run_writes_the_run_directory_and_covers_every_mode(tmp_path, c
     assert cfg["seed"] == 0 and cfg["config"]["extension"]["angle_threshold"] == 0.1
     printed = capsys.readouterr().out
     assert "modes 8/8" in printed and "copies of training points, data-copying C_T" in printed
-    assert f"OT converged: yes (L1 {m['ot_l1_error']:.4f} <= tol 0.02)" in printed
-    assert m["ot_stop_reason"] == "converged" and m["ot_notes"][0].startswith("discrete-OT start")
+    assert f"OT converged: yes (L1 {m['ot_l1_error']:.3g} <= tol 0.02 (exact 2-D path))" in printed
+    assert m["ot_stop_reason"] == "converged" and m["ot_optimizer"] == "exact-newton" and m["ot_l1_error"] < 1e-8
+    assert m["ot_notes"][0].startswith("exact power-diagram path") and m["power_diagram_png"]
     # A step budget too small to converge is said on the summary line, not hidden.
     out3 = tmp_path / "short"
     with pytest.warns(NotConvergedWarning):
@@ -36,7 +38,7 @@ def test_toy_aeot_run_writes_the_run_directory_and_covers_every_mode(tmp_path, c
               "--steps", "1", "--no-progress"])
     m3 = json.loads((out3 / "metrics.json").read_text())
     assert not m3["ot_converged"] and m3["ot_stop_reason"] == "max_steps"
-    assert (f"OT converged: no (L1 {m3['ot_l1_error']:.4f} > tol 0.02, stopped by max_steps)"
+    assert (f"OT converged: no (L1 {m3['ot_l1_error']:.3g} > tol 0.02, stopped by max_steps)"
             in capsys.readouterr().out)
     # Same seed, same samples (reproducible end to end).
     out2 = tmp_path / "again"

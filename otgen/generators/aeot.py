@@ -27,6 +27,7 @@ import numpy as np
 from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend, spacing_rule
+from otgen.ot.exact import why_not_exact
 from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
@@ -143,6 +144,10 @@ class OTOptions:
         return Gaussian(dim=dim) if self.source == "gaussian" else UniformBox(dim=dim)
 
     def make_optimizer(self, solver: SemiDiscreteOT):
+        """The optimizer ``fit`` gets; None (the default "auto" with its default start, where the exact
+        2-D path applies) lets ``fit`` take that path (:mod:`otgen.ot.exact`)."""
+        if self.optimizer == "auto" and self.init_h == "auto" and why_not_exact(solver.source, solver.targets) is None:
+            return None
         steps = {"max_steps": self.max_steps} if self.max_steps else {}  # else the optimizer's own cap
         if self.optimizer == "aeot":
             return aeot_recipe(lr=self.lr, batch_size=self.batch_size or 65536, **steps,
@@ -211,7 +216,7 @@ def solve_latent_ot(codes, ot: OTOptions, key: jax.Array, *,
     # pyOMT's learning rates are tuned in the codes' own frame: the recipe solves there.
     solver = SemiDiscreteOT(ot.measure(z.shape[1]), targets, weights, normalise=ot.optimizer != "aeot")
     bmap = solver.fit(key, tol=ot.tol, batch_size=ot.batch_size, optimizer=ot.make_optimizer(solver),
-                      progress=progress, time_budget=ot.time_budget, metric=ot.metric)
+                      max_steps=ot.max_steps, progress=progress, time_budget=ot.time_budget, metric=ot.metric)
     return whitening, bmap
 
 

@@ -103,7 +103,7 @@ class Diagnostics(NamedTuple):
                 f"{prefix}chi2": self.check_chi2[c] if c >= 0 else pick(self.chi2),
                 f"{prefix}noise_chi2": self.check_noise_chi2[c] if c >= 0 else pick(self.noise_chi2),
                 f"{prefix}returned": "average" if c >= 0 else "iterate",
-                f"{prefix}metric": self.metric, f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
+                f"{prefix}metric": self.metric, f"{prefix}optimizer": self.optimizer, f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
                 f"{prefix}seconds": seconds,
                 f"{prefix}stop_reason": self.stop_reason, f"{prefix}notes": list(self.notes)}
 

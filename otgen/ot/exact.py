@@ -111,39 +111,25 @@ def _laplacian_solve(cells, y, rhs):
     return d
 
 
-def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: int = 100,
-                time_budget: float | None = None, h0=None, callback=None) -> ExactResult:
-    """Damped Newton on exact cells (see the module docstring); heights in the user's frame.
+class _Run(NamedTuple):
+    h: np.ndarray
+    cells: object
+    converged: bool
+    reason: str
+    hist: dict
+    notes: list
 
-    ``h0``: a start in the user's frame (used if every cell has mass there, else the Voronoi start).
-    ``callback(step, h, masses)`` after each iterate (user frame); returning True stops.
-    """
-    t_start = time.perf_counter()
-    density, y_std, offset = standard_frame(source, targets)
-    y, s, c = _inside(y_std, density)
-    mean_z = np.full(2, 0.5) if density == "uniform" else np.zeros(2)
-    nu = np.asarray(weights, np.float64)
-    nu = nu / nu.sum()  # float32 weights sum to 1 only to ~1e-7: that would be the L1 floor
-    notes = [f"exact power-diagram path (d = 2, {density} source in its standard frame): Qhull lower hull, "
-             f"cells clipped exactly, damped Newton (Kitagawa-Merigot-Thibert); errors exact to float64 rounding"]
 
-    def to_user(h_inside):
-        return s * h_inside - offset
-
-    def user_energy(cells, h_inside):
-        """E(h) = int u_h dmu - <nu, h> in the user's frame: s E' + <mean of z, c> + <nu, offset>."""
-        inner = float(np.sum(cells.moment * y) + np.sum(h_inside * (cells.mass - nu)))
-        return s * inner + float(mean_z @ c) + float(nu @ offset)
-
-    h = None
+def _newton(y, nu, density, h0, *, tol, max_steps, time_budget=None, report=None, t_start=None) -> _Run:
+    """The damped Newton iteration in the inside frame.  ``report(step, h, cells) -> stop?`` per iterate."""
+    t_start = time.perf_counter() if t_start is None else t_start
+    notes, h, cells = [], None, None
     if h0 is not None:
-        h = (np.asarray(h0, np.float64) + offset) / s
-        cells = laguerre_cells(y, h, density)
-        if cells.mass.min() <= 0:
-            notes.append(f"h0 leaves {int(np.sum(cells.mass <= 0))} cell(s) empty: Voronoi start instead")
-            h = None
+        cells = laguerre_cells(y, h0, density)
+        if cells.mass.min() > 0:
+            h = h0
         else:
-            notes.append("start: h0 given by the caller")
+            notes.append(f"the start leaves {int(np.sum(cells.mass <= 0))} cell(s) empty: Voronoi start instead")
     if h is None:
         h = -0.5 * np.sum(y * y, axis=1)
         cells = laguerre_cells(y, h, density)
@@ -152,7 +138,7 @@ def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: 
     if w.min() <= 0:  # targets strictly inside the support have cells of positive mass: cannot happen
         raise FloatingPointError(f"exact OT: {int(np.sum(w <= 0))} empty cell(s) at the Voronoi start")
     eps = 0.5 * min(float(w.min()), float(nu.min()))
-    hist = {k: [] for k in ("l1", "chi2", "max_rel", "energy", "step", "time")}
+    hist = {k: [] for k in ("l1", "chi2", "max_rel", "step", "time")}
     converged, reason = False, "max_steps"
     for step in range(max_steps):
         g = w - nu
@@ -160,9 +146,8 @@ def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: 
         hist["l1"].append(err)
         hist["chi2"].append(float(np.sum(g * g / nu)))
         hist["max_rel"].append(float(np.max(np.abs(g) / nu)))
-        hist["energy"].append(user_energy(cells, h))
         hist["time"].append(time.perf_counter() - t_start)
-        if callback is not None and callback(step, to_user(h), w):
+        if report is not None and report(step, h, cells):
             reason = "callback"
             break
         if err <= tol:
@@ -191,7 +176,6 @@ def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: 
                 break
             t *= 0.5
         else:
-            hist["step"].append(0.0)
             reason = "stalled"
             notes.append(f"step {step}: no step length down to 2^-{MAX_HALVINGS} met the Newton line search "
                          f"(L1 {err:.3g}; float64 rounding of the cell masses is the usual cause near 1e-13)")
@@ -199,10 +183,46 @@ def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: 
         hist["step"].append(t)
         h, cells, w = h_try, cells_try, w_try
     hist["step"].extend([0.0] * (len(hist["l1"]) - len(hist["step"])))
-    h_user = to_user(h)
+    return _Run(h, cells, converged, reason, hist, notes)
+
+
+def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: int = 100,
+                time_budget: float | None = None, h0=None, callback=None) -> ExactResult:
+    """Damped Newton on exact cells (see the module docstring); heights in the user's frame.
+
+    ``h0``: a start in the user's frame (used if every cell has mass there, else the Voronoi start).
+    ``callback(step, h, masses)`` after each iterate (user frame); returning True stops.
+    """
+    t_start = time.perf_counter()
+    density, y_std, offset = standard_frame(source, targets)
+    y, s, c = _inside(y_std, density)
+    mean_z = np.full(2, 0.5) if density == "uniform" else np.zeros(2)
+    nu = np.asarray(weights, np.float64)
+    nu = nu / nu.sum()  # float32 weights sum to 1 only to ~1e-7: that would be the L1 floor
+    energies = []
+
+    def to_user(h_inside):
+        return s * h_inside - offset
+
+    def report(step, h, cells):
+        # E(h) = int u_h dmu - <nu, h> in the user's frame: s E' + <mean of z, c> + <nu, offset>
+        inner = float(np.sum(cells.moment * y) + np.sum(h * (cells.mass - nu)))
+        energies.append(s * inner + float(mean_z @ c) + float(nu @ offset))
+        return callback is not None and callback(step, to_user(h), cells.mass)
+
+    start = None if h0 is None else (np.asarray(h0, np.float64) + offset) / s
+    run = _newton(y, nu, density, start, tol=tol, max_steps=max_steps, time_budget=time_budget, report=report,
+                  t_start=t_start)
+    notes = [f"exact power-diagram path (d = 2, {density} source in its standard frame): Qhull lower hull, "
+             f"cells clipped exactly, damped Newton (Kitagawa-Merigot-Thibert); errors exact to float64 rounding"]
+    if h0 is not None and not any("empty" in n for n in run.notes):
+        notes.append("start: h0 given by the caller")
+    h_user = to_user(run.h)
     h_user = h_user - h_user.mean()
-    return ExactResult(h_user, converged, reason, tuple(hist["l1"]), tuple(hist["chi2"]), tuple(hist["max_rel"]),
-                       tuple(hist["energy"]), tuple(hist["step"]), tuple(hist["time"]), tuple(notes))
+    hist = run.hist
+    return ExactResult(h_user, run.converged, run.reason, tuple(hist["l1"]), tuple(hist["chi2"]),
+                       tuple(hist["max_rel"]), tuple(energies), tuple(hist["step"]), tuple(hist["time"]),
+                       tuple(notes + run.notes))
 
 
 def exact_masses(source, targets, h) -> np.ndarray:

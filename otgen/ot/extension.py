@@ -215,6 +215,14 @@ class ExtendedMap(NamedTuple):
         """Targets in the frame distances are measured in (the spacing rule's metric)."""
         return jnp.asarray(self.bmap.targets) @ jnp.asarray(self.spacing_rule.metric)
 
+    def admissible(self, i, j) -> np.ndarray:
+        """Whether the rule interpolates between targets ``i`` and ``j`` (index arrays): the facets it
+        refuses are the map's singular set as the extension sees it."""
+        idx = jnp.stack([jnp.asarray(i, jnp.int32), jnp.asarray(j, jnp.int32)], axis=1)
+        if self.spacing_rule is None:
+            return np.asarray(_regular_by_angle(idx, self.normals, self.angle_threshold))[:, 0]
+        return np.asarray(regular_by_spacing(idx, self.metric_targets(), self.spacing_rule.radius))[:, 0]
+
     def neighbour_angles(self, x) -> tuple[jax.Array, jax.Array]:
         """For each row of ``x``: its top-k cells (n, k) and the dihedral angle (n, k-1) from
         its own cell to each other one (the quantity the threshold is compared with)."""
