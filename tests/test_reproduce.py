@@ -202,6 +202,18 @@ def test_jobs_run_the_published_preset_and_aeot_its_default(tmp_path, monkeypatc
         [("gan", "published", 100_000), ("wgan-gp", "published", 100_000), ("aeot", "default", 2000)]
 
 
+def test_a_finished_job_without_its_checkpoint_is_skipped_not_restarted(tmp_path, monkeypatch):
+    """Committed finished runs keep metrics, samples and curves but no checkpoint: a worker skips them."""
+    import otgen.experiments.toy as toy
+
+    monkeypatch.setattr(toy, "run", lambda cfg: pytest.fail(f"{cfg.out} was trained again"))
+    _fake_run(tmp_path / "ring8_gan_s1", modes=5, hq=0.99)
+    assert not (tmp_path / "ring8_gan_s1" / "checkpoint.npz").exists()
+    assert reproduce.run_job(tmp_path, "ring8", "gan", 1)["modes_captured"] == 5
+    (rec,) = reproduce.collect(tmp_path, models=("gan",), dists=("ring8",))
+    assert rec["seeds"] == 1 and not rec["running"]
+
+
 def _fake_run(path, modes, hq, kl=0.1, steps=400_000, curve=True):
     path.mkdir(parents=True)
     rng = np.random.default_rng(0)
