@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
 from otgen.ot.exact import EXACT_TOL, solve_exact, why_not_exact
+from otgen.ot.warm_start import discrete_ot_heights, multiscale_heights
 from otgen.ot.measures import as_measure, moments
 from otgen.ot.optim import (METRICS, Estimate, averaged_sgd, certify_samples, chi2_noise_at, damped_newton,
                              error_of, noise_of)
@@ -331,8 +332,6 @@ class SemiDiscreteOT:
         if kind in ("discrete", "multiscale") and key is None:
             raise ValueError(f"the {kind!r} initial h needs a PRNG key")
         if kind == "discrete":
-            from otgen.ot.warm_start import discrete_ot_heights
-
             h = discrete_ot_heights(self.source, self._y, self.weights, key)
             if h is not None:
                 return h, f"discrete-OT start ({4 * k} source samples, exact network simplex)"
@@ -341,9 +340,11 @@ class SemiDiscreteOT:
         if kind == "multiscale":
             if k <= 16:  # nothing to coarsen
                 return self._initial_h("discrete", key)
-            from otgen.ot.warm_start import multiscale_heights
+            def solve_coarse(centres, weights, k):
+                return SemiDiscreteOT(self.source, centres, weights, normalize_weights=True).fit(
+                    k, tol=0.05, max_steps=10, progress=False, warn=False)
 
-            return multiscale_heights(self.source, self._y, self.weights, key)
+            return multiscale_heights(self.source, self._y, self.weights, key, solve_coarse)
         if kind == "zero":
             return jnp.zeros(k, jnp.float32), "zero start"
         if kind == "voronoi":

@@ -32,6 +32,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ot  # POT: the exact discrete OT problems
+
+from otgen.ot import scores
+from otgen.ot.measures import sample_batches
 
 __all__ = ["discrete_ot_heights", "weighted_kmeans", "multiscale_heights"]
 
@@ -44,8 +48,6 @@ def discrete_ot_heights(source, targets, weights, key: jax.Array, *, samples_per
     more than ``max_entries`` entries (the caller then keeps its default start).
     Deterministic in ``key`` (randomised QMC samples where the source offers them).
     """
-    import ot  # POT
-
     y = np.asarray(targets, np.float64)
     nu = np.asarray(weights, np.float64)
     k = y.shape[0]
@@ -71,8 +73,6 @@ def weighted_kmeans(y, weights, m: int, key: jax.Array, *, iters: int = 8):
     argmax kernel (nearest centre = argmax <y, c> - |c|^2 / 2).  Empty clusters are
     dropped and coinciding centres merged, so ``m' <= m`` and the centres are distinct.
     """
-    from otgen.ot import scores
-
     y = jnp.asarray(y, jnp.float32)
     nu = jnp.asarray(weights, jnp.float32)
     k = y.shape[0]
@@ -93,29 +93,22 @@ def weighted_kmeans(y, weights, m: int, key: jax.Array, *, iters: int = 8):
     return c.astype(np.float32), labels, cw / cw.sum()
 
 
-def multiscale_heights(source, targets, weights, key: jax.Array, *, ratio: int = 8, tol: float = 0.05,
-                       max_steps: int = 10):
+def multiscale_heights(source, targets, weights, key: jax.Array, solve_coarse, *, ratio: int = 8):
     """Heights (K,) from a coarse problem on ``K / ratio`` k-means centres; returns (h, note).
 
-    The coarse problem is solved by :class:`~otgen.ot.solver.SemiDiscreteOT` with its
-    default start (discrete OT, or multiscale again when still large), loosely: a start
-    needs the right mass per cluster, not a certified fit.
+    ``solve_coarse(centres, weights, key) -> BrenierMap`` solves the coarse problem (the solver
+    passes its own fit with its default start, loosely: a start needs the right mass per
+    cluster, not a certified fit), so this module does not import the solver back.
     """
-    from otgen.ot.measures import sample_batches
-    from otgen.ot.solver import SemiDiscreteOT
-
     k_means, k_fit, k_cells = jax.random.split(key, 3)
     y = np.asarray(targets, np.float64)
     nu = np.asarray(weights, np.float64)
     centres, labels, cw = weighted_kmeans(y.astype(np.float32), weights, max(2, y.shape[0] // ratio), k_means)
-    coarse = SemiDiscreteOT(source, centres, cw, normalize_weights=True)
-    cmap = coarse.fit(k_fit, tol=tol, max_steps=max_steps, progress=False, warn=False)
+    cmap = solve_coarse(centres, cw, k_fit)
     # Split every coarse cell among its cluster by a small exact discrete OT problem between the
     # cell's own source samples (16 per member, RQMC) and the members, with cost -<x, y_i - c>:
     # its duals v_i are the members' relative heights.  The shift kappa_c = mean of the sample
     # duals keeps the cluster's outer envelope where the coarse cell's was, on average.
-    import ot  # POT
-
     m = centres.shape[0]
     xs, cells = [], []
     for x in sample_batches(source, k_cells, 16 * y.shape[0], 1 << 16, qmc=hasattr(source, "qmc_sample")):
