@@ -1,14 +1,11 @@
-"""SemiDiscreteOT: validate a problem, estimate the energy by tiled Monte Carlo, run an optimizer.
-
-(~580 lines: validation, the jitted estimate and the fit loop with its stopping, time-budget and
-diagnostics rules belong to one object; the optimizers are :mod:`otgen.ot.optim`.)
+"""SemiDiscreteOT: a problem (:mod:`otgen.ot.problem`), its starts (:mod:`otgen.ot.warm_start`), and ``fit``.
 
 ``SemiDiscreteOT(source, targets, weights).fit(key, tol=...)`` minimises
 E(h) = E_mu[max_i <x, y_i> + h_i] - <nu, h> and returns a :class:`BrenierMap`.
-The estimate of the gradient w(h) - nu is computed in batches of samples
-(``lax.scan``) through the tiled kernels of :mod:`otgen.ot.scores`; each
-estimate uses two independent half-samples so that its own noise is measured,
-not guessed, and the stopping test accounts for it.
+In 2-D (box or Gaussian source) the cells are exact (:mod:`otgen.ot.exact`); otherwise the
+gradient w(h) - nu is a Monte-Carlo estimate (:mod:`otgen.ot.estimate`) made of two independent
+half-samples, so that its own noise is measured, not guessed, and the stopping test accounts
+for it; the optimizers that step on it are :mod:`otgen.ot.optim`.
 """
 
 from __future__ import annotations
@@ -17,223 +14,22 @@ import math
 import sys
 import time
 import warnings
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax import lax
-from jax.sharding import PartitionSpec as P
-
 from otgen.ot import scores, sharding
 from otgen.ot.brenier import BrenierMap, Diagnostics
+from otgen.ot.estimate import draw_samples, estimate
 from otgen.ot.exact import EXACT_TOL, solve_exact, why_not_exact
+from otgen.ot.measures import moments
+from otgen.ot.problem import validate_problem
 from otgen.ot.warm_start import discrete_ot_heights, multiscale_heights
-from otgen.ot.measures import as_measure, moments
 from otgen.ot.optim import (METRICS, Estimate, averaged_sgd, certify_samples, chi2_noise_at, damped_newton,
                              error_of, noise_of)
 
 __all__ = ["SemiDiscreteOT", "validate_problem", "NotConvergedWarning", "NotConvergedError", "DISCRETE_MAX_K"]
 
-_WEIGHT_SUM_TOL = 1e-5
-
-
-def _find_duplicate_rows(y: np.ndarray) -> tuple[int, int] | None:
-    """First pair of identical rows, or None.
-
-    Rows are hashed by a random projection (O(K) extra memory, no sorted copy of
-    the targets); only rows with equal hashes are compared exactly.
-    """
-    proj = np.random.default_rng(0).standard_normal(y.shape[1])
-    key = y @ proj.astype(y.dtype)  # no float64 copy of the targets
-    order = np.argsort(key, kind="stable")
-    same = np.flatnonzero(key[order[1:]] == key[order[:-1]])
-    for j in same:
-        a, b = sorted((int(order[j]), int(order[j + 1])))
-        if np.array_equal(y[a], y[b]):
-            return a, b
-    # Groups of 3+ equal hashes: compare every pair inside a group (rare).
-    for j in same:
-        group = order[j:][key[order[j:]] == key[order[j]]]
-        for u in range(len(group)):
-            for v in range(u + 1, len(group)):
-                if np.array_equal(y[group[u]], y[group[v]]):
-                    return tuple(sorted((int(group[u]), int(group[v]))))
-    return None
-
-
-def validate_problem(source, targets, weights=None, *, normalize_weights: bool = False):
-    """Check and convert ``(targets, weights)``; returns (measure, targets f32 (K, d), weights f32 (K,)).
-
-    Raises ``ValueError`` naming the problem for: non-2-D or empty targets,
-    NaN/inf, dimension mismatch with the source, duplicate target rows
-    (rejected: merge them yourself, summing their weights), weights of the
-    wrong shape, non-finite, non-positive, or not summing to 1 (unless
-    ``normalize_weights=True``).
-    """
-    y = np.asarray(targets)
-    if y.ndim != 2:
-        raise ValueError(f"targets must be a 2-D array (K, d), got shape {y.shape}")
-    if y.shape[0] == 0:
-        raise ValueError("targets is empty (K = 0): need at least one target")
-    if y.shape[1] == 0:
-        raise ValueError("targets have dimension 0")
-    if not np.issubdtype(y.dtype, np.number):
-        raise ValueError(f"targets must be numeric, got dtype {y.dtype}")
-    y = y.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(y)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(y), axis=1))[0])
-        raise ValueError(f"targets contain NaN or inf (first at row {bad})")
-    measure = as_measure(source, dim_hint=y.shape[1])
-    if measure.dim != y.shape[1]:
-        raise ValueError(f"dimension mismatch: source has dim {measure.dim} but targets have dim {y.shape[1]}")
-    dup = _find_duplicate_rows(y)
-    if dup is not None:
-        raise ValueError(f"duplicate targets: rows {dup[0]} and {dup[1]} are identical; merge them "
-                         "(summing their weights) before solving")
-    k = y.shape[0]
-    if weights is None:
-        nu = np.full(k, 1.0 / k, np.float64)
-    else:
-        nu = np.asarray(weights, dtype=np.float64)
-        if nu.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},) to match {k} targets, got {nu.shape}")
-        if not np.all(np.isfinite(nu)):
-            raise ValueError("weights contain NaN or inf")
-        if np.any(nu < 0):
-            raise ValueError(f"weights must be positive; found a negative weight at index {int(np.argmin(nu))}")
-        if np.any(nu == 0):
-            raise ValueError(f"weights must be positive; found a zero weight at index {int(np.argmin(nu))} "
-                             "(drop that target instead)")
-        total = nu.sum()
-        if normalize_weights:
-            nu = nu / total
-        elif abs(total - 1.0) > _WEIGHT_SUM_TOL:
-            raise ValueError(f"weights sum to {total:.8g}, not 1; pass normalize_weights=True to rescale them")
-    return measure, jnp.asarray(y), jnp.asarray(nu, jnp.float32)
-
-
-def _draw(source, sampling: str, key, n: int, start):
-    if sampling == "iid":
-        return source.sample(jax.random.fold_in(key, start), n)
-    if sampling == "rqmc":
-        return source.qmc_sample(key, n, start=start)
-    if sampling == "sobol":  # deterministic, unshifted (AE-OT baseline)
-        return source.qmc_sample(None, n, start=start)
-    raise ValueError(f"unknown sampling {sampling!r}")
-
-
-def _accumulate(blocks: scores.TargetBlocks, key, n_batches, *, source, sampling, batch, hess_batches, num_targets,
-                chunk_size, shards=1, sample_axis=None, target_axis=None):
-    """Counts of both half-samples, sum of u_h, and per-sample (i1, i2, gap) for the Hessian batches.
-
-    Global batch ``b`` always holds the same samples (sample indices ``b*batch ...``),
-    whichever device draws it: with ``shards`` sample devices, shard ``s`` takes
-    batches ``s, s + shards, ...``; histograms are then summed with ``psum``.
-    """
-    key_a, key_b = jax.random.split(key)
-    n_batches = jnp.asarray(n_batches, jnp.uint32)
-    shard = jnp.uint32(0) if sample_axis is None else lax.axis_index(sample_axis).astype(jnp.uint32)
-    # "sobol": one fixed point set, the halves are consecutive index ranges.
-    start_b = n_batches * batch if sampling == "sobol" else jnp.uint32(0)
-
-    def draw(b):
-        start = b * batch
-        return (_draw(source, sampling, key_a, batch, start), _draw(source, sampling, key_b, batch, start + start_b))
-
-    def hess_body(carry, j):
-        counts_a, counts_b, sum_u = carry
-        xa, xb = draw(j * shards + shard)
-        ua, ia, va, ja = sharding.top2_cells(xa, blocks, chunk_size, target_axis)
-        ub, ib, vb, jb = sharding.top2_cells(xb, blocks, chunk_size, target_axis)
-        carry = (counts_a + jnp.bincount(ia, length=num_targets), counts_b + jnp.bincount(ib, length=num_targets),
-                 sum_u + jnp.sum(ua) + jnp.sum(ub))
-        return carry, (jnp.concatenate([ia, ib]), jnp.concatenate([ja, jb]), jnp.concatenate([ua - va, ub - vb]))
-
-    def mass_body(j, carry):
-        counts_a, counts_b, sum_u = carry
-        xa, xb = draw(jnp.uint32(hess_batches) + j * shards + shard)
-        ua, ia = sharding.argmax_cells(xa, blocks, chunk_size, target_axis)
-        ub, ib = sharding.argmax_cells(xb, blocks, chunk_size, target_axis)
-        return (counts_a + jnp.bincount(ia, length=num_targets), counts_b + jnp.bincount(ib, length=num_targets),
-                sum_u + jnp.sum(ua) + jnp.sum(ub))
-
-    zeros = jnp.zeros(num_targets, jnp.int32)
-    carry = (zeros, zeros, jnp.float32(0.0))
-    per_sample = None
-    if hess_batches:
-        carry, per_sample = lax.scan(hess_body, carry, jnp.arange(hess_batches // shards, dtype=jnp.uint32))
-        per_sample = tuple(a.reshape(-1) for a in per_sample)
-    remaining = n_batches - jnp.uint32(hess_batches)
-    n_local = (remaining + jnp.uint32(shards - 1) - shard) // jnp.uint32(shards)
-    counts_a, counts_b, sum_u = lax.fori_loop(jnp.uint32(0), n_local, mass_body, carry)
-    if sample_axis is not None:
-        counts_a, counts_b, sum_u = (lax.psum(a, sample_axis) for a in (counts_a, counts_b, sum_u))
-    return counts_a, counts_b, sum_u, per_sample
-
-
-@partial(jax.jit, static_argnames=("source", "sampling", "batch", "hess_batches", "num_targets", "chunk_size",
-                                   "band", "mesh"))
-def _estimate(blocks: scores.TargetBlocks, nu, h, key, n_batches, *, source, sampling, batch, hess_batches,
-              num_targets, chunk_size, band, mesh=None):
-    """Two independent half-samples of ``batch * n_batches`` points each; see :class:`Estimate`.
-
-    ``n_batches`` is traced (growing the sample size does not recompile); the
-    first ``hess_batches`` batches (static) also record each sample's two best
-    cells and score gap for the facet-area Hessian.  With a ``mesh``, batches
-    are spread over its sample axis and target blocks over its target axis.
-    """
-    blocks = scores.with_heights(blocks, h)
-    kw = dict(source=source, sampling=sampling, batch=batch, hess_batches=hess_batches, num_targets=num_targets,
-              chunk_size=chunk_size)
-    if mesh is None:
-        counts_a, counts_b, sum_u, per_sample = _accumulate(blocks, key, n_batches, **kw)
-    else:
-        shards = int(mesh.shape[sharding.SAMPLES])
-        fn = partial(_accumulate, shards=shards, sample_axis=sharding.SAMPLES, target_axis=sharding.TARGETS, **kw)
-        spec_blocks = scores.TargetBlocks(P(sharding.TARGETS), P(sharding.TARGETS), None)
-        per_spec = (P(sharding.SAMPLES),) * 3 if hess_batches else None
-        counts_a, counts_b, sum_u, per_sample = jax.shard_map(
-            fn, mesh=mesh, in_specs=(spec_blocks, P(), P()), out_specs=(P(), P(), P(), per_spec),
-            check_vma=False)(blocks, key, n_batches)
-        if per_sample is not None:  # shard-major -> batch-major: the single-device order
-            per_sample = tuple(a.reshape(shards, hess_batches // shards, -1).transpose(1, 0, 2).reshape(-1)
-                               for a in per_sample)
-    n_half = batch * n_batches
-    w_a = counts_a.astype(jnp.float32) / n_half
-    w_b = counts_b.astype(jnp.float32) / n_half
-    w = 0.5 * (w_a + w_b)
-    g = w - nu
-    edges = None
-    if per_sample is not None:
-        i1, i2, gap = per_sample
-        # The band is taken in distance to the facet, r = gap / |y_i - y_j|, not in score gap:
-        # facets between far-apart targets then get their share of band samples too.
-        y_flat = blocks.y.reshape(-1, blocks.y.shape[-1])
-        dist = jnp.maximum(jnp.linalg.norm(y_flat[i1] - y_flat[i2], axis=1), 1e-30)
-        r = gap / dist
-        sub = min(gap.shape[0], 1 << 16)
-        delta = jnp.maximum(jnp.quantile(r[:sub], band), 1e-12)
-        median = jnp.quantile(gap[:sub], 0.5)
-        c = jnp.where(r < delta, 1.0 / (2.0 * gap.shape[0] * delta * dist), 0.0).astype(jnp.float32)
-        edges = (i1, i2, c, median)
-    chi2 = jnp.sum((w_a - nu) * (w_b - nu) / nu)
-    n_total = 2.0 * n_half
-    return Estimate(
-        masses=w,
-        chi2=chi2,
-        # Monte-Carlo standard error of the unbiased chi2 (independent half-samples, each cell's
-        # count binomial): Var = 4 K / N^2 + 4 chi2 / N; conservative for RQMC
-        noise_chi2=(2.0 / n_total) * jnp.sqrt(jnp.sum(nu > 0) + n_total * jnp.maximum(chi2, 0.0)),
-        l1=jnp.sum(jnp.abs(g)),
-        noise_l1=0.5 * jnp.sum(jnp.abs(w_a - w_b)),
-        max_rel=jnp.max(jnp.abs(g) / nu),
-        l2=jnp.sqrt(jnp.sum(g * g)),
-        energy=sum_u / (2 * n_half) - jnp.dot(nu, h),
-        num_empty=jnp.sum((counts_a + counts_b) == 0).astype(jnp.int32),
-        edges=edges,
-    )
 
 
 class NotConvergedWarning(UserWarning):
@@ -390,7 +186,7 @@ class SemiDiscreteOT:
         if hessian:  # a whole number of Hessian batches per sample shard
             hess_batches = max(self._shards, hess_batches - hess_batches % self._shards)
         n_batches = max(n_batches, hess_batches)
-        est = _estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
+        est = estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
                         batch=batch, hess_batches=hess_batches, num_targets=self.num_targets,
                         chunk_size=min(self.chunk_size, batch), band=float(band), mesh=self.mesh)
         return est._replace(num_samples=2 * batch * n_batches)
@@ -430,7 +226,7 @@ class SemiDiscreteOT:
         u_h(x) - <x, y_i> - h_i; the raise is the ceil(nu_i N)-th smallest of these gaps.
         """
         idx = jnp.asarray(idx, jnp.int32)
-        x = _draw(self.source, self._sampling(sampling), key, int(num_samples), jnp.uint32(0))
+        x = draw_samples(self.source, self._sampling(sampling), key, int(num_samples), jnp.uint32(0))
         blocks = (scores.with_heights(self._blocks, h) if self.mesh is None
                   else scores.block_targets(self._y, h, self.block_size))
         u = scores.max_and_cells(x, blocks, chunk_size=self.chunk_size)[0]
