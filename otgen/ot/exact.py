@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import splu
 
 from otgen.ot.laguerre import DegenerateTargets, laguerre_cells
 from otgen.ot.measures import Gaussian, UniformBox
@@ -108,7 +108,11 @@ def _newton_direction(cells, y, rhs, pinned: int) -> np.ndarray:
                                                         np.concatenate([j, i, np.arange(k)]))), shape=(k, k))
     keep = np.flatnonzero(np.arange(k) != pinned)
     d = np.zeros(k)
-    d[keep] = spsolve(lap.tocsc()[keep][:, keep], rhs[keep], permc_spec="COLAMD")
+    # symmetric positive definite once pinned: SuperLU's symmetric mode, no pivoting, minimum degree on
+    # A^T + A (at K = 10^5 faster than its default, COLAMD on the columns)
+    lu = splu(lap.tocsc()[keep][:, keep], permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+              options=dict(SymmetricMode=True))
+    d[keep] = lu.solve(rhs[keep])
     return d
 
 
