@@ -201,14 +201,13 @@ def _plot_power_diagram(rd, gen, toy, data: np.ndarray, samples: np.ndarray, tit
     if why_not_exact(bmap.source, bmap.targets) is not None:
         return False
     density, y_std, offset = standard_frame(bmap.source, bmap.targets)
-    cells = laguerre_cells(y_std, np.asarray(bmap.h, np.float64) + offset, density)
+    h_std = np.asarray(bmap.h, np.float64) + offset
+    cells = laguerre_cells(y_std, h_std, density)
     labels = _mode_labels(toy, gen.whitening.invert(np.asarray(bmap.targets)))
     lo, hi = (0.0, 1.0) if density == "uniform" else (-3.0, 3.0)  # the standard frame's window
     g = (np.arange(500) + 0.5) / 500 * (hi - lo) + lo
     grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
-    cell = np.argmax(grid @ y_std.T + (np.asarray(bmap.h, np.float64) + offset), axis=1) if len(y_std) <= 2000 else \
-        np.concatenate([np.argmax(c @ y_std.T + (np.asarray(bmap.h, np.float64) + offset), axis=1)
-                        for c in np.array_split(grid, 50)])
+    cell = np.concatenate([np.argmax(c @ y_std.T + h_std, axis=1) for c in np.array_split(grid, 50)])
     power_diagram(cells, labels, ~ext.admissible(cells.facet_i, cells.facet_j), labels[cell].reshape(500, 500),
                   (lo, hi, lo, hi), samples, data, rd.file("power_diagram.png"), title=title)
     return True

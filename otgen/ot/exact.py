@@ -133,6 +133,7 @@ def _newton(y, nu, density, h0, *, tol, max_steps, time_budget=None, report=None
         cells = laguerre_cells(y, h0, density)
         if cells.mass.min() > 0:
             h = h0
+            notes.append("start: h0 given by the caller")
         else:
             notes.append(f"the start leaves {int(np.sum(cells.mass <= 0))} cell(s) empty: Voronoi start instead")
     if h is None:
@@ -222,8 +223,6 @@ def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: 
                   t_start=t_start)
     notes = [f"exact power-diagram path (d = 2, {density} source in its standard frame): Qhull lower hull, "
              f"cells clipped exactly, damped Newton (Kitagawa-Merigot-Thibert); errors exact to float64 rounding"]
-    if h0 is not None and not any("empty" in n for n in run.notes):
-        notes.append("start: h0 given by the caller")
     h_user = to_user(run.h)
     h_user = h_user - h_user.mean()
     hist = run.hist

@@ -44,6 +44,19 @@ class NotConvergedError(RuntimeError):
         self.bmap = bmap  # the best map found, for inspection
 
 
+def _verdict(bmap: BrenierMap, strict: bool, warn: bool, stacklevel: int) -> BrenierMap:
+    """``bmap`` if its fit converged; otherwise raise :class:`NotConvergedError` (``strict``) or warn
+    (``warn``) with the fit's summary.  ``stacklevel`` points the warning at the caller of ``fit``."""
+    diag = bmap.diagnostics
+    if not diag.converged:
+        msg = f"semi-discrete OT {diag.summary()}"
+        if strict:
+            raise NotConvergedError(msg, bmap)
+        if warn:
+            warnings.warn(msg, NotConvergedWarning, stacklevel=stacklevel)
+    return bmap
+
+
 # Above this many targets the default start is multiscale instead of one exact discrete OT problem
 # (its 4K x K cost matrix and network simplex: ~6 s at K = 2,000, ~12 s at 3,000 on 2 cores).  Measured
 # on 8 Gaussian clusters, K = 2,000: the discrete start begins at L1 0.24 and converges in 3 steps
@@ -257,13 +270,7 @@ class SemiDiscreteOT:
         diag = Diagnostics(res.l1, zeros, res.max_rel, res.energy, res.wall_time, (0,) * n, converged, "exact-newton",
                            res.chi2, res.step_size, n - 1, reason, float(tol), res.notes, metric or "l1", zeros)
         bmap = BrenierMap(self.targets, self.weights, res.h, self.source, diag, self.block_size, self.chunk_size)
-        if not converged:
-            msg = f"semi-discrete OT {diag.summary()}"
-            if strict:
-                raise NotConvergedError(msg, bmap)
-            if warn:
-                warnings.warn(msg, NotConvergedWarning, stacklevel=3)
-        return bmap
+        return _verdict(bmap, strict, warn, stacklevel=4)
 
     def _score_gap(self, key, h, num_samples: int = 1 << 12) -> float:
         """Median score gap between each sample's best and second-best cell (solver frame): how far,
@@ -509,10 +516,4 @@ class SemiDiscreteOT:
         bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
         if self.mesh is None and self._y is self.targets:  # same frame: hand over the padded blocks, no copy
             bmap._blocks = (h_out, self.targets, scores.with_heights(self._blocks, h_out))
-        if not converged:
-            msg = f"semi-discrete OT {diag.summary()}"
-            if strict:
-                raise NotConvergedError(msg, bmap)
-            if warn:
-                warnings.warn(msg, NotConvergedWarning, stacklevel=2)
-        return bmap
+        return _verdict(bmap, strict, warn, stacklevel=3)
