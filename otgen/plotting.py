@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from otgen.checkpoint import atomic_write  # noqa: E402
 
-__all__ = ["save_figure", "scatter_over_data", "image_grid", "loss_curves", "tile_images"]
+__all__ = ["save_figure", "scatter_over_data", "image_grid", "loss_curves", "tile_images", "quality_novelty"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -185,3 +185,27 @@ def power_diagram(cells, labels, singular, grid_labels, extent, samples, data, p
     scatter_panel(bx, samples, data, "generated (orange) over data (grey)")
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path, dpi=140)
+
+
+def quality_novelty(families: dict[str, list[tuple[float, float, str]]], controls: dict[str, tuple[float, float]],
+                    path, xlabel: str, ylabel: str = "FID", title: str = "") -> Path:
+    """One line per sampler family through its (x, y, label) points (a parameter moving), control rows
+    as black markers: where each sampler sits between copying (left) and quality (down)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for name, pts in families.items():
+        pts = sorted(pts)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        ax.plot(xs, ys, "o-", ms=4, lw=1.2, label=name)
+        for x, y, lab in pts:
+            if lab:
+                ax.annotate(lab, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    for (name, (x, y)), marker in zip(controls.items(), "s^vDP*"):
+        ax.plot([x], [y], marker, c="k", ms=6, label=name)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_yscale("log")
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6.5, loc="best")
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)

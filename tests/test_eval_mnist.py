@@ -98,20 +98,35 @@ def _real_setup():
 
 
 def test_real_digits_score_like_real_digits():
-    from otgen.eval.mnist import evaluate_digits
+    from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, evaluate_digits
 
     x, y = _real_setup()
-    out = evaluate_digits(x, data_dir=MNIST_DIR, pr_k=None)
-    # the test set against itself: FID 0, all classes, KL equal to that of its true labels (+ errors)
-    assert out["fid"] == pytest.approx(0.0, abs=1e-6)
+    # the held-out half against itself (it is the reference): FID 0
+    assert evaluate_digits(x[HELD_OUT], data_dir=MNIST_DIR, pr_k=None, novelty=False)["fid"] == pytest.approx(0.0, abs=1e-6)
+    # the control half: a fresh draw of the same distribution scores like training digits (the floor),
+    # not like another writer population (MNIST's halves by position: FID ~33); all classes; KL of its labels
+    out = evaluate_digits(x[REAL_CONTROL], data_dir=MNIST_DIR, pr_k=3, novelty=False)
+    assert 0 < out["fid"] < 2 * out["fid_train_vs_test"] < 6
+    assert 0.8 < out["precision"] < 0.99  # not 1: the control's images are not in the reference
     assert out["classes_covered"] == 10
-    true_kl = float(np.sum(np.bincount(y) / len(y) * np.log(np.bincount(y) / len(y) * 10)))
+    yc = y[REAL_CONTROL]
+    true_kl = float(np.sum(np.bincount(yc) / len(yc) * np.log(np.bincount(yc) / len(yc) * 10)))
     assert out["kl_uniform"] == pytest.approx(true_kl, abs=2e-3)
-    assert out["fid_train_vs_test"] > 0
     # a "generator" that only makes ones: one class (>= 99% of them read as 1), large FID
-    ones = evaluate_digits(x[y == 1], data_dir=MNIST_DIR, pr_k=None)
+    ones = evaluate_digits(x[y == 1], data_dir=MNIST_DIR, pr_k=None, novelty=False)
     assert ones["class_histogram"][1] >= 0.99 * (y == 1).sum()
     assert ones["kl_uniform"] > 2.0 and ones["fid"] > 10 * out["fid_train_vs_test"]
+
+
+def test_test_split_is_a_random_partition():
+    from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, test_split
+
+    assert len(HELD_OUT) == len(REAL_CONTROL) == 5000
+    assert np.array_equal(np.sort(np.concatenate([HELD_OUT, REAL_CONTROL])), np.arange(10_000))
+    # random, not by position: both halves reach into both halves of the file
+    assert 2000 < np.sum(HELD_OUT < 5000) < 3000
+    a, b = test_split(10, seed=1)
+    assert len(a) == len(b) == 5 and not set(a) & set(b)
 
 
 def test_real_stacked_mnist_modes_are_read_back():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from otgen.experiments.ablation import CONTROL_ROWS, SAMPLER_ROWS, write_report
-from otgen.generators.latent import SAMPLERS, GaussianCodes, KernelCodes, MixtureCodes
+from otgen.generators.latent import GaussianCodes, KernelCodes, MixtureCodes, make_sampler
 
 
 def _codes(n=3000, seed=0):
@@ -46,12 +46,16 @@ def test_samplers_reject_bad_codes_and_are_reproducible():
         GaussianCodes().fit(np.array([[np.nan, 1.0], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="components"):
         MixtureCodes(0)
+    for bad in ("gmm0", "gmm", "kde@0", "kde@x", "flow"):
+        with pytest.raises(ValueError, match="unknown latent sampler"):
+            make_sampler(bad)
     z = _codes(500)
-    for name, make in SAMPLERS.items():
-        if name == "gmm100":
-            continue  # 100 components on 500 points: not a meaningful fit
-        s = make().fit(z, jax.random.key(0))
+    for name in ("gaussian", "gmm10", "kde", "kde@0.5"):
+        s = make_sampler(name).fit(z, jax.random.key(0))
+        assert s.name == name
         np.testing.assert_array_equal(s.sample(jax.random.key(3), 50), s.sample(jax.random.key(3), 50))
+    # the scaled KDE keeps the held-out choice and scales it
+    assert make_sampler("kde@0.5").fit(z, jax.random.key(0)).h == pytest.approx(0.5 * KernelCodes().fit(z, jax.random.key(0)).h)
 
 
 def test_report_lists_controls_first_then_samplers_in_order(tmp_path):

@@ -289,13 +289,20 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
 
     out = tmp_path / "run"
     exp.run(tiny_config(out, stages=("train-ae", "encode", "fit-ot")))
-    res = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"), progress=False)
-    assert set(res["rows"]) == {f"*{c}*" for c in ablation.CONTROL_ROWS} | {"gaussian", "aeot-spacing"}
-    spacing = res["rows"]["aeot-spacing"]
+    rows = ("gaussian", "aeot-spacing", "aeot-spacing@0.5")
+    with pytest.raises(ValueError, match="unknown rows"):
+        ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("aeot-spacing@x",), progress=False)
+    res = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False)
+    assert set(res["rows"]) == {f"*{c}*" for c in ablation.CONTROL_ROWS} | set(rows)
+    spacing, half = res["rows"]["aeot-spacing"], res["rows"]["aeot-spacing@0.5"]
     assert spacing["interpolated_fraction"] == 1.0 and spacing["code_copy_fraction"] == 0.0
+    assert half["rule_jitter"] == pytest.approx(0.5 * spacing["rule_jitter"]) and half["rule_jitter_factor"] == 0.5
+    # every row sees as many images as the real control, or n; FID against the held-out half
+    assert res["rows"]["*real (held-out test images)*"]["n_samples"] == 5000 and spacing["n_samples"] == 200
+    assert ablation.plot_plane(res, tmp_path / "plane.png").stat().st_size > 0
     assert res["rows"]["*replay (training images)*"]["feature_copy_fraction"] == 1.0
     # a second call finds every row scored (their recorded seconds unchanged: nothing recomputed)
-    again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"), progress=False)
+    again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False)
     assert {k: r["seconds"] for k, r in again["rows"].items()} == {k: r["seconds"] for k, r in res["rows"].items()}
 
 

@@ -4,8 +4,9 @@ Takes a finished ``otgen mnist`` AE-OT run directory (its autoencoder, training 
 semi-discrete map) and samples new codes from each of:
 
 * ``gaussian``, ``gmm10``, ``gmm100``, ``kde`` -- ex-post densities of the codes
-  (:mod:`otgen.generators.latent`; Ghosh et al. 2020);
+  (:mod:`otgen.generators.latent`; Ghosh et al. 2020); any ``gmm<k>`` and ``kde@<scale>`` too;
 * ``aeot-spacing`` -- AE-OT with the spacing rule (:mod:`otgen.ot.spacing`, the default);
+  ``aeot-spacing@<f>`` with ``f`` times its calibrated jitter;
 * ``aeot-angle`` -- AE-OT with the paper's dihedral-angle rule (the run's ``--angle-threshold``);
 * ``sd-map`` -- the pure semi-discrete map (every sample a training code: a replay through OT's cells);
 
@@ -14,7 +15,9 @@ FID, precision / recall, novelty in classifier features and in pixel PCA-50) and
 novelty, beside four control rows scored by the same code: real held-out digits, a replay of
 training digits, the autoencoder's reconstructions of training images and of held-out digits (what
 a sampler that drew the true code distribution would score through this decoder).  Writes
-``ablation.json`` in the run directory and a markdown report.
+``ablation.json`` in the run directory, a markdown report, and (``--plot``) the quality-novelty
+plane: FID against the codes' nearest-training distance ratio, one line per sampler family as its
+parameter moves.
 """
 
 from __future__ import annotations
@@ -23,23 +26,24 @@ import argparse
 import dataclasses
 import platform
 import time
+import zlib
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from otgen.eval import evaluate
-from otgen.eval.mnist import HELD_OUT, prefixed_novelty
+from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
 from otgen.experiments import mnist as ex
 from otgen.generators.aeot import AEOT, ExtensionOptions
-from otgen.generators.latent import SAMPLERS
+from otgen.generators.latent import is_sampler, make_sampler
 from otgen.rundir import RunDir
 
 __all__ = ["run", "write_report", "main", "add_arguments", "SAMPLER_ROWS"]
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
-CONTROL_ROWS = ("real (test images 5,001-10,000)", "replay (training images)", "reconstructions of training images",
-                "reconstructions of held-out images (5,001-10,000)")
+CONTROL_ROWS = ("real (held-out test images)", "replay (training images)", "reconstructions of training images",
+                "reconstructions of held-out test images")
 RESULTS_FILE = "ablation.json"
 
 
@@ -49,18 +53,50 @@ def _decode(model, params, codes) -> np.ndarray:
     return ex._to_uint8(decode_batched(model, params, np.asarray(codes, np.float32), 1000))
 
 
+def jitter_factor(name: str) -> float | None:
+    """``f`` of a row ``aeot-spacing@<f>`` (1 for ``aeot-spacing``), None for other rows."""
+    if name == "aeot-spacing":
+        return 1.0
+    if name.startswith("aeot-spacing@"):
+        try:
+            f = float(name[len("aeot-spacing@"):])
+        except ValueError:
+            return None
+        return f if f >= 0 else None
+    return None
+
+
+def check_rows(rows) -> tuple[str, ...]:
+    """``rows`` if every name is a known row, else a ValueError naming the unknown ones."""
+    unknown = [r for r in rows if not (r in SAMPLER_ROWS or is_sampler(r) or jitter_factor(r) is not None)]
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS)}, gmm<k>, kde@<scale>, "
+                         "aeot-spacing@<jitter factor>")
+    return tuple(rows)
+
+
+_CALIBRATED: dict[str, float] = {}  # run dir -> the spacing rule's calibrated jitter (calibrated once per process)
+
+
 def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[np.ndarray, dict]:
     """``n`` new codes from sampler ``name`` and what it reports of itself."""
-    if name in SAMPLERS:
-        sampler = SAMPLERS[name]().fit(train_codes, jax.random.fold_in(key, 1))
+    if is_sampler(name):
+        sampler = make_sampler(name).fit(train_codes, jax.random.fold_in(key, 1))
         return sampler.sample(jax.random.fold_in(key, 2), n), sampler.info()
-    rule = {"aeot-spacing": ExtensionOptions(rule="spacing", top_k=cfg.top_k),
-            "aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
-            "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
+    factor = jitter_factor(name)
+    if factor is not None:
+        if cfg.out not in _CALIBRATED:
+            _CALIBRATED[cfg.out] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k)) \
+                .latent_map.spacing_rule.jitter
+        rule = ExtensionOptions(rule="spacing", top_k=cfg.top_k, jitter=factor * _CALIBRATED[cfg.out])
+    else:
+        rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
+                "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
     aeot = _load_aeot(cfg, rule)  # the run's map and barycentres; only the rule is set up anew
     codes, moved = aeot.sample_codes(ex._keys(cfg.seed)["generate"], n, return_interpolated=True)
     info = {k: v for k, v in aeot.info().items() if k.startswith("rule") or k in ("angle_threshold",)}
-    return codes, {**info, "interpolated_fraction": float(np.mean(moved))}
+    extra = {"rule_jitter_factor": factor} if factor is not None else {}
+    return codes, {**info, **extra, "interpolated_fraction": float(np.mean(moved))}
 
 
 def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
@@ -79,13 +115,16 @@ def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
     return aeot
 
 
-def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed: int = 0,
+def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER_ROWS, seed: int = 0,
         progress: bool = True) -> dict:
     """Score every sampler of ``rows`` and the controls on the AE-OT run in ``run_dir``; results are
-    saved row by row in ``ablation.json`` there (a rerun skips the rows already scored)."""
+    saved row by row in ``ablation.json`` there (a rerun skips the rows already scored with the same
+    ``n`` and FID reference, and rescores the others).  ``n`` defaults to the real control's size, so
+    that every row's FID and precision / recall see as many images."""
     from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import encode_batched
 
+    rows = check_rows(rows)
     rd = RunDir(run_dir)
     if not rd.has("config.json"):
         raise ValueError(f"{run_dir}: no config.json (not an otgen mnist run directory)")
@@ -95,13 +134,21 @@ def run(run_dir: str, *, data_dir=None, n: int = 10_000, rows=SAMPLER_ROWS, seed
     if cfg.dataset not in ("mnist", "fashion"):
         raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
     results = rd.read_json(RESULTS_FILE) if rd.has(RESULTS_FILE) else {"rows": {}}
+    fixed_size = {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}  # the control half itself, and its reconstructions
+    stale = [k for k, r in results["rows"].items()
+             if r.get("fid_reference") != REFERENCE_NAME
+             or r.get("n_samples") != (len(REAL_CONTROL) if k in fixed_size else n)]
+    if stale and progress:
+        print(f"[otgen ablation] rescoring {len(stale)} stored rows (other n or FID reference): {', '.join(stale)}")
+    for k in stale:
+        del results["rows"][k]
     model, params, _ = ex._load_ae_params(rd, cfg)
     train_codes = rd.load_array(ex.LATENTS_FILE)
     test = ex._load_images(cfg, "test")
     train_images = ex._load_train_images(cfg)
     code_ref = ex._code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
-    real = test[5000:]
+    real = test[REAL_CONTROL]
     idx = rng.integers(0, len(train_codes), n)
     real_codes = encode_batched(model, params, to_unit_float(real), 1000)
     controls = dict(zip(CONTROL_ROWS, [(real, real_codes), (train_images[idx], train_codes[idx]),
@@ -147,7 +194,8 @@ def _stored_config(rd, data_dir, progress: bool):
 
 
 def _sampled(name, cfg, train_codes, key, n, model, params):
-    codes, info = _codes(name, cfg, train_codes, jax.random.fold_in(key, SAMPLER_ROWS.index(name)), n)
+    salt = SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode())
+    codes, info = _codes(name, cfg, train_codes, jax.random.fold_in(key, salt), n)
     return _decode(model, params, codes), codes, info
 
 
@@ -184,12 +232,14 @@ def write_report(results: dict, path, command: str) -> str:
              f"- {meta.get('n')} samples per row, decoded by the run's autoencoder (test reconstruction MSE per pixel "
              f"{(meta.get('reconstruction') or {}).get('mse_per_pixel', float('nan')):.4f}).", "",
              "Metrics (`otgen.eval`): classes / KL to uniform / FID / precision / recall in the project's classifier's "
-             "features against the 10,000 test images; novelty against the 60,000 training images with test images "
-             "1-5,000 held out, in three spaces (classifier features, PCA-50 of pixels, the autoencoder's codes): "
+             f"features against {REFERENCE_NAME}, the *held-out* images; novelty against the 60,000 training images "
+             "with the held-out images as reference, in three spaces (classifier features, PCA-50 of pixels, the autoencoder's codes): "
              "*C_T* (Meehan et al., cell-wise; ~0 like fresh data, << 0 copying), *z* (the global Mann-Whitney z of "
              "nearest-training distances, generated vs held-out; |z| < 3 like fresh data), *NN ratio* (median "
              "nearest-training distance over the held-out one), *% code copies* (codes within 1% of the training "
-             "spacing of a training code).  Italic rows are controls scored by the same code.", "",
+             "spacing of a training code).  Italic rows are controls scored by the same code: *real* is the test "
+             "set's other half (as many images as every row), *reconstructions of held-out test images* that half "
+             "encoded and decoded (what a sampler of the true code distribution scores through this decoder).", "",
              "| row | " + " | ".join(c[0] for c in COLUMNS) + " | notes |",
              "|---" * (len(COLUMNS) + 2) + "|"]
     order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS)
@@ -209,26 +259,62 @@ def write_report(results: dict, path, command: str) -> str:
     return text
 
 
+def _family(row: str) -> tuple[str, str]:
+    """(family, point label) of a sampler row, for the quality-novelty plane."""
+    if row.startswith("gmm"):
+        return "GMM (components)", row[3:]
+    if row.startswith("kde"):
+        return "KDE (bandwidth x)", row[4:] or "1"
+    if jitter_factor(row) is not None:
+        return "AE-OT spacing rule (jitter x)", f"{jitter_factor(row):g}"
+    return row, ""
+
+
+def plot_plane(results: dict, path, title: str = "") -> Path:
+    """FID against the code NN ratio (median nearest-training-code distance over held-out codes'; 0 a
+    replay, ~1 fresh data) of every row in ``results``; controls as black markers."""
+    from otgen.plotting import quality_novelty
+
+    x_key, y_key = "code_nn_distance_ratio", "fid"
+    families: dict[str, list] = {}
+    controls = {}
+    for label, rec in results["rows"].items():
+        if not (np.isfinite(rec.get(x_key, np.nan)) and np.isfinite(rec.get(y_key, np.nan))):
+            continue
+        if label.startswith("*"):
+            if "held-out" in label:  # the replays sit at x = 0 and say nothing a line does not
+                controls[label.strip("*")] = (rec[x_key], rec[y_key])
+            continue
+        fam, lab = _family(label)
+        families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
+    return quality_novelty(families, controls, path, title=title,
+                           xlabel="code NN ratio: median nearest-training-code distance / held-out codes' "
+                                  "(0 = replay, ~1 = like fresh data)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a finished otgen mnist AE-OT run directory (autoencoder, codes, map)")
     parser.add_argument("--data-dir", default=None, help="the dataset's IDX files (as otgen mnist)")
-    parser.add_argument("--n", type=int, default=10_000, help="samples per row (10,000)")
+    parser.add_argument("--n", type=int, default=len(REAL_CONTROL),
+                        help=f"samples per row (default {len(REAL_CONTROL):,}: the real control's size)")
     parser.add_argument("--rows", default=",".join(SAMPLER_ROWS), help="comma-separated samplers "
                         f"({','.join(SAMPLER_ROWS)})")
     parser.add_argument("--report", default=None, help="markdown report to write (default: none)")
+    parser.add_argument("--plot", default=None, help="PNG of the quality-novelty plane to write (default: none)")
     parser.add_argument("--quiet", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = tuple(r for r in args.rows.split(",") if r)
-    unknown = [r for r in rows if r not in SAMPLER_ROWS]
-    if unknown:
-        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS)}")
+    rows = check_rows([r for r in args.rows.split(",") if r])
     if args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet)
     if args.report:
         cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)} "
-               f"--report {args.report}")
+               f"--report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))
         print(write_report(results, args.report, cmd))
+    if args.plot:
+        meta = results.get("meta", {})
+        plot_plane(results, args.plot, title=f"{meta.get('dataset')}: latent samplers on one autoencoder "
+                                             f"({meta.get('n')} samples per point)")
     return 0

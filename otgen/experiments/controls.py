@@ -1,7 +1,7 @@
 """The control rows of every report, scored by the models' own :func:`otgen.eval.evaluate`.
 
 * toys: *real* (fresh draws of the toy) and *replay* (the training set resampled);
-* MNIST / Stacked: *real* (MNIST test digits 5,001-10,000; Stacked: 26,000 fresh stacked
+* MNIST / Stacked: *real* (MNIST's control half of the test set, :data:`otgen.eval.mnist.REAL_CONTROL`; Stacked: 26,000 fresh stacked
   draws, :func:`run_stacked_reference`), *replay* (training images resampled) and
   *reconstructions* (AE-OT's decoded training codes, with their code-space novelty).
 
@@ -49,8 +49,8 @@ def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=prin
     """The control rows of an image report, scored by the models' own evaluation; cached under
     ``<runs_dir>/<dataset>/controls/<name>/metrics.json``.
 
-    *real* (MNIST only; Stacked's real row is :func:`run_stacked_reference`): the second half of the
-    test set (the first half is the novelty metrics' held-out set); *replay*: ``n`` training images
+    *real* (MNIST only; Stacked's real row is :func:`run_stacked_reference`): the control half of the
+    test set (the other half is the FID reference and the novelty metrics' held-out set); *replay*: ``n`` training images
     drawn with replacement; *reconstructions*: ``n`` training codes of the AE-OT run ``aeot_cfg``
     decoded by its autoencoder (what decoding the training codes scores), with their code-space novelty.
     """
@@ -70,9 +70,9 @@ def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=prin
             extra = {}
             if name == "real":
                 from otgen.data.mnist import load_mnist
-                from otgen.eval.mnist import HELD_OUT
+                from otgen.eval.mnist import REAL_CONTROL
 
-                images = load_mnist("test", data_dir, dataset=dataset)[0][HELD_OUT.stop:]
+                images = load_mnist("test", data_dir, dataset=dataset)[0][REAL_CONTROL]
             elif name == "replay":
                 from otgen.data import load
 

@@ -385,7 +385,7 @@ def _toy_verdict(model: str, dist: str, ok: list[dict], recs: list[dict], n_mode
             f"min HQ {hq_min:.1f}%."]
 
 
-_CONTROL_LABELS = {"real": "*real* (test digits 5,001-10,000)", "replay": "*replay* (training digits)",
+_CONTROL_LABELS = {"real": "*real* (held-out test digits)", "replay": "*replay* (training digits)",
                    "reconstructions": "*replay* (AE-OT's reconstructions of training digits)"}
 
 
@@ -445,15 +445,15 @@ def write_mnist_report(records: list[dict], models: list[str], report_dir: Path,
                    f"(`scripts/train_mnist_classifier.py --dataset {dataset}`)",
               "labels. Classes covered: classes predicted at least once (strict: >= 1/4 of the expected share); "
               "KL = KL(class histogram || uniform); FID on the classifier's 128-d penultimate features against "
-              "the 10,000 test images (not comparable with Inception FIDs)"
-              + (f"; 10,000 real training digits score FID {floor:.2f} (the floor)" if floor is not None else "")
+              "the held-out test digits, a seeded random half of the test set (not comparable with Inception FIDs)"
+              + (f"; 5,000 real training digits score FID {floor:.2f} (the floor)" if floor is not None else "")
               + ". Precision/recall: Kynkäänniemi et al. (k = 3) in the same features. Novelty "
-              "(`otgen.eval.novelty`) in the classifier's features against the 60,000 training digits, with test "
-              "digits 1-5,000 as the held-out reference: *% copies* (within 1% of the training set's median "
+              "(`otgen.eval.novelty`) in the classifier's features against the 60,000 training digits, with the "
+              "held-out test digits as reference: *% copies* (within 1% of the training set's median "
               "nearest-neighbour spacing), *C_T* (Meehan et al.: ~0 like fresh data, << 0 copying, > 0 farther "
               "than fresh data), *NN ratio* (median nearest-training distance, generated / held-out); *code C_T* "
-              "is the same test in AE-OT's code space. Control rows, scored by the same code: *real* (test digits "
-              "5,001-10,000; its FID is against a reference that contains it), *replay* (training digits "
+              "is the same test in AE-OT's code space. Control rows, scored by the same code: *real* (the test set's "
+              "other half), *replay* (training digits "
               "resampled), *replay (reconstructions)* (training codes decoded by AE-OT's autoencoder: what "
               "\"decode the training codes\" scores). Latent flows (fm: independent coupling, otcfm: minibatch OT, "
               "sdfm: semi-discrete OT onto all training codes) train in the code space of the same autoencoder as "

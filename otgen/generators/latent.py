@@ -8,9 +8,11 @@ the samplers a fair reader sets beside AE-OT on the same codes:
 * :class:`MixtureCodes` -- a full-covariance Gaussian mixture (scikit-learn's
   ``GaussianMixture``: k-means++ start, EM, covariance floor; Ghosh et al. use 10 components).
 * :class:`KernelCodes` -- a Gaussian KDE in the codes' whitened frame, its bandwidth
-  chosen by the log-likelihood of a held-out tenth of the codes.
+  chosen by the log-likelihood of a held-out tenth of the codes (times ``scale``, to trace
+  how quality and novelty move with it).
 
-Each has ``fit(codes, key)`` and ``sample(key, n)`` and works in the codes' own coordinates.
+Each has ``fit(codes, key)`` and ``sample(key, n)`` and works in the codes' own coordinates;
+:func:`make_sampler` builds one from its name (``gaussian``, ``gmm<k>``, ``kde``, ``kde@<scale>``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-__all__ = ["GaussianCodes", "MixtureCodes", "KernelCodes", "SAMPLERS"]
+__all__ = ["GaussianCodes", "MixtureCodes", "KernelCodes", "make_sampler", "is_sampler"]
 
 
 def _seed(key) -> int:
@@ -83,14 +85,18 @@ class MixtureCodes:
 class KernelCodes:
     """Gaussian KDE in the whitened frame: ``z = y_j + h * L xi`` (``L L^T`` the codes' covariance).
 
-    ``h`` is the grid value (``bandwidths``, relative to Scott's factor ``K^(-1/(d+4))``) with the
-    highest mean log-likelihood of a random tenth of the codes under a KDE of the rest."""
+    ``h`` is ``scale`` times the grid value (``bandwidths``, relative to Scott's factor
+    ``K^(-1/(d+4))``) with the highest mean log-likelihood of a random tenth of the codes under a KDE
+    of the rest."""
 
-    name = "kde"
-
-    def __init__(self, bandwidths=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0), validation: int = 2000):
+    def __init__(self, bandwidths=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0), validation: int = 2000,
+                 scale: float = 1.0):
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
         self.bandwidths = tuple(float(b) for b in bandwidths)
         self.validation = int(validation)
+        self.scale = float(scale)
+        self.name = "kde" if scale == 1.0 else f"kde@{scale:g}"
 
     def fit(self, codes, key) -> "KernelCodes":
         z = _check_codes(codes)
@@ -112,7 +118,7 @@ class KernelCodes:
         best = max(self.scores, key=self.scores.get)
         if best in (self.bandwidths[0], self.bandwidths[-1]):
             raise RuntimeError(f"kde: the best bandwidth {best} is at the edge of the grid {self.bandwidths}")
-        self.h, self.codes = best * scott, z
+        self.h, self.codes = self.scale * best * scott, z
         return self
 
     def sample(self, key, n: int) -> np.ndarray:
@@ -122,8 +128,37 @@ class KernelCodes:
         return (self.codes[j] + self.h * xi @ self.chol.T).astype(np.float32)
 
     def info(self) -> dict:
-        return {"bandwidth": self.h, "validation_log_likelihood": {str(k): v for k, v in self.scores.items()}}
+        return {"bandwidth": self.h, "bandwidth_scale": self.scale,
+                "validation_log_likelihood": {str(k): v for k, v in self.scores.items()}}
 
 
-SAMPLERS = {"gaussian": GaussianCodes, "gmm10": lambda: MixtureCodes(10), "gmm100": lambda: MixtureCodes(100),
-            "kde": KernelCodes}
+def _parse(name: str):
+    """(class, kwargs) of a sampler name, or None if ``name`` names none."""
+    if name == "gaussian":
+        return GaussianCodes, {}
+    if name.startswith("gmm") and name[3:].isdigit() and int(name[3:]) >= 1:
+        return MixtureCodes, {"components": int(name[3:])}
+    if name == "kde":
+        return KernelCodes, {}
+    if name.startswith("kde@"):
+        try:
+            scale = float(name[4:])
+        except ValueError:
+            return None
+        return (KernelCodes, {"scale": scale}) if scale > 0 else None
+    return None
+
+
+def is_sampler(name: str) -> bool:
+    """Whether :func:`make_sampler` knows ``name``."""
+    return _parse(name) is not None
+
+
+def make_sampler(name: str):
+    """An unfitted sampler from its name: ``gaussian``, ``gmm<k>`` (k components, e.g. ``gmm100``),
+    ``kde`` (held-out bandwidth) or ``kde@<scale>`` (that bandwidth times ``scale``, e.g. ``kde@0.5``)."""
+    parsed = _parse(name)
+    if parsed is None:
+        raise ValueError(f"unknown latent sampler {name!r}: use gaussian, gmm<k> (e.g. gmm100), kde or kde@<scale>")
+    cls, kwargs = parsed
+    return cls(**kwargs)
