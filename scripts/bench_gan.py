@@ -53,7 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from otgen.train import GAN_MODELS, GANConfig, init_state, make_chunk_runner, make_fit_step, make_train_step
+from otgen.training import GAN_MODELS, GANConfig, init_state, make_fit_step, make_train_step
+from otgen.training.steps import make_chunk_runner
 
 
 def ring8(n: int, seed: int = 0) -> np.ndarray:
@@ -212,7 +213,7 @@ def coverage(args) -> int:
     from otgen.eval.modes import mode_coverage
     from otgen.plotting import scatter_over_data
     from otgen.rundir import RunDir
-    from otgen.train import train_gan
+    from otgen.training import train_gan
 
     print(f"# {args.budget} steps, batch {args.batch}, seed {args.seed}; 2,500 samples scored")
     print(f"{'dist':7s} {'model':8s} {'modes':>6s} {'strict':>6s} {'HQ %':>6s} {'rev KL':>7s} {'steps/s':>8s}")

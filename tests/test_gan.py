@@ -9,7 +9,7 @@ from otgen.models.gan import (BatchStatNorm, DCGANDiscriminator, DCGANGenerator,
                               Maxout, StackedDCGANDiscriminator, StackedDCGANGenerator, pack, param_count)
 from otgen.models.gan_losses import (clip_params, gan_discriminator_loss, gan_generator_loss, gradient_penalty,
                                      wgan_critic_loss, wgan_generator_loss)
-from otgen.train import GAN_MODELS, GANConfig, init_state
+from otgen.training import GAN_MODELS, GANConfig, init_state
 
 KEY = jax.random.key(0)  # fixed seeds: every test here is deterministic
 

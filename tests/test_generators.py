@@ -16,7 +16,7 @@ def _ring(n, seed=0):
 def test_registry_names_every_model_and_nothing_else():
     from otgen.experiments.toy import MODELS
     from otgen.generators.flow import COUPLINGS
-    from otgen.train import GAN_MODELS
+    from otgen.training import GAN_MODELS
 
     assert set(REGISTRY) == {"aeot", *GAN_MODELS, *COUPLINGS} == set(MODELS)
     with pytest.raises(ValueError, match="unknown model 'vae'"):

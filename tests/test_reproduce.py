@@ -1,7 +1,7 @@
 """The published toy presets, learning curves, resumability, and the reproduction report.
 
 Presets are checked against the values read off the authors' code (cited in
-``otgen.train``); the long runs themselves are never run here, only tiny budgets.
+``otgen.training.config``); the long runs themselves are never run here, only tiny budgets.
 """
 
 import json
@@ -13,7 +13,7 @@ import pytest
 
 from otgen.experiments import reproduce
 from otgen.experiments.toy import TOY_TRAIN_SIZE, ToyRunConfig, run
-from otgen.train import TOY_PRESETS, GANConfig, curve_steps, load_gan, make_optimizer, train_gan
+from otgen.training import TOY_PRESETS, GANConfig, curve_steps, load_gan, make_optimizer, train_gan
 
 TINY = dict(g_hidden=16, g_layers=2, d_hidden=8, batch_size=16, log_every=5)
 

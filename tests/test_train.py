@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from otgen.checkpoint import CheckpointError, load_pytree
-from otgen.train import (CHECKPOINT_NAME, GAN_MODELS, LOSS_PLOT_NAME, GANConfig, TrainingDivergedError, init_state,
-                         load_gan, make_fit_step, train_gan)
+from otgen.training import (CHECKPOINT_NAME, GAN_MODELS, LOSS_PLOT_NAME, GANConfig, TrainingDivergedError, init_state,
+                            load_gan, make_fit_step, train_gan)
 
 TINY = dict(g_hidden=16, g_layers=2, d_hidden=8, maxout_pieces=3, batch_size=16, log_every=5)
 
@@ -74,19 +74,19 @@ def test_pacgan_step_draws_m_samples_per_discriminator_input():
     data = jax.numpy.asarray(ring_data())
     captured = {}
 
-    from otgen import train as train_mod
-    inner = train_mod.make_train_step(cfg)
+    from otgen.training import steps as steps_mod  # where make_fit_step looks make_train_step up
+    inner = steps_mod.make_train_step(cfg)
 
     def spy(state, real, key):
         captured["shape"] = real.shape
         return inner(state, real, key)
 
-    orig = train_mod.make_train_step
-    train_mod.make_train_step = lambda c: spy
+    orig = steps_mod.make_train_step
+    steps_mod.make_train_step = lambda c: spy
     try:
         jax.eval_shape(make_fit_step(cfg), init_state(cfg), data)  # traces the step, no compilation
     finally:
-        train_mod.make_train_step = orig
+        steps_mod.make_train_step = orig
     assert captured["shape"] == (1, 3, 4, 2)
 
 
@@ -234,7 +234,7 @@ def test_pacgan2_learns_the_pacgan_ring_with_published_settings(tmp_path):
 
 
 def test_batch_norm_refresh_converges_to_the_closed_form_statistics_of_the_first_layer():
-    from otgen.train import refreshed_batch_stats
+    from otgen.training import refreshed_batch_stats
 
     cfg = GANConfig.for_toy("pacgan2", preset="published", steps=10)
     state = init_state(cfg)
@@ -254,7 +254,8 @@ def test_batch_norm_refresh_converges_to_the_closed_form_statistics_of_the_first
 
 
 def test_sampling_uses_the_refreshed_stats_and_checkpoints_load_under_either_protocol(tmp_path):
-    from otgen.train import _sampler_for, refreshed_batch_stats
+    from otgen.training import refreshed_batch_stats
+    from otgen.training.sampling import _sampler_for
 
     data = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32)
     ema = GANConfig.for_toy("gan", steps=20, g_hidden=16, g_layers=2, d_hidden=8, batch_size=16, log_every=10)

@@ -128,7 +128,7 @@ class MnistConfig:
     # GAN baselines
     gan_steps: int = option(2000, "GAN iterations (one discriminator and the preset's generator updates)",
                             preset_default=True)
-    gan_preset: str = option("default", "GAN nets and batch (otgen.train.IMAGE_PRESETS): default (gan_mnist.py's "
+    gan_preset: str = option("default", "GAN nets and batch (otgen.training.IMAGE_PRESETS): default (gan_mnist.py's "
                              "DCGAN) or stacked (PacGAN's Stacked-MNIST DCGAN)", choices=("default", "stacked"),
                              preset_default=True)
     # latent flows
@@ -234,7 +234,7 @@ STACKED_PRESETS = {
                   ot_time_budget=300.0, gan_steps=2000),
     # PacGAN's Stacked-MNIST code (stacked_MNIST_experiments/VEEGAN_experiment/config.py): 50 epochs of
     # 128,000 images at batch 64 = 100,000 iterations, on its own nets (carpedm20's DCGAN, uniform z_dim
-    # 100, two generator updates per iteration): otgen.train.IMAGE_PRESETS["stacked"].
+    # 100, two generator updates per iteration): otgen.training.IMAGE_PRESETS["stacked"].
     "paper": dict(ae={}, n_samples=N_STACKED_SAMPLES, gan_steps=100_000, gan_preset="stacked"),
 }
 

@@ -49,8 +49,12 @@ import numpy as np
 import optax
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, check_training_metadata, load_pytree, save_pytree
+from otgen.generators.aeot import MAP_FILE, WHITENING_FILE, OTOptions, Whitening, fit_whitening, solve_latent_ot
 from otgen.models.ode import STAGES, integrate, nfe
 from otgen.models.velocity import VelocityMLP
+from otgen.ot import BrenierMap
+from otgen.ot.couplings import minibatch_ot_pairs
+from otgen.training.progress import curve_steps, progress_bar
 
 __all__ = ["COUPLINGS", "PRESETS", "FlowConfig", "Flow", "FlowDivergedError", "make"]
 
@@ -151,7 +155,7 @@ def _make_chunk_runner(net: VelocityMLP, tx: optax.GradientTransformation, sigma
 
 class Flow:
     """One flow-matching model (see the module docstring).  ``evaluate(model) -> dict``, if
-    given, is the learning curve's record at :func:`otgen.train.curve_steps`."""
+    given, is the learning curve's record at :func:`otgen.training.curve_steps`."""
 
     def __init__(self, config: FlowConfig, *, progress: bool = True, evaluate: Callable | None = None):
         self.config = config
@@ -191,8 +195,6 @@ class Flow:
             save_pytree(Path(workdir) / CHECKPOINT_NAME, self._tree(), self._metadata())
 
     def _restore(self, path: Path, dim: int | None, digest: str | None) -> None:
-        from otgen.generators.aeot import Whitening
-
         _, meta = load_pytree(path)
         check_training_metadata(path, meta, kind=_KIND, what="flow-matching", config=self.config.compatibility_dict(),
                                 data_digest=digest)
@@ -210,9 +212,6 @@ class Flow:
 
     def _solve_coupling(self, x: np.ndarray, key: jax.Array, workdir) -> None:
         """sdfm: the semi-discrete map from N(0, I) onto the whitened data (loaded if saved)."""
-        from otgen.generators.aeot import MAP_FILE, WHITENING_FILE, OTOptions, Whitening, solve_latent_ot
-        from otgen.ot import BrenierMap
-
         wd = None if workdir is None else Path(workdir)
         if wd is not None and (wd / MAP_FILE).exists() and (wd / WHITENING_FILE).exists():
             whitening, bmap = Whitening.load(wd / WHITENING_FILE), BrenierMap.load(wd / MAP_FILE)
@@ -239,8 +238,6 @@ class Flow:
             return x0, jnp.asarray(self.bmap(x0.reshape(-1, d))).reshape(x0.shape)
         x1 = y[idx]
         if self.config.model == "otcfm":
-            from otgen.ot.couplings import minibatch_ot_pairs
-
             x0_np, x1_np = np.asarray(x0), np.asarray(x1)
             x1 = jnp.asarray(np.stack([minibatch_ot_pairs(a, c) for a, c in zip(x0_np, x1_np)]))
         return x0, x1
@@ -248,11 +245,6 @@ class Flow:
     # -- training ------------------------------------------------------------------
     def fit(self, data, key: jax.Array | None = None, workdir=None) -> "Flow":
         """Train for ``config.steps`` steps (continuing ``workdir``'s checkpoint if any)."""
-        from tqdm.auto import tqdm
-
-        from otgen.generators.aeot import fit_whitening
-        from otgen.train import curve_steps
-
         cfg = self.config
         x = np.asarray(data, np.float32)
         if x.ndim != 2 or x.shape[0] < 2:
@@ -280,8 +272,7 @@ class Flow:
         checkpoint_every = max(_CHUNK, min(5000, cfg.steps // 10))
         step, last_saved = int(self.state.step), int(self.state.step)
         t0, before = time.perf_counter(), self.train_seconds
-        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), desc=cfg.model,
-                   disable=None if self.progress else True, dynamic_ncols=True, leave=False)
+        bar = progress_bar(cfg.model, cfg.steps, step, self.progress)
         try:
             while step < cfg.steps:
                 nxt = next((s for s in eval_at if s > step), cfg.steps)
@@ -342,8 +333,6 @@ class Flow:
         d = Path(directory)
         self._save(d)
         if self.bmap is not None:
-            from otgen.generators.aeot import MAP_FILE, WHITENING_FILE
-
             self.whitening.save(d / WHITENING_FILE)
             self.bmap.save(d / MAP_FILE)
 
@@ -356,9 +345,6 @@ class Flow:
         model = cls(config, progress=False)
         model._restore(path, None, None)
         if config.model == "sdfm":
-            from otgen.generators.aeot import MAP_FILE
-            from otgen.ot import BrenierMap
-
             if (Path(directory) / MAP_FILE).exists():
                 model.bmap = BrenierMap.load(Path(directory) / MAP_FILE)
         return model

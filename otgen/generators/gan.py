@@ -1,7 +1,7 @@
-"""The GAN family (GAN, WGAN, WGAN-GP, PacGAN-m) as generators, on top of :mod:`otgen.train`.
+"""The GAN family (GAN, WGAN, WGAN-GP, PacGAN-m) as generators, on top of :mod:`otgen.training`.
 
-The training loop, networks and preset tables live in :mod:`otgen.train`; this
-file adapts one trained :class:`~otgen.train.GANResult` to the generator protocol.
+The training loop, networks and preset tables live in :mod:`otgen.training`; this
+file adapts one trained :class:`~otgen.training.GANResult` to the generator protocol.
 With a ``workdir`` the fit checkpoints there (atomic, pickle-free) and a later fit
 continues from the checkpoint, refusing one written by another configuration or
 on other data.
@@ -15,14 +15,14 @@ from typing import Callable
 import jax
 import numpy as np
 
-from otgen.train import CHECKPOINT_NAME, GANConfig, GANResult, curve_steps, load_gan, save_gan, train_gan
+from otgen.training import CHECKPOINT_NAME, GANConfig, GANResult, curve_steps, load_gan, save_gan, train_gan
 
 __all__ = ["GAN", "make"]
 
 
 class GAN:
     """One GAN-family model.  ``evaluate(result) -> dict``, if given, is the learning curve's
-    record at :func:`~otgen.train.curve_steps` (stored in the checkpoint and in ``.curve``)."""
+    record at :func:`~otgen.training.curve_steps` (stored in the checkpoint and in ``.curve``)."""
 
     def __init__(self, config: GANConfig, *, progress: bool = True, evaluate: Callable | None = None,
                  checkpoint_every: int | None = None):
@@ -78,8 +78,8 @@ class GAN:
 
 def make(model: str, suite: str, *, shape: tuple[int, ...], preset: str = "default", steps: int | None = None,
          seed: int = 0, progress: bool = True, evaluate: Callable | None = None, **options) -> GAN:
-    """``model`` with the nets and training of :data:`otgen.train.TOY_PRESETS` ``[preset]`` (toys) or
-    :data:`otgen.train.IMAGE_PRESETS` ``[preset]`` (images, whose suite presets give ``steps``)."""
+    """``model`` with the nets and training of :data:`otgen.training.TOY_PRESETS` ``[preset]`` (toys) or
+    :data:`otgen.training.IMAGE_PRESETS` ``[preset]`` (images, whose suite presets give ``steps``)."""
     if options:
         raise ValueError(f"{model} takes no option {', '.join(sorted(options))} (AE-OT options?)")
     if suite == "toy":

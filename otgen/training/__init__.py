@@ -1,0 +1,31 @@
+"""Training of the GAN baselines (GAN, WGAN, WGAN-GP, PacGAN-m): one loop for the six models.
+
+* :mod:`otgen.training.config`: :class:`GANConfig` and the preset tables it is built from
+  (``TOY_PRESETS``, ``IMAGE_PRESETS``, ``TRAINING``: each model's published optimiser);
+* :mod:`otgen.training.steps`: networks, optimiser, :class:`GANState` and the jitted train step;
+* :mod:`otgen.training.sampling`: :class:`GANResult`, a trained generator, and how it samples;
+* :mod:`otgen.training.loop`: :func:`train_gan` and its checkpoints (:func:`save_gan`, :func:`load_gan`);
+* :mod:`otgen.training.progress`: what the GAN loop shares with the flows' (curve steps, progress bar).
+
+Usage::
+
+    cfg = GANConfig.for_toy(model="pacgan2", steps=10_000, seed=0)
+    result = train_gan(cfg, data, run_dir, resume=False, checkpoint_every=1000)
+    samples = result.sample(jax.random.key(1), 2500)
+
+The networks and losses live in :mod:`otgen.models`, the generator adapter in :mod:`otgen.generators.gan`.
+"""
+
+from otgen.training.config import GAN_MODELS, IMAGE_PRESETS, TOY_PRESETS, TRAINING, GANConfig
+from otgen.training.loop import CHECKPOINT_NAME, LOSS_PLOT_NAME, TrainingDivergedError, load_gan, save_gan, train_gan
+from otgen.training.progress import curve_steps
+from otgen.training.sampling import GANResult, refreshed_batch_stats
+from otgen.training.steps import (GANState, build_networks, generate_in_training_mode, init_state, make_fit_step,
+                                  make_optimizer, make_train_step)
+
+__all__ = [
+    "GAN_MODELS", "GANConfig", "GANState", "GANResult", "TrainingDivergedError",
+    "build_networks", "make_optimizer", "init_state", "make_train_step", "make_fit_step",
+    "train_gan", "load_gan", "save_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "IMAGE_PRESETS",
+    "TRAINING", "curve_steps", "refreshed_batch_stats", "generate_in_training_mode",
+]
