@@ -128,3 +128,36 @@ def test_the_rule_is_saved_with_the_map_and_resumed(tmp_path):
     angle = AEOT(extension=ExtensionOptions(rule="angle")).fit(y, jax.random.key(0), tmp_path)
     assert angle.latent_map.rule == "angle" and angle.resumed == ("fit-ot",)
     assert AEOT.load(tmp_path).latent_map.rule == "angle"
+
+
+def test_admissible_neighbours_match_brute_force():
+    from otgen.ot.spacing import admissible_neighbours
+
+    r = np.random.default_rng(4).normal(size=(500, 3)).astype(np.float32)
+    d = np.linalg.norm(r[:, None] - r[None], axis=2) + np.diag(np.full(500, np.inf))
+    radius = float(np.median(d.min(1)) * 1.5)
+    nb = admissible_neighbours(r, radius, 6, block=64)
+    order = np.argsort(d, axis=1)[:, :6]
+    want = np.where(np.take_along_axis(d, order, 1) <= radius, order, -1)
+    np.testing.assert_array_equal(nb, want)
+
+
+def test_generation_keeps_the_cells_masses_where_densities_differ():
+    """A tight and a wide cluster of 150 codes each: the wide one's cells more often lack an admissible
+    neighbour among their source neighbours.  Those samples move within their own code's admissible
+    neighbourhood instead of being redrawn: each cluster keeps its half of the mass, and fewer samples are
+    redrawn than without the fallback."""
+    rng = np.random.default_rng(11)
+    y = np.concatenate([CENTRES[0] + rng.normal(0, 0.01, (150, 2)),
+                        CENTRES[1] + rng.normal(0, 0.06, (150, 2))]).astype(np.float32)
+    bmap = SemiDiscreteOT(UniformBox(dim=2), y).fit(jax.random.key(0), progress=False)
+    ext = extend(bmap, jax.random.key(1), rule="spacing", top_k=4)
+    assert ext.spacing_rule.acceptance >= 0.95
+    z = np.asarray(ext.generate(jax.random.key(2), 4000))
+    wide = np.mean(z[:, 0] > 0.5)
+    assert abs(wide - 0.5) < 3 * np.sqrt(0.25 / 4000), wide
+    assert nearest_distances(z, y).min() > 0  # still never a training point
+    # the same map without the fallback redraws more
+    old = ext._replace(spacing_rule=ext.spacing_rule._replace(neighbours=None))
+    _, ok = old.map_with_info(bmap._require_source().sample(jax.random.key(3), 4000), key=jax.random.key(4))
+    assert np.mean(np.asarray(ok)) < ext.spacing_rule.acceptance

@@ -116,11 +116,11 @@ def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
 
 
 def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER_ROWS, seed: int = 0,
-        progress: bool = True) -> dict:
+        progress: bool = True, rescore=()) -> dict:
     """Score every sampler of ``rows`` and the controls on the AE-OT run in ``run_dir``; results are
     saved row by row in ``ablation.json`` there (a rerun skips the rows already scored with the same
-    ``n`` and FID reference, and rescores the others).  ``n`` defaults to the real control's size, so
-    that every row's FID and precision / recall see as many images."""
+    ``n`` and FID reference, and rescores the others and those named in ``rescore``).  ``n`` defaults
+    to the real control's size, so that every row's FID and precision / recall see as many images."""
     from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import encode_batched
 
@@ -136,10 +136,11 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     results = rd.read_json(RESULTS_FILE) if rd.has(RESULTS_FILE) else {"rows": {}}
     fixed_size = {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}  # the control half itself, and its reconstructions
     stale = [k for k, r in results["rows"].items()
-             if r.get("fid_reference") != REFERENCE_NAME
+             if k in rescore or r.get("fid_reference") != REFERENCE_NAME
              or r.get("n_samples") != (len(REAL_CONTROL) if k in fixed_size else n)]
     if stale and progress:
-        print(f"[otgen ablation] rescoring {len(stale)} stored rows (other n or FID reference): {', '.join(stale)}")
+        print(f"[otgen ablation] rescoring {len(stale)} stored rows (asked, or other n or FID reference): "
+              f"{', '.join(stale)}")
     for k in stale:
         del results["rows"][k]
     model, params, _ = ex._load_ae_params(rd, cfg)
@@ -301,6 +302,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"({','.join(SAMPLER_ROWS)})")
     parser.add_argument("--report", default=None, help="markdown report to write (default: none)")
     parser.add_argument("--plot", default=None, help="PNG of the quality-novelty plane to write (default: none)")
+    parser.add_argument("--rescore", default="", help="comma-separated rows to score anew although stored "
+                        "(e.g. after a change of the sampler's code)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -308,7 +311,8 @@ def main(args: argparse.Namespace) -> int:
     rows = check_rows([r for r in args.rows.split(",") if r])
     if args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
-    results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet)
+    results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
+                  rescore=tuple(r for r in args.rescore.split(",") if r))
     if args.report:
         cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)} "
                f"--report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))

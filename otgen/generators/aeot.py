@@ -28,7 +28,7 @@ from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, sa
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend, spacing_rule
 from otgen.ot.exact import why_not_exact
-from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule
+from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule, admissible_neighbours
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
 OPTIMIZERS = ("auto", "newton", "averaged", "aeot")
@@ -243,6 +243,8 @@ def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
             "codes": codes_digest, "rule": ext.rule}
     if ext.spacing_rule is not None:
         arrays.update({f"rule_{k}": np.asarray(getattr(ext.spacing_rule, k)) for k in _RULE_ARRAYS})
+        if ext.spacing_rule.neighbours is not None:
+            arrays["rule_neighbours"] = np.asarray(ext.spacing_rule.neighbours, np.int32)
         meta["spacing_rule"] = ext.spacing_rule.as_dict()
     save_pytree(path, arrays, meta)
 
@@ -268,6 +270,14 @@ def _load_extension(path, bmap: BrenierMap) -> tuple[ExtendedMap, dict]:
             raise CheckpointError(f"{path}: incomplete spacing rule ({e})") from None
         if arrays["metric"].shape != (d, d):
             raise CheckpointError(f"{path}: the spacing rule's arrays do not fit the map")
+        if "['rule_neighbours']" in flat:
+            nbrs = np.asarray(flat["['rule_neighbours']"], np.int32)
+            if nbrs.ndim != 2 or nbrs.shape[0] != k or nbrs.min(initial=0) < -1 or nbrs.max(initial=0) >= k:
+                raise CheckpointError(f"{path}: the spacing rule's neighbours do not fit the map's {k} targets")
+        else:  # written before the rule kept them: recomputed from the targets (deterministic)
+            nbrs = admissible_neighbours(np.asarray(bmap.targets, np.float32) @ arrays["metric"], rule.radius,
+                                         int(meta["top_k"]) - 1)
+        rule = rule._replace(neighbours=nbrs)
     return ExtendedMap(bmap, bary, counts, normals, meta["angle_threshold"], meta["top_k"], rule), meta
 
 

@@ -68,7 +68,7 @@ import numpy as np
 from otgen.ot.brenier import BrenierMap
 from otgen.ot.measures import sample_batches
 from otgen.stats import mann_whitney_z
-from otgen.ot.spacing import (DEFAULT_BUDGET, SpacingRule, jittered, kappa_for_budget, leave_one_out_spacing,
+from otgen.ot.spacing import (DEFAULT_BUDGET, SpacingRule, admissible_neighbours, jittered, kappa_for_budget, leave_one_out_spacing,
                                nearest_targets, regular_by_spacing)
 
 __all__ = ["ExtendedMap", "extend", "spacing_rule", "cell_barycentres", "unit_normals", "dihedral_angle",
@@ -185,6 +185,19 @@ def _pl_images(x, idx, targets, bary, regular, spread):
     return yi + step, jnp.any(b != 0, axis=1) & (length > 0)
 
 
+@jax.jit
+def _code_neighbours_where_none(idx, regular, neighbours):
+    """Rows of ``idx`` whose cell has no admissible neighbour among its top-k cells in the source take
+    their target's nearest admissible targets instead (``neighbours``, -1 padded), so the sample moves
+    within its own target's admissible neighbourhood instead of being redrawn (a redraw would move the
+    cell's mass, which OT balanced, to other cells)."""
+    own = idx[:, :1]
+    alt = neighbours[idx[:, 0]]  # (n, k-1)
+    none = ~jnp.any(regular, axis=1, keepdims=True)
+    new_idx = jnp.where(none, jnp.where(alt >= 0, alt, own), idx[:, 1:])
+    return jnp.concatenate([own, new_idx], axis=1), jnp.where(none, alt >= 0, regular)
+
+
 class ExtendedMap(NamedTuple):
     """A fitted :class:`BrenierMap` with AE-OT's piecewise-linear extension.
 
@@ -253,6 +266,9 @@ class ExtendedMap(NamedTuple):
                 regular, spread = _regular_by_angle(idx, self.normals, jnp.float32(self.angle_threshold)), 1.0
             else:
                 regular, spread = regular_by_spacing(idx, ym, jnp.float32(rule.radius)), rule.spread
+            if rule is not None and rule.neighbours is not None:
+                idx, regular = _code_neighbours_where_none(idx, regular & has_bary[idx[:, 1:]],
+                                                           jnp.asarray(rule.neighbours))
             regular = regular & has_bary[idx[:, :1]] & has_bary[idx[:, 1:]]
             z, m = _pl_images(xc, idx, self.bmap.targets, self.barycentres, regular, jnp.float32(spread))
             if rule is not None:
@@ -343,7 +359,7 @@ def spacing_rule(ext: ExtendedMap, key: jax.Array, *, metric=None, budget: float
     if not kappa > 0 or not spread > 0 or (jitter is not None and not jitter >= 0):
         raise ValueError(f"need kappa > 0, spread > 0, jitter >= 0; got {kappa}, {spread}, {jitter}")
     rule = SpacingRule(metric, s, float(kappa), float(spread), 0.0 if jitter is None else float(jitter),
-                       float(budget), 1.0)
+                       float(budget), 1.0, admissible_neighbours(ym, float(kappa) * s, ext.top_k - 1))
     k_x, k_j = jax.random.split(key)
     x = ext.bmap._require_source().sample(k_x, int(num_samples))
 
