@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from otgen.eval import evaluate
-from otgen.experiments import compare
-from otgen.experiments import report as reports
+from otgen.experiments import compare, compare_runs, report_common, report_images
 from otgen.rundir import RunDir
 
 RING = 2.0 * np.stack([np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], axis=1)
@@ -66,7 +65,7 @@ def _args(tmp_path, **kw):
 @pytest.fixture
 def fake(monkeypatch):
     runner = FakeRunner()
-    monkeypatch.setattr(compare, "_get_toy", _fake_toy)
+    monkeypatch.setattr(compare, "get_toy", _fake_toy)
     monkeypatch.setattr(compare, "toy_runner", lambda n_samples, steps: runner)
     return runner
 
@@ -94,7 +93,7 @@ def test_toy_report_numbers_resume_and_failures(tmp_path, fake):
     assert "PacGAN paper (10 trials): GAN 6.3 modes" in report
     png = tmp_path / "reports" / "toy_samples.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    err = tmp_path / "runs" / "toy" / "ring8" / "wgan" / "seed0" / compare.ERROR_FILE
+    err = tmp_path / "runs" / "toy" / "ring8" / "wgan" / "seed0" / compare_runs.ERROR_FILE
     assert err.exists()
     # second call: finished runs are skipped, only the failed ones are retried
     fake.calls.clear()
@@ -156,11 +155,12 @@ def _mnist_run(out: Path, hist, fid, seconds, seed=0):
 
 
 def test_mnist_report_from_run_directories(tmp_path):
-    specs = compare.plan("mnist", tmp_path / "runs", ["aeot", "gan"], ["quick"], range(2))
+    specs = compare_runs.plan("mnist", tmp_path / "runs", ["aeot", "gan"], ["quick"], range(2))
     for s in specs:
         hist = [100] * 10 if s.model == "aeot" else [500, 500] + [0] * 8
         _mnist_run(s.out, hist, fid=1.0 + s.seed if s.model == "aeot" else 30.0, seconds=99.0)
-    reports.write_mnist_report(compare.collect_mnist(specs), ["aeot", "gan"], tmp_path, "otgen compare --suite mnist")
+    report_images.write_mnist_report(compare_runs.collect_mnist(specs), ["aeot", "gan"], tmp_path,
+                                     "otgen compare --suite mnist")
     report = (tmp_path / "mnist.md").read_text()
     assert "test accuracy 0.9912" in report and "FID 0.50 (the floor)" in report
     assert "| aeot | 2/2 | 10.0 ± 0.0 | 0.0 ± 0.0 | 0.0000 ± 0.0000 | 1.50 ± 0.71 |" in report
@@ -174,12 +174,12 @@ def test_mnist_report_from_run_directories(tmp_path):
                  "recall": 0.7, "feature_copy_fraction": 0.0, "feature_data_copying_ct": 0.1},
                 {"model": "replay", "classes_covered": 10, "kl_uniform": 0.0005, "fid": 0.5, "precision": 0.75,
                  "recall": 0.6, "feature_copy_fraction": 1.0, "feature_data_copying_ct": -30.0}]
-    records = compare.collect_mnist(specs)
+    records = compare_runs.collect_mnist(specs)
     for r in records:
         if r["model"] == "aeot":
             r.update(feature_data_copying_ct=-1.0, code_data_copying_ct=-2.0, feature_copy_fraction=0.001,
                      interpolated_fraction=0.9, ot_check_chi2=0.0196)
-    reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls)
+    report_images.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls)
     report = (tmp_path / "mnist.md").read_text()
     assert "| *real* (held-out test digits) | 1/1 | 10.0 |" in report
     assert "| *replay* (training digits) | 1/1 | 10.0 | — | 0.0005 | 0.50 | 0.750 | 0.600 | 100.00 | -30.0 |" in report
@@ -187,17 +187,17 @@ def test_mnist_report_from_run_directories(tmp_path):
     assert "AE-OT novelty: C_T -1.0 in classifier features, -2.0 in code space, 0.10% copies -> not flagged" in report
     assert "| 90.0 ± 0.0 | 0.0196 ± 0.0000 |" in report  # % interpolated, then the map's independent chi2
     # Fashion-MNIST's report says images, not digits
-    reports.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls, dataset="fashion")
+    report_images.write_mnist_report(records, ["aeot", "gan"], tmp_path, "cmd", controls=controls, dataset="fashion")
     report = (tmp_path / "fashion.md").read_text()
     assert "| *real* (held-out test images) | 1/1 | 10.0 |" in report and "digits" not in report
     # --report-name names the report and its figure
-    reports.write_mnist_report(records, ["aeot"], tmp_path, "cmd", name="mnist_flows")
+    report_images.write_mnist_report(records, ["aeot"], tmp_path, "cmd", name="mnist_flows")
     assert "![generated images](mnist_flows_samples.png)" in (tmp_path / "mnist_flows.md").read_text()
     assert (tmp_path / "mnist_flows_samples.png").exists()
 
 
 def test_stacked_report_from_run_directories(tmp_path):
-    specs = compare.plan("stacked", tmp_path / "runs", ["aeot", "gan"], ["quick"], range(1))
+    specs = compare_runs.plan("stacked", tmp_path / "runs", ["aeot", "gan"], ["quick"], range(1))
     for s in specs:
         rd = RunDir(s.out)
         rd.save_array("samples.npy", np.zeros((20, 28, 28, 3), np.uint8))
@@ -207,8 +207,8 @@ def test_stacked_report_from_run_directories(tmp_path):
         rd.write_json("stages.json", {"train": {"seconds": 10.0}})
     reference = [{"modes_covered": 1000, "kl_uniform": 0.02, "max_mode_fraction": 0.0015,
                   "true_modes_covered": 1000, "true_kl_uniform": 0.019, "wall_seconds": 4.0}]
-    records = compare.collect_mnist(specs, metric="modes_covered")
-    reports.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
+    records = compare_runs.collect_mnist(specs, metric="modes_covered")
+    report_images.write_stacked_report(reference, tmp_path, "otgen compare --suite stacked", records, ["aeot", "gan"])
     report = (tmp_path / "stacked.md").read_text()
     assert "| *real* Stacked MNIST (26,000 draws) | 1/1 | 1000.0 | 0.020 | 0.0015 | — | — | — | — | — |" in report
     assert "| aeot | 1/1 | 1000.0 | 0.050 | 0.0020 | — | — | — | — | 10 |" in report
@@ -216,8 +216,8 @@ def test_stacked_report_from_run_directories(tmp_path):
     assert (tmp_path / "stacked_samples.png").exists()
     # a run without metrics is reported, not silently dropped
     (specs[1].out / "metrics.json").unlink()
-    reports.write_stacked_report(reference, tmp_path, "cmd", compare.collect_mnist(specs, "modes_covered"),
-                                 ["aeot", "gan"])
+    report_images.write_stacked_report(reference, tmp_path, "cmd", compare_runs.collect_mnist(specs, "modes_covered"),
+                                       ["aeot", "gan"])
     assert "- gan seed 0: missing" in (tmp_path / "stacked.md").read_text()
     # control rows with code-space novelty
     controls = [{"model": "reconstructions", "modes_covered": 1000, "kl_uniform": 0.03, "max_mode_fraction": 0.002,
@@ -225,7 +225,7 @@ def test_stacked_report_from_run_directories(tmp_path):
     for r in records:
         if r["model"] == "aeot":
             r.update(code_copy_fraction=0.99, code_data_copying_ct=-15.0, interpolated_fraction=0.006)
-    reports.write_stacked_report(reference, tmp_path, "cmd", records, ["aeot"], controls=controls)
+    report_images.write_stacked_report(reference, tmp_path, "cmd", records, ["aeot"], controls=controls)
     assert ("AE-OT novelty (seed 0): 0.6% of its codes interpolated, 99.0% are training codes, code C_T -15.0 -> "
             "flagged as copying") in (tmp_path / "stacked.md").read_text()
     assert ("| *replay* (AE-OT's reconstructions of training images) | 1/1 | 1000.0 | 0.030 | 0.0020 | -40.0 | "
@@ -233,18 +233,18 @@ def test_stacked_report_from_run_directories(tmp_path):
 
 
 def test_mean_std_formatting():
-    assert reports._mean_std([1.0, 3.0], 1) == "2.0 ± 1.4"
-    assert reports._mean_std([0.5], 2, 100.0) == "50.00"
-    assert reports._mean_std([], 1) == "—"
-    assert reports._mean_std([1.0, math.inf], 2) == "inf (1/2 seeds)"
+    assert report_common.mean_std_cell([1.0, 3.0], 1) == "2.0 ± 1.4"
+    assert report_common.mean_std_cell([0.5], 2, 100.0) == "50.00"
+    assert report_common.mean_std_cell([], 1) == "—"
+    assert report_common.mean_std_cell([1.0, math.inf], 2) == "inf (1/2 seeds)"
 
 
 def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
     # compare runs `otgen toy` itself; the report reads the record the run stored.
-    spec = compare.plan("toy", tmp_path, ["gan"], ["grid25"], [0])[0]
+    spec = compare_runs.plan("toy", tmp_path, ["gan"], ["grid25"], [0])[0]
     compare.toy_runner(n_samples=500, steps=20)(spec)
     stored = json.loads((spec.out / "metrics.json").read_text())
-    rec, real, replay = compare.collect_toy([spec])
+    rec, real, replay = compare_runs.collect_toy([spec])
     assert rec["status"] == "ok" and rec["n_modes"] == 25
     assert (real["model"], replay["model"]) == ("real", "replay") and replay["copy_fraction"] == 1.0
     assert real["copy_fraction"] == 0.0 and real["modes_captured"] == 25
@@ -261,7 +261,7 @@ def test_image_flows_decode_through_aeots_autoencoder_of_the_same_seed(tmp_path,
 
     seen = {}
     monkeypatch.setattr(mnist, "run", lambda cfg: seen.__setitem__(cfg.model, cfg.ae_from))
-    specs = compare.plan("mnist", tmp_path, ["aeot", "sdfm", "gan"], ["quick"], [0])
+    specs = compare_runs.plan("mnist", tmp_path, ["aeot", "sdfm", "gan"], ["quick"], [0])
     run_one = compare.mnist_runner("quick", None, 50, None, False)
     for spec in specs:
         run_one(spec)

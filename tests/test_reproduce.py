@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from otgen.experiments import reproduce
+from otgen.experiments import reproduce, reproduce_collect, reproduce_jobs, reproduce_report
 from otgen.experiments.toy import TOY_TRAIN_SIZE, ToyRunConfig, run
 from otgen.training import TOY_PRESETS, GANConfig, curve_steps, load_gan, make_optimizer, train_gan
 
@@ -129,12 +129,12 @@ def test_a_running_job_is_sampled_from_its_checkpoint_as_the_run_samples(tmp_pat
     samples, step = checkpoint_samples(cfg)
     assert step == 20
     np.testing.assert_array_equal(samples, np.load(runs / "grid25_wgan-gp_s0" / "samples.npy"))
-    (rec,) = [r for r in reproduce.collect(runs) if r["model"] == "wgan-gp" and r["dist"] == "grid25"]
-    (panel,) = reproduce._sample_panels([rec])
+    (rec,) = [r for r in reproduce_collect.collect(runs) if r["model"] == "wgan-gp" and r["dist"] == "grid25"]
+    (panel,) = reproduce_report._sample_panels([rec])
     assert panel[1] == (f"grid25 wgan-gp, running: step 20\n{metrics['modes_captured']} modes, "
                         f"{100 * metrics['high_quality_fraction']:.1f}% HQ")
     np.testing.assert_array_equal(panel[2], samples)
-    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    text = reproduce_report.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
     assert "not finished (running: grid25_wgan-gp_s0 at step 20 of 100000 (" in text and "steps/s over its" in text
     with pytest.raises(ValueError, match="no training checkpoint"):
         checkpoint_samples(ToyRunConfig(model="aeot", dist="ring8", out=str(tmp_path / "x")))
@@ -179,16 +179,16 @@ def test_rescore_resamples_an_old_run_under_the_refresh_and_keeps_its_scores(tmp
     assert json.loads((out / "config.json").read_text())["config"]["gan"]["eval_bn_refresh"] == 50
     assert json.loads((out / "metrics.json").read_text())["rescored"]["previous"]["modes_captured"] == -1
     assert rescore(out) is None  # idempotent
-    (rec,) = [r for r in reproduce.collect(runs) if r["model"] == "pacgan2" and r["dist"] == "ring8"]
-    assert reproduce._sampling(rec) == "refreshed (50)"
+    (rec,) = [r for r in reproduce_collect.collect(runs) if r["model"] == "pacgan2" and r["dist"] == "ring8"]
+    assert reproduce_report._sampling(rec) == "refreshed (50)"
     (out / "checkpoint.npz").unlink()
     del old["modes_captured"]
     (out / "metrics.json").write_text(json.dumps(old))
     logged = []
     reproduce.rescore_jobs(runs, [("ring8", "pacgan2", 0)], log=logged.append)
     assert "not re-scored" in logged[0] and "checkpoint.npz is missing" in logged[0]
-    (rec,) = [r for r in reproduce.collect(runs) if r["model"] == "pacgan2" and r["dist"] == "ring8"]
-    assert reproduce._sampling(rec) == "training EMA"
+    (rec,) = [r for r in reproduce_collect.collect(runs) if r["model"] == "pacgan2" and r["dist"] == "ring8"]
+    assert reproduce_report._sampling(rec) == "training EMA"
 
 
 def test_jobs_run_the_published_preset_and_aeot_its_default(tmp_path, monkeypatch):
@@ -210,7 +210,7 @@ def test_a_finished_job_without_its_checkpoint_is_skipped_not_restarted(tmp_path
     _fake_run(tmp_path / "ring8_gan_s1", modes=5, hq=0.99)
     assert not (tmp_path / "ring8_gan_s1" / "checkpoint.npz").exists()
     assert reproduce.run_job(tmp_path, "ring8", "gan", 1)["modes_captured"] == 5
-    (rec,) = reproduce.collect(tmp_path, models=("gan",), dists=("ring8",))
+    (rec,) = reproduce_collect.collect(tmp_path, models=("gan",), dists=("ring8",))
     assert rec["seeds"] == 1 and not rec["running"]
 
 
@@ -233,16 +233,16 @@ def test_verdicts_and_report(tmp_path):
     _fake_run(runs / "ring8_gan_s1", modes=7, hq=0.95)
     _fake_run(runs / "ring8_pacgan2_s0", modes=8, hq=0.40)    # not sharp: not reproduced
     _fake_run(runs / "grid25_gan_s0", modes=25, hq=0.93)      # 25 vs 17.3 +- 3: not reproduced
-    recs = {(r["dist"], r["model"]): r for r in reproduce.collect(runs)}
+    recs = {(r["dist"], r["model"]): r for r in reproduce_collect.collect(runs)}
     assert recs[("ring8", "gan")]["seeds"] == 2
     assert recs[("ring8", "gan")]["modes_captured"] == pytest.approx((6.5, 2 ** -0.5))  # sample std, ddof 1
-    assert reproduce.verdict(recs[("ring8", "gan")]) == "reproduced"
-    assert reproduce.verdict(recs[("ring8", "pacgan2")]).startswith("not reproduced: HQ 40.0%")
-    assert "modes 25.0 outside 17.3" in reproduce.verdict(recs[("grid25", "gan")])
-    assert reproduce.verdict(recs[("ring8", "pacgan4")]) == "not finished"
+    assert reproduce_report.verdict(recs[("ring8", "gan")]) == "reproduced"
+    assert reproduce_report.verdict(recs[("ring8", "pacgan2")]).startswith("not reproduced: HQ 40.0%")
+    assert "modes 25.0 outside 17.3" in reproduce_report.verdict(recs[("grid25", "gan")])
+    assert reproduce_report.verdict(recs[("ring8", "pacgan4")]) == "not finished"
     # a curve point scored before between_modes_fraction was recorded: the same quantity, 1 - HQ
     assert recs[("ring8", "gan")]["curves"]["ring8_gan_s0"][0]["between_modes_fraction"] == pytest.approx(0.03)
-    path = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only")
+    path = reproduce_report.write_report(runs, tmp_path / "report", "otgen reproduce --report-only")
     text = path.read_text()
     assert "| ring8 | gan | 400000 | 2 | 6.5 +- 0.7 | 96.0 +- 1.4 |" in text
     assert (tmp_path / "report" / "reproduction_samples.png").exists()
@@ -260,10 +260,11 @@ def test_train_time_sums_every_call(tmp_path):
     _fake_run(runs / "ring8_pacgan4_s0", modes=8, hq=0.95)          # the sum, from its metrics
     m = json.loads((runs / "ring8_pacgan4_s0" / "metrics.json").read_text())
     (runs / "ring8_pacgan4_s0" / "metrics.json").write_text(json.dumps({**m, "total_train_seconds": 7200.0}))
-    recs = {r["model"]: r for r in reproduce.collect(runs, models=("gan", "pacgan2", "pacgan4"), dists=("ring8",))}
+    recs = {r["model"]: r
+            for r in reproduce_collect.collect(runs, models=("gan", "pacgan2", "pacgan4"), dists=("ring8",))}
     assert [(recs[k]["train_seconds"][0], recs[k]["train_seconds_last_call"]) for k in ("gan", "pacgan2", "pacgan4")] \
         == [(600.0, True), (5400.0, False), (7200.0, False)]
-    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    text = reproduce_report.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
     assert "| 10 min (last call) | training EMA | reproduced |" in text
     assert "| 90 min | training EMA | reproduced |" in text and "| 120 min | training EMA | reproduced |" in text
 
@@ -293,13 +294,13 @@ def test_image_presets_carry_the_authors_budgets(tmp_path):
     assert make_config("paper").gan_steps == 200_000
     assert make_config("paper", dataset="stacked").gan_steps == 100_000
     assert make_config("quick").gan_steps == 600 and make_config("quick", dataset="stacked").gan_steps == 2000
-    cfg = reproduce.image_config(tmp_path, "stacked", "pacgan2", 0, data_dir="somewhere")
+    cfg = reproduce_jobs.image_config(tmp_path, "stacked", "pacgan2", 0, data_dir="somewhere")
     assert (cfg.preset, cfg.model, cfg.dataset, cfg.gan_steps, cfg.n_samples, cfg.data_dir) == \
         ("paper", "pacgan2", "stacked", 100_000, 26_000, "somewhere")
     assert cfg.out == str(tmp_path / "stacked_pacgan2_s0") and cfg.evaluate  # the curve is on
-    ref = reproduce.image_config(tmp_path, "mnist", "aeot", 0)  # the reference row: AE-OT's quick preset
+    ref = reproduce_jobs.image_config(tmp_path, "mnist", "aeot", 0)  # the reference row: AE-OT's quick preset
     assert (ref.preset, ref.model, ref.n_samples, ref.out) == ("quick", "aeot", 10_000, str(tmp_path / "mnist_aeot_s0"))
-    assert reproduce.IMAGE_JOBS[:2] == (("mnist", "aeot"), ("mnist", "gan"))  # the yardstick first
+    assert reproduce_jobs.IMAGE_JOBS[:2] == (("mnist", "aeot"), ("mnist", "gan"))  # the yardstick first
     gan = make("gan", "images", shape=(28, 28, 1), steps=200_000)
     assert (gan.config.batch_size, gan.config.steps, gan.checkpoint_every) == (50, 200_000, 500)
     # Stacked MNIST trains PacGAN's own nets (VEEGAN_experiment/config.py and model.py)
@@ -339,25 +340,26 @@ def test_image_jobs_in_the_report(tmp_path):
     (gan / "config.json").write_text(json.dumps({"config": {"gan_steps": 200_000, "preset": "paper"}}))
     (gan / "curves.json").write_text(json.dumps([{"step": 1000, "classes_covered": 6, "kl_uniform": 1.6, "fid": 611.7},
                                                  {"step": 2000, "classes_covered": 10, "kl_uniform": 0.1, "fid": 101.7}]))
-    recs = reproduce.collect_images(runs)
+    recs = reproduce_collect.collect_images(runs)
     assert [(r["dataset"], r["model"], r["budget"], r["step"]) for r in recs] == \
         [("mnist", "aeot", None, None), ("mnist", "gan", 200_000, 0), ("stacked", "gan", 100_000, 0),
          ("stacked", "pacgan2", 100_000, 0)]
     assert recs[0]["train_seconds"] == 360.0
-    assert reproduce.fid_verdict(recs).startswith(
+    assert reproduce_report.fid_verdict(recs).startswith(
         "MNIST bar (the GAN's FID within 3x AE-OT's): gan FID 101.7 at step 2,000 of 200,000 is 8.8x AE-OT's 11.5: "
         "not met yet")
     finished = [dict(r, metrics={"fid": 30.0}) if r["model"] == "gan" else r for r in recs]
-    assert reproduce.fid_verdict(finished).endswith("gan FID 30.0 at its final samples is 2.6x AE-OT's 11.5: met")
-    assert reproduce.fid_verdict(recs[1:]) is None  # no reference run yet: no verdict
-    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    assert reproduce_report.fid_verdict(finished).endswith(
+        "gan FID 30.0 at its final samples is 2.6x AE-OT's 11.5: met")
+    assert reproduce_report.fid_verdict(recs[1:]) is None  # no reference run yet: no verdict
+    text = reproduce_report.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
     assert "| stacked | gan | 0 / 100,000 | - | step 2000: modes covered 95, kl uniform 3.1 | 99 modes, KL 3.40 | " \
            "running |" in text
     assert "| stacked | pacgan2 | 0 / 100,000 | - | - | 1000 modes, KL 0.06 | running |" in text
     import shutil
 
     shutil.rmtree(runs / "stacked_pacgan2_s0")  # a job not started is a row that says so
-    again = reproduce.write_report(runs, tmp_path / "report2", "otgen reproduce --report-only").read_text()
+    again = reproduce_report.write_report(runs, tmp_path / "report2", "otgen reproduce --report-only").read_text()
     assert "| stacked | pacgan2 | 0 / 100,000 | - | - | 1000 modes, KL 0.06 | not started |" in again
     assert "| mnist | *real (held-out test digits)* | - | - | classes covered 10, kl uniform 0.002, fid 8.4 | - | " \
            "control |" in text
@@ -371,8 +373,8 @@ def test_image_jobs_in_the_report(tmp_path):
     (ref / "metrics.json").write_text(json.dumps({"classes_covered": 10, "kl_uniform": 0.003, "fid": 11.5,
                                                   "ot_converged": False, "ot_stop_reason": "time_budget",
                                                   "ot_chi2": 0.065, "ot_tol": 0.0025}))
-    text = reproduce.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
+    text = reproduce_report.write_report(runs, tmp_path / "report", "otgen reproduce --report-only").read_text()
     assert "fid 11.5 | - | finished; OT not converged (time_budget: chi2 0.065 > tol 0.0025) |" in text
-    assert reproduce._reference_status({"ot_converged": False, "ot_stop_reason": "max_steps", "ot_metric": "l1",
+    assert reproduce_report._reference_status({"ot_converged": False, "ot_stop_reason": "max_steps", "ot_metric": "l1",
                                         "ot_l1_error": 0.04, "ot_chi2": 0.5, "ot_tol": 0.01}) == \
         "finished; OT not converged (max_steps: L1 0.04 > tol 0.01)"

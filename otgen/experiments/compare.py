@@ -5,13 +5,16 @@
     otgen compare --suite stacked [--preset quick|paper] [--models ...] [--seeds 1] --data-dir DIR
 
 Every (model, distribution, seed) run gets its own run directory under
-``--runs-dir``; a run whose ``metrics.json`` exists is skipped, so an interrupted
-comparison resumes where it stopped.  Each run scores itself once, with
-:func:`otgen.eval.evaluate`, into its ``metrics.json`` (wall time included); the
-report (``<report-dir>/<suite>.md`` and PNG figures, :mod:`otgen.experiments.report`)
-only reads those records and the control rows, scored by the same function.
+``--runs-dir`` (planned and read back by :mod:`otgen.experiments.compare_runs`); a run whose
+``metrics.json`` exists is skipped, so an interrupted comparison resumes where it stopped.
+Each run scores itself once, with :func:`otgen.eval.evaluate`, into its ``metrics.json``
+(wall time included); the report (``<report-dir>/<suite>.md`` and PNG figures,
+:mod:`otgen.experiments.report_toy`, :mod:`otgen.experiments.report_images`) only reads those
+records and the control rows, scored by the same function.
 What differs between suites is one row of :data:`SUITES`.  Nothing in a report
 is typed by hand; its header names the command and the date.
+
+This module runs the plan (:func:`execute`, with one runner per suite) and holds the command line.
 """
 
 from __future__ import annotations
@@ -26,20 +29,19 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from otgen.cliargs import add_arguments as _add_config_arguments
 from otgen.cliargs import option
-from otgen.eval.modes import with_between_modes_fraction
-from otgen.experiments.controls import run_mnist_controls, run_stacked_reference, toy_controls
-from otgen.experiments.report import (PUBLISHED_STACKED, PUBLISHED_TOY, write_mnist_report,
-                                      write_stacked_report, write_toy_report)
+from otgen.experiments.compare_runs import (ERROR_FILE, RunSpec, collect_mnist, collect_published_baselines,
+                                            collect_toy, get_toy, is_done, plan)
+from otgen.experiments.controls import run_mnist_controls, run_stacked_reference
+from otgen.experiments.report_images import write_mnist_report, write_stacked_report
+from otgen.experiments.report_toy import FLOW_MODELS, write_toy_report
+from otgen.generators import names as generator_names
 
-__all__ = ["RunSpec", "TOY_MODELS", "DEFAULT_TOY_DISTS", "PUBLISHED_TOY", "PUBLISHED_STACKED",
-           "plan", "execute", "collect_toy", "write_toy_report", "collect_mnist", "write_mnist_report",
-           "write_stacked_report", "add_arguments", "main"]
+__all__ = ["TOY_MODELS", "DEFAULT_TOY_DISTS", "execute", "toy_runner", "mnist_runner", "SUITES", "add_arguments",
+           "main"]
 
-FLOW_MODELS = ("fm", "otcfm", "sdfm")
+
 TOY_MODELS = ("aeot", "gan", "wgan", "wgan-gp", "pacgan2", "pacgan3", "pacgan4") + FLOW_MODELS
 DEFAULT_TOY_DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 # The quick image suites: AE-OT first (the latent flows decode with its autoencoder and take its map),
@@ -47,36 +49,10 @@ DEFAULT_TOY_DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 # MNIST keeps the suite its report ran.
 MNIST_QUICK_MODELS = ("aeot", "sdfm", "fm", "gan", "pacgan2")
 STACKED_QUICK_MODELS = ("aeot", "gan", "pacgan2")
-ERROR_FILE = "compare_error.json"
-
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    suite: str
-    model: str
-    dist: str  # toy name; "mnist" / "stacked" for the image suites
-    seed: int
-    out: Path
 
 
 # ----------------------------------------------------------------------------------------------
-# planning and running
-
-
-def plan(suite: str, runs_dir: Path, models: Iterable[str], dists: Iterable[str], seeds: Iterable[int],
-         tag: str = "") -> list[RunSpec]:
-    """One RunSpec per (distribution, model, seed), each with its own run directory.
-
-    Ordered seed-major, so a comparison cut short still has every (model, distribution)
-    cell for the first seeds.
-    """
-    base = Path(runs_dir) / (suite + (f"_{tag}" if tag else ""))
-    return [RunSpec(suite, m, d, s, base / d / m / f"seed{s}") for s in seeds for d in dists for m in models]
-
-
-def is_done(spec: RunSpec) -> bool:
-    return (spec.out / "metrics.json").exists()
+# running
 
 
 def execute(specs: list[RunSpec], runner: Callable[[RunSpec], Any], log: Callable[[str], None] = print,
@@ -86,7 +62,7 @@ def execute(specs: list[RunSpec], runner: Callable[[RunSpec], Any], log: Callabl
     A failing run (a diverged GAN, a missing module) does not stop the others:
     its traceback goes to ``compare_error.json`` and it is retried next time.
     """
-    from otgen.rundir import RunDir
+    from otgen.rundir import RunDir  # imports JAX: loaded when runs are made, not for --help
 
     counts = {"ran": 0, "skipped": 0, "failed": 0}
     total = len(specs)
@@ -127,7 +103,7 @@ def toy_runner(n_samples: int, steps: int | None) -> Callable[[RunSpec], Any]:
     """Each toy run is ``otgen toy`` (:func:`otgen.experiments.toy.run`) with the spec's model, toy and seed."""
 
     def run_one(spec: RunSpec):
-        from otgen.experiments.toy import ToyRunConfig, run
+        from otgen.experiments.toy import ToyRunConfig, run  # JAX: loaded when a run is made
 
         return run(ToyRunConfig(**_filtered_kwargs(ToyRunConfig, model=spec.model, dist=spec.dist, out=str(spec.out),
                                                    seed=spec.seed, n_samples=n_samples, steps=steps,
@@ -141,7 +117,7 @@ def mnist_runner(preset: str, data_dir, n_samples: int | None, gan_steps: int | 
     """Each image run is ``otgen mnist`` (:func:`otgen.experiments.mnist.run`) on ``dataset``."""
 
     def run_one(spec: RunSpec):
-        from otgen.experiments.mnist import make_config, run
+        from otgen.experiments.mnist import make_config, run  # JAX: loaded when a run is made
 
         # --gan-steps is the GANs' budget only: the other models' configurations (and run directories)
         # stay the preset's.
@@ -157,82 +133,6 @@ def mnist_runner(preset: str, data_dir, n_samples: int | None, gan_steps: int | 
                                ae_from=ae_from))
 
     return run_one
-
-
-# ----------------------------------------------------------------------------------------------
-# reading run directories
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _get_toy(name: str):
-    from otgen.data import toys
-
-    return toys.get(name)
-
-
-
-def _record(spec: RunSpec, metric: str) -> dict:
-    """A run's stored record (its ``metrics.json``, which must hold ``metric``) with its status."""
-    rec: dict[str, Any] = {"model": spec.model, "seed": spec.seed, "out": str(spec.out)}
-    err = _read_json(spec.out / ERROR_FILE)
-    m = _read_json(spec.out / "metrics.json") if is_done(spec) else None
-    if m is None:
-        rec.update(status="failed" if err else "missing", error=(err or {}).get("error"))
-    elif metric not in m:
-        rec.update(status="failed", error=f"metrics.json has no {metric!r} (written by an older otgen?)")
-    else:
-        rec.update(m)
-        rec.update(status="ok", model=spec.model, seed=spec.seed)
-        rec["created"] = (_read_json(spec.out / "config.json") or {}).get("created")
-    return rec
-
-
-def collect_toy(specs: list[RunSpec], get_toy: Callable[[str], Any] = _get_toy) -> list[dict]:
-    """One record per spec (its ``metrics.json``, scored by :func:`otgen.eval.evaluate` when it ran),
-    then the control rows (:func:`toy_controls`) of every (toy, seed) with a finished run."""
-    records, trains = [], {}
-    for spec in specs:
-        rec = {**_record(spec, "copy_fraction"), "dist": spec.dist}
-        if rec["status"] == "ok" and (spec.out / "data.npy").exists():
-            n = int(np.load(spec.out / "samples.npy", mmap_mode="r").shape[0])
-            trains.setdefault((spec.dist, spec.seed), (np.load(spec.out / "data.npy", allow_pickle=False), n))
-        records.append(rec)
-    for (dist, seed), (train, n) in trains.items():
-        records += toy_controls(dist, seed, train, n, get_toy)
-    return records
-
-
-BASELINE_TAG = " (published budget)"
-
-
-def collect_published_baselines(runs_dir: Path, dists: Iterable[str]) -> list[dict]:
-    """The finished GAN-family jobs of an ``otgen reproduce`` runs directory (each in its authors' setting
-    and budget, :mod:`otgen.experiments.reproduce`) as toy-report records, scored by the same
-    :func:`otgen.eval.evaluate` when they ran; the model is named ``"<model> (published budget)"``."""
-    from otgen.experiments.reproduce import JOBS
-
-    records = []
-    for dist in dists:
-        for model in (m for m in JOBS if m != "aeot"):  # AE-OT's own rows come from the suite
-            for out in sorted(Path(runs_dir).glob(f"{dist}_{model}_s*")):  # reproduce.run_dir's names
-                m = _read_json(out / "metrics.json")
-                if m is not None and "copy_fraction" in m:
-                    # jobs scored before evaluate reported between_modes_fraction get it filled in
-                    records.append({**with_between_modes_fraction(m), "model": model + BASELINE_TAG, "dist": dist,
-                                    "seed": int(out.name.rsplit("_s", 1)[1]),
-                                    "out": str(out), "status": "ok"})
-    return records
-
-
-def collect_mnist(specs: list[RunSpec], metric: str = "classes_covered") -> list[dict]:
-    """One record per image run: its metrics.json (which must hold ``metric``) and status."""
-    return [_record(spec, metric) for spec in specs]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,7 +179,7 @@ def _aeot_config(specs: list[RunSpec], args: argparse.Namespace, dataset: str):
     aeot = next((sp for sp in specs if sp.model == "aeot"), None)
     if aeot is None:
         return None
-    from otgen.experiments.mnist import make_config
+    from otgen.experiments.mnist import make_config  # imports JAX: loaded on use
 
     return make_config(args.preset, model="aeot", dataset=dataset, out=str(aeot.out), data_dir=args.data_dir)
 
@@ -295,7 +195,7 @@ def _csv(value: str | None, default: Iterable[str]) -> list[str]:
 def _toy_report(args, specs, models, dists, seeds, n_samples, report_dir, command, log) -> Path:
     budget = (f"{seeds} seeds x {len(models)} models x {len(dists)} distributions, "
               f"{n_samples} samples per run, steps {args.steps if args.steps else 'runner default'}")
-    records = collect_toy(specs, _get_toy)
+    records = collect_toy(specs, get_toy)
     if args.baselines_dir:
         baselines = collect_published_baselines(Path(args.baselines_dir), dists)
         models = list(models) + [m for m in dict.fromkeys(r["model"] for r in baselines)]
@@ -304,7 +204,7 @@ def _toy_report(args, specs, models, dists, seeds, n_samples, report_dir, comman
                    "each GAN in its authors' own 2-D setting and budget (PacGAN's code: 400,000 generator steps at "
                    "batch 100; `gan_toy.py`: WGAN-GP / WGAN 100,000 steps at batch 256), trained on 100,000 "
                    "points and scored by the same code on 2,500 samples; see `reproduction.md`")
-    return write_toy_report(records, models, dists, report_dir, command, get_toy=_get_toy,
+    return write_toy_report(records, models, dists, report_dir, command, get_toy=get_toy,
                             budget=budget, name=args.report_name or "toy")
 
 
@@ -382,8 +282,6 @@ def _command(args: argparse.Namespace, models, dists, seeds: int) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from otgen.generators import names as generator_names
-
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"[otgen compare] {msg}", flush=True))
     suite = SUITES[args.suite]
     models = _csv(args.models, suite.models(args.preset))
@@ -399,7 +297,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         dists = _csv(args.dists, suite.dists)
         for d in dists:
-            _get_toy(d)  # unknown names fail now, not after an hour of training
+            get_toy(d)  # unknown names fail now, not after an hour of training
     report_dir = Path(args.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from otgen.experiments.report import CONTROLS
+from otgen.experiments.report_toy import CONTROLS
 
 __all__ = ["toy_controls", "MNIST_CONTROLS", "run_mnist_controls", "run_stacked_reference"]
 
