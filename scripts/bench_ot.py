@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import qmc
 
-from otgen.ot import Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, scores
+from otgen.ot import Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, score_tiles, scores
 
 
 def best_time(fn, *args, repeats=5):
@@ -64,11 +64,11 @@ def _tiled_max_only(x, blocks, chunk):
     def chunk_max(xc):
         def step(best, inp):
             yb, hb = inp
-            return jnp.maximum(best, jnp.max(scores._block_scores(xc, yb, hb), axis=1)), None
+            return jnp.maximum(best, jnp.max(score_tiles.block_scores(xc, yb, hb), axis=1)), None
 
         return jax.lax.scan(step, jnp.full((xc.shape[0],), -jnp.inf), (blocks.y, blocks.h))[0]
 
-    return scores._map_chunks(chunk_max, x, chunk)
+    return score_tiles.map_chunks(chunk_max, x, chunk)
 
 
 def kernel_section(shapes, repeats):

@@ -18,7 +18,9 @@ from otgen.data.mnist import to_unit_float
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, prefixed_novelty
 from otgen.experiments import ablation as ab
-from otgen.experiments import mnist as ex
+from otgen.experiments.mnist_aeot import load_ae_params
+from otgen.experiments.mnist_evaluate import code_reference
+from otgen.experiments.mnist_rundir import LATENTS_FILE, load_images
 from otgen.generators.aeot import ExtensionOptions
 from otgen.models.autoencoder import encode_batched
 from otgen.ot.extension import spacing_rule
@@ -37,10 +39,10 @@ def main() -> None:
     a = p.parse_args()
     cfg = ab._stored_config(RunDir(a.run_dir), a.data_dir, False)
     rd = RunDir(cfg.out)
-    model, params, _ = ex._load_ae_params(rd, cfg)
-    train = rd.load_array(ex.LATENTS_FILE)
-    test = ex._load_images(cfg, "test")
-    code_ref = ex._code_reference(train, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
+    model, params, _ = load_ae_params(rd, cfg)
+    train = rd.load_array(LATENTS_FILE)
+    test = load_images(cfg, "test")
+    code_ref = code_reference(train, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     base = ab._load_aeot(cfg, ExtensionOptions(rule="angle"))
     angle_map = base.latent_map
     for variant in a.variants:

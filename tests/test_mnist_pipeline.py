@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from otgen.experiments import mnist as exp
+from otgen.experiments import mnist_aeot, mnist_baselines, mnist_config, mnist_rundir
+from otgen.generators.aeot import EXTENSION_FILE, MAP_FILE
 
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 
@@ -59,8 +61,8 @@ def test_bad_config(kw, msg):
 def test_stacked_dataset_config():
     c = exp.make_config("quick", dataset="stacked")
     assert c.channels == 3 and c.ae.channels == 3 and c.n_samples == 26000  # the VEEGAN/PacGAN protocol
-    assert c.ae.latent_dim == exp.STACKED_PRESETS["quick"]["ae"]["latent_dim"]
-    assert c.ae_epochs == exp.STACKED_PRESETS["quick"]["ae_epochs"] != exp.PRESETS["quick"]["ae_epochs"]
+    assert c.ae.latent_dim == mnist_config.STACKED_PRESETS["quick"]["ae"]["latent_dim"]
+    assert c.ae_epochs == mnist_config.STACKED_PRESETS["quick"]["ae_epochs"] != exp.PRESETS["quick"]["ae_epochs"]
     assert exp.make_config("quick", dataset="stacked", ae_epochs=5).ae_epochs == 5  # an override wins
     assert exp.make_config("quick", dataset="stacked", n_samples=50).n_samples == 50
     assert exp.make_config("quick").channels == 1
@@ -79,20 +81,20 @@ def test_bad_preset():
 
 def test_to_uint8_rounds_and_clips():
     x = np.array([-0.1, 0.0, 0.5, 1.0, 1.2, 0.499 / 255], np.float32).reshape(1, 1, 6, 1)
-    np.testing.assert_array_equal(exp._to_uint8(x).ravel(), [0, 0, 128, 255, 255, 0])
+    np.testing.assert_array_equal(mnist_rundir.to_uint8(x).ravel(), [0, 0, 128, 255, 255, 0])
 
 
 def test_run_dir_refuses_another_configuration(tmp_path):
     out = tmp_path / "run"
-    exp._claim_run_dir(tiny_config(out))
+    mnist_rundir.claim_run_dir(tiny_config(out))
     # Runtime-only fields may change ...
-    exp._claim_run_dir(tiny_config(out, stages=("encode",), progress=True))
+    mnist_rundir.claim_run_dir(tiny_config(out, stages=("encode",), progress=True))
     # ... anything that changes the results may not, unless --overwrite replaces the run.
     (out / "latents.npy").write_bytes(b"stale")
     with pytest.raises(ValueError, match="holds another run.*ot_steps: 2 there, 3 now"):
-        exp._claim_run_dir(tiny_config(out, ot_steps=3))
+        mnist_rundir.claim_run_dir(tiny_config(out, ot_steps=3))
     assert (out / "latents.npy").exists()
-    exp._claim_run_dir(tiny_config(out, ot_steps=3, overwrite=True))
+    mnist_rundir.claim_run_dir(tiny_config(out, ot_steps=3, overwrite=True))
     assert not (out / "latents.npy").exists()
 
 
@@ -147,14 +149,14 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     # a cell's image a little beyond its neighbours, never far (within 25% of the codes' range).
     span = latents.max(0) - latents.min(0)
     assert (gen.min(0) >= latents.min(0) - 0.25 * span).all() and (gen.max(0) <= latents.max(0) + 0.25 * span).all()
-    for name in ("samples.png", "reconstruction.png", "config.json", "autoencoder.npz", exp.MAP_FILE,
-                 exp.EXTENSION_FILE):
+    for name in ("samples.png", "reconstruction.png", "config.json", "autoencoder.npz", MAP_FILE,
+                 EXTENSION_FILE):
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["seed"] == 0
     # The map's error measured on fresh i.i.d. samples, not by the solver's own estimate.
-    chk = json.loads((out / exp.OT_CHECK_FILE).read_text())
-    assert chk["ot_check_samples"] == exp.OT_CHECK_SAMPLES and np.isfinite(chk["ot_check_chi2"])
-    assert chk["ot_check_noise_chi2"] == pytest.approx(2 * np.sqrt(300) / exp.OT_CHECK_SAMPLES)
+    chk = json.loads((out / mnist_rundir.OT_CHECK_FILE).read_text())
+    assert chk["ot_check_samples"] == mnist_aeot.OT_CHECK_SAMPLES and np.isfinite(chk["ot_check_chi2"])
+    assert chk["ot_check_noise_chi2"] == pytest.approx(2 * np.sqrt(300) / mnist_aeot.OT_CHECK_SAMPLES)
 
     # A second run finds everything done and changes nothing.
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".npy", ".npz")}
@@ -171,23 +173,23 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     # A latent flow takes this run's autoencoder and codes (--ae-from) instead of training its own ...
     flow_out = tmp_path / "fm"
     flow = exp.run(tiny_config(flow_out, model="fm", flow_steps=20, n_samples=30, ae_from=str(out)))
-    assert flow["ran"] == list(exp.FLOW_STAGES[:-1])
+    assert flow["ran"] == list(mnist_config.FLOW_STAGES[:-1])
     for name in ("autoencoder.npz", "latents.npy"):
         assert (flow_out / name).read_bytes() == (out / name).read_bytes()
-    stages = json.loads((flow_out / exp.STAGES_FILE).read_text())
-    aeot_stages = json.loads((out / exp.STAGES_FILE).read_text())
+    stages = json.loads((flow_out / mnist_rundir.STAGES_FILE).read_text())
+    aeot_stages = json.loads((out / mnist_rundir.STAGES_FILE).read_text())
     assert stages["train-ae"]["reused_from"] == str(out)
     assert stages["train-ae"]["seconds"] == aeot_stages["train-ae"]["seconds"]  # its wall time counts the AE
     # ... and sdfm takes that run's semi-discrete map too (the same problem: Gaussian onto the whitened codes).
     sd_out = tmp_path / "sdfm"
     exp.run(tiny_config(sd_out, model="sdfm", flow_steps=20, n_samples=30, ae_from=str(out)))
-    assert (sd_out / "flow" / exp.MAP_FILE).read_bytes() == (out / exp.MAP_FILE).read_bytes()
-    taken = json.loads((sd_out / "flow" / exp.COUPLING_FROM_FILE).read_text())
+    assert (sd_out / "flow" / MAP_FILE).read_bytes() == (out / MAP_FILE).read_bytes()
+    taken = json.loads((sd_out / "flow" / mnist_baselines.COUPLING_FROM_FILE).read_text())
     from otgen.ot import BrenierMap
 
-    solve = BrenierMap.load(out / exp.MAP_FILE).diagnostics.wall_time[-1]
+    solve = BrenierMap.load(out / MAP_FILE).diagnostics.wall_time[-1]
     assert taken["from"] == str(out) and taken["ot_seconds"] == solve > 0
-    sd_stages = json.loads((sd_out / exp.STAGES_FILE).read_text())
+    sd_stages = json.loads((sd_out / mnist_rundir.STAGES_FILE).read_text())
     assert sd_stages["train-flow"]["seconds"] >= taken["ot_seconds"]  # sdfm's time counts the solve it reused
     # ... only if that run trained the same autoencoder, and says which setting differs.
     with pytest.raises(ValueError, match="seed=0.*seed=1"):
@@ -213,18 +215,17 @@ def test_tiny_gan_baseline_through_the_same_command(tmp_path):
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
 def test_gan_learning_curve_ends_on_the_runs_own_samples(tmp_path, monkeypatch):
     """The curve's records score the generate stage's draw: at the last step, samples.npy itself."""
-    import otgen.eval
 
     def score(suite, images, data_dir=None):  # stands in for the classifier (not trained in CI)
         images = np.asarray(images)
         return {"n": len(images), "mean_pixel": float(images.mean()), "first": int(images.reshape(-1)[123])}
 
-    monkeypatch.setattr(otgen.eval, "image_curve_point", score)
+    monkeypatch.setattr(mnist_baselines, "image_curve_point", score)
     out = tmp_path / "gan"
     cfg = exp.make_config("quick", model="gan", out=str(out), data_dir=str(REAL_MNIST), limit=100, gan_steps=3,
                           n_samples=30, evaluate=True, stages=("train-gan", "generate"), progress=False)
     assert exp.run(cfg)["ran"] == ["train-gan", "generate"]
-    curve = json.loads((out / exp.CURVES_FILE).read_text())
+    curve = json.loads((out / mnist_rundir.CURVES_FILE).read_text())
     assert [r["step"] for r in curve] == [3] and (out / "curves.png").exists()
     assert curve[-1] == {"step": 3, **score("mnist", np.load(out / "samples.npy"))}
     # the curve travels in the checkpoint (a resumed run keeps it)
@@ -248,8 +249,8 @@ def test_tiny_stacked_mnist_aeot(tmp_path):
     assert samples.shape == (40, 28, 28, 3) and samples.dtype == np.uint8
     assert np.load(out / "latents.npy").shape == (300, 6)
     # the stacked training set is a fixed draw: the same images whatever the run's seed
-    a = exp._load_train_images(cfg)
-    b = exp._load_train_images(tiny_config(tmp_path / "other", dataset="stacked", seed=5))
+    a = mnist_rundir.load_train_images(cfg)
+    b = mnist_rundir.load_train_images(tiny_config(tmp_path / "other", dataset="stacked", seed=5))
     assert a.shape == (300, 28, 28, 3) and np.array_equal(a, b)
 
 
@@ -263,20 +264,20 @@ def test_tiny_latent_flow_on_fashion_mnist(tmp_path, model):
     out = tmp_path / model
     cfg = tiny_config(out, model=model, dataset="fashion", data_dir=str(REAL_FASHION), ae_epochs=1, flow_steps=60,
                       n_samples=50)
-    assert cfg.stage_list() == exp.FLOW_STAGES[:-1]
+    assert cfg.stage_list() == mnist_config.FLOW_STAGES[:-1]
     res = exp.run(cfg)
-    assert res["ran"] == list(exp.FLOW_STAGES[:-1])
+    assert res["ran"] == list(mnist_config.FLOW_STAGES[:-1])
     samples = np.load(out / "samples.npy", allow_pickle=False)
     assert samples.shape == (50, 28, 28) and samples.dtype == np.uint8
     assert np.load(out / "generated_latents.npy").shape == (50, 4)
     assert (out / "flow" / "checkpoint.npz").is_file()
-    assert json.loads((out / exp.GENERATION_FILE).read_text())["coupling"] == model
-    assert ((out / "flow" / exp.MAP_FILE).is_file()) == (model == "sdfm")
+    assert json.loads((out / mnist_rundir.GENERATION_FILE).read_text())["coupling"] == model
+    assert ((out / "flow" / MAP_FILE).is_file()) == (model == "sdfm")
     # the training images are Fashion-MNIST's, not MNIST's
     from otgen.data.mnist import load_mnist
 
-    np.testing.assert_array_equal(exp._load_train_images(cfg), load_mnist("train", REAL_FASHION,
-                                                                         dataset="fashion")[0][:300])
+    np.testing.assert_array_equal(mnist_rundir.load_train_images(cfg),
+                                  load_mnist("train", REAL_FASHION, dataset="fashion")[0][:300])
     assert exp.run(cfg)["ran"] == []
 
 
@@ -311,10 +312,11 @@ def test_autoencoder_width_flags():
 
     parser = argparse.ArgumentParser()
     exp.add_arguments(parser)
-    cfg = exp.config_from_args(parser.parse_args(["--ae-features", "32,64", "--ae-hidden", "512", "--latent-dim", "8"]))
+    cfg = mnist_config.config_from_args(parser.parse_args(["--ae-features", "32,64", "--ae-hidden", "512",
+                                                           "--latent-dim", "8"]))
     assert (cfg.ae.features, cfg.ae.hidden, cfg.ae.latent_dim) == ((32, 64), 512, 8)
     assert cfg.ae.loss == exp.PRESETS["quick"]["ae"].loss  # the rest stays the preset's
     with pytest.raises(ValueError):
-        exp.config_from_args(parser.parse_args(["--ae-features", "32,x"]))
+        mnist_config.config_from_args(parser.parse_args(["--ae-features", "32,x"]))
     with pytest.raises(ValueError, match="features"):
-        exp.config_from_args(parser.parse_args(["--ae-features", "8,8,8"]))
+        mnist_config.config_from_args(parser.parse_args(["--ae-features", "8,8,8"]))

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import qmc
 
 from otgen.checkpoint import CheckpointError, save_pytree
-from otgen.ot import BrenierMap, Gaussian, Sampler, SemiDiscreteOT, UniformBox, aeot_recipe, optim
+from otgen.ot import BrenierMap, Gaussian, Sampler, SemiDiscreteOT, UniformBox, aeot_recipe, optim_newton
 
 
 def _independent_masses_box(bmap, n_log2, seed, low=0.0, high=1.0):
@@ -63,7 +63,7 @@ def test_discrete_warm_start_solves_tight_clusters_with_unequal_weights():
     y = np.concatenate([c + 0.005 * rng.normal(size=(100, 2)) for c in centers]).astype(np.float32)
     nu = np.concatenate([np.full(100, 0.5), np.full(100, 0.3), np.full(100, 0.2)]) / 100
     solver = SemiDiscreteOT(UniformBox(2), y, nu)
-    bmap = solver.fit(jax.random.PRNGKey(4), tol=0.02, progress=False, optimizer=optim.damped_newton(
+    bmap = solver.fit(jax.random.PRNGKey(4), tol=0.02, progress=False, optimizer=optim_newton.damped_newton(
         init_h="discrete", max_steps=20))
     assert bmap.diagnostics.converged
     w = _independent_masses_box(bmap, 21, seed=8)
@@ -132,7 +132,7 @@ def test_facet_hessian_matches_finite_differences_of_masses():
     problem = SemiDiscreteOT(UniformBox(2), y)
     h = problem.initial_h()
     est = problem.estimate(jax.random.PRNGKey(9), h, 2**20, hessian=True, band=0.02)
-    matvec, diag = optim.facet_hessian_matvec(est.edges, 10)
+    matvec, diag = optim_newton.facet_hessian_matvec(est.edges, 10)
     hess = np.stack([np.asarray(matvec(jnp.eye(10)[j])) for j in range(10)], axis=1)
     np.testing.assert_allclose(hess, hess.T, atol=1e-6)  # symmetric by construction
     np.testing.assert_allclose(hess.sum(0), 0, atol=1e-4)  # Laplacian: masses sum to 1

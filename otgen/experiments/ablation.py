@@ -34,8 +34,11 @@ import numpy as np
 
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
-from otgen.experiments import mnist as ex
-from otgen.generators.aeot import AEOT, ExtensionOptions
+from otgen.experiments.mnist_aeot import load_ae_params
+from otgen.experiments.mnist_config import MnistConfig, ot_options
+from otgen.experiments.mnist_evaluate import code_reference
+from otgen.experiments.mnist_rundir import LATENTS_FILE, keys, load_images, load_train_images, to_uint8
+from otgen.generators.aeot import AEOT, EXTENSION_FILE, ExtensionOptions
 from otgen.generators.latent import is_sampler, make_sampler
 from otgen.rundir import RunDir
 
@@ -50,7 +53,7 @@ RESULTS_FILE = "ablation.json"
 def _decode(model, params, codes) -> np.ndarray:
     from otgen.models.autoencoder import decode_batched
 
-    return ex._to_uint8(decode_batched(model, params, np.asarray(codes, np.float32), 1000))
+    return to_uint8(decode_batched(model, params, np.asarray(codes, np.float32), 1000))
 
 
 def jitter_factor(name: str) -> float | None:
@@ -93,7 +96,7 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[np.nda
         rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
                 "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
     aeot = _load_aeot(cfg, rule)  # the run's map and barycentres; only the rule is set up anew
-    codes, moved = aeot.sample_codes(ex._keys(cfg.seed)["generate"], n, return_interpolated=True)
+    codes, moved = aeot.sample_codes(keys(cfg.seed)["generate"], n, return_interpolated=True)
     info = {k: v for k, v in aeot.info().items() if k.startswith("rule") or k in ("angle_threshold",)}
     extra = {"rule_jitter_factor": factor} if factor is not None else {}
     return codes, {**info, **extra, "interpolated_fraction": float(np.mean(moved))}
@@ -107,10 +110,10 @@ def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
     from otgen.ot import BrenierMap
 
     rd = RunDir(cfg.out)
-    aeot = AEOT(ot=ex._ot_options(cfg), extension=rule)
+    aeot = AEOT(ot=ot_options(cfg), extension=rule)
     aeot.whitening = Whitening.load(rd.file(WHITENING_FILE))
     ext, _ = _load_extension(rd.file(EXTENSION_FILE), BrenierMap.load(rd.file(MAP_FILE)))
-    ext = set_rule(ext.with_threshold(rule.angle_threshold), rule, aeot.whitening, rule_key(ex._keys(cfg.seed)["ot"]))
+    ext = set_rule(ext.with_threshold(rule.angle_threshold), rule, aeot.whitening, rule_key(keys(cfg.seed)["ot"]))
     aeot.latent_map = ext
     return aeot
 
@@ -129,7 +132,7 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     if not rd.has("config.json"):
         raise ValueError(f"{run_dir}: no config.json (not an otgen mnist run directory)")
     cfg = _stored_config(rd, data_dir, progress)
-    if cfg.model != "aeot" or not rd.has(ex.EXTENSION_FILE):
+    if cfg.model != "aeot" or not rd.has(EXTENSION_FILE):
         raise ValueError(f"{run_dir}: needs a finished AE-OT fit-ot stage (autoencoder, codes, map)")
     if cfg.dataset not in ("mnist", "fashion"):
         raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
@@ -143,11 +146,11 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
               f"{', '.join(stale)}")
     for k in stale:
         del results["rows"][k]
-    model, params, _ = ex._load_ae_params(rd, cfg)
-    train_codes = rd.load_array(ex.LATENTS_FILE)
-    test = ex._load_images(cfg, "test")
-    train_images = ex._load_train_images(cfg)
-    code_ref = ex._code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
+    model, params, _ = load_ae_params(rd, cfg)
+    train_codes = rd.load_array(LATENTS_FILE)
+    test = load_images(cfg, "test")
+    train_images = load_train_images(cfg)
+    code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
     real = test[REAL_CONTROL]
     idx = rng.integers(0, len(train_codes), n)
@@ -188,10 +191,10 @@ def _stored_config(rd, data_dir, progress: bool):
     from otgen.models.autoencoder import AEConfig
 
     stored = rd.read_json("config.json")["config"]
-    names = {f.name for f in dataclasses.fields(ex.MnistConfig)}
-    fields = {k: v for k, v in stored.items() if k in names and k not in ex.MnistConfig.RUNTIME_FIELDS}
+    names = {f.name for f in dataclasses.fields(MnistConfig)}
+    fields = {k: v for k, v in stored.items() if k in names and k not in MnistConfig.RUNTIME_FIELDS}
     fields["ae"] = AEConfig(**stored["ae"])
-    return ex.MnistConfig(**fields, out=str(rd.path), data_dir=data_dir, progress=progress)
+    return MnistConfig(**fields, out=str(rd.path), data_dir=data_dir, progress=progress)
 
 
 def _sampled(name, cfg, train_codes, key, n, model, params):
@@ -273,22 +276,29 @@ def _family(row: str) -> tuple[str, str]:
 
 def plot_plane(results: dict, path, title: str = "") -> Path:
     """FID against the code NN ratio (median nearest-training-code distance over held-out codes'; 0 a
-    replay, ~1 fresh data) of every row in ``results``; controls as black markers."""
+    replay, ~1 fresh data) of every row in ``results``; controls as black markers.  Rows with an FID
+    over 4x the decoder's ceiling (the held-out reconstructions) are named in the legend, not drawn."""
     from otgen.plotting import quality_novelty
 
     x_key, y_key = "code_nn_distance_ratio", "fid"
+    rows = {k: r for k, r in results["rows"].items()
+            if np.isfinite(r.get(x_key, np.nan)) and np.isfinite(r.get(y_key, np.nan))}
+    ceiling = next((r[y_key] for k, r in rows.items() if k == f"*{CONTROL_ROWS[3]}*"), np.inf)
     families: dict[str, list] = {}
-    controls = {}
-    for label, rec in results["rows"].items():
-        if not (np.isfinite(rec.get(x_key, np.nan)) and np.isfinite(rec.get(y_key, np.nan))):
-            continue
+    controls, off = {}, []
+    for label, rec in rows.items():
         if label.startswith("*"):
             if "held-out" in label:  # the replays sit at x = 0 and say nothing a line does not
                 controls[label.strip("*")] = (rec[x_key], rec[y_key])
             continue
+        if rec[y_key] > 4 * ceiling:
+            off.append(f"{label} (FID {rec[y_key]:.0f})")
+            continue
         fam, lab = _family(label)
         families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
-    return quality_novelty(families, controls, path, title=title,
+    names = {"sd-map": "sd-map (the semi-discrete map: a replay)", "aeot-angle": "AE-OT, angle rule"}
+    families = {names.get(k, k): v for k, v in families.items()}
+    return quality_novelty(families, controls, path, title=title + (f"\noff scale: {', '.join(off)}" if off else ""),
                            xlabel="code NN ratio: median nearest-training-code distance / held-out codes' "
                                   "(0 = replay, ~1 = like fresh data)")
 

@@ -6,7 +6,9 @@
 
 from otgen.ot.brenier import BrenierMap, Diagnostics
 from otgen.ot.measures import Gaussian, Sampler, UniformBox
-from otgen.ot.optim import aeot_recipe, damped_newton, averaged_sgd
+from otgen.ot.optim_aeot import aeot_recipe
+from otgen.ot.optim_newton import damped_newton
+from otgen.ot.optim_sgd import averaged_sgd
 from otgen.ot.scores import assign_cells, cell_counts, cell_masses, top_k_cells
 from otgen.ot.sharding import make_mesh
 from otgen.ot.solver import NotConvergedError, NotConvergedWarning, SemiDiscreteOT

@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from otgen.ot import scores
+from otgen.ot import score_tiles, scores
 
 __all__ = ["SAMPLES", "TARGETS", "make_mesh", "shard_blocks", "argmax_cells", "top2_cells", "assign_cells_sharded",
            "cell_counts_sharded"]
@@ -76,7 +76,7 @@ def _target_offset(blocks: scores.TargetBlocks, target_axis):
 
 def argmax_cells(x, blocks: scores.TargetBlocks, chunk_size: int, target_axis=None):
     """(max score, global argmax) per row of ``x``; inside shard_map, combined across ``target_axis``."""
-    m, i = scores._map_chunks(lambda xc: scores._chunk_argmax(xc, blocks), x, chunk_size)
+    m, i = score_tiles.map_chunks(lambda xc: score_tiles.chunk_argmax(xc, blocks), x, chunk_size)
     if target_axis is None:
         return m, i
     i = i + _target_offset(blocks, target_axis)
@@ -99,7 +99,7 @@ def _merge_top2(a, b):
 
 def top2_cells(x, blocks: scores.TargetBlocks, chunk_size: int, target_axis=None):
     """(s1, i1, s2, i2) per row of ``x``; inside shard_map, merged across ``target_axis``."""
-    s1, i1, s2, i2 = scores._map_chunks(lambda xc: scores._chunk_top2(xc, blocks), x, chunk_size)
+    s1, i1, s2, i2 = score_tiles.map_chunks(lambda xc: score_tiles.chunk_top2(xc, blocks), x, chunk_size)
     if target_axis is None:
         return s1, i1, s2, i2
     off = _target_offset(blocks, target_axis)
@@ -120,8 +120,8 @@ def assign_cells_sharded(x, targets, h, mesh: Mesh, *, block_size=None, chunk_si
     :func:`otgen.ot.scores.assign_cells` exactly."""
     s, _ = check_mesh(mesh)
     x = jnp.asarray(x, jnp.float32)
-    blocks = scores._as_blocks(targets, h, block_size)
-    scores._check(x, blocks.y.shape[2])
+    blocks = scores.as_blocks(targets, h, block_size)
+    scores.check_samples(x, blocks.y.shape[2])
     blocks = shard_blocks(blocks, mesh)
     n = x.shape[0]
     xp = _pad_samples(x, s)
@@ -136,8 +136,8 @@ def cell_counts_sharded(x, targets, h, mesh: Mesh, *, block_size=None, chunk_siz
     """Per-cell sample counts (K,), histograms reduced across the sample axis with psum."""
     s, _ = check_mesh(mesh)
     x = jnp.asarray(x, jnp.float32)
-    blocks = scores._as_blocks(targets, h, block_size)
-    scores._check(x, blocks.y.shape[2])
+    blocks = scores.as_blocks(targets, h, block_size)
+    scores.check_samples(x, blocks.y.shape[2])
     k = blocks.num_targets
     blocks = shard_blocks(blocks, mesh)
     n = x.shape[0]

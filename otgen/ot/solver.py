@@ -25,8 +25,9 @@ from otgen.ot.exact import EXACT_TOL, solve_exact, why_not_exact
 from otgen.ot.measures import moments
 from otgen.ot.problem import validate_problem
 from otgen.ot.warm_start import discrete_ot_heights, multiscale_heights
-from otgen.ot.optim import (METRICS, Estimate, averaged_sgd, certify_samples, chi2_noise_at, damped_newton,
-                             error_of, noise_of)
+from otgen.ot.optim import METRICS, Estimate, certify_samples, chi2_noise_at, error_of, noise_of
+from otgen.ot.optim_newton import damped_newton
+from otgen.ot.optim_sgd import averaged_sgd
 
 __all__ = ["SemiDiscreteOT", "validate_problem", "NotConvergedWarning", "NotConvergedError", "DISCRETE_MAX_K"]
 
@@ -173,9 +174,9 @@ class SemiDiscreteOT:
     def default_optimizer(self, metric: str | None = None):
         """What ``fit`` runs when no optimizer is given.
 
-        :func:`~otgen.ot.optim.damped_newton` where its facet Hessian is good and the exact
+        :func:`~otgen.ot.optim_newton.damped_newton` where its facet Hessian is good and the exact
         discrete start applies: K <= ``DISCRETE_MAX_K`` or d <= ``NEWTON_MAX_DIM`` (or an L1
-        tol is asked for).  Above, :func:`~otgen.ot.optim.averaged_sgd`, which stops on chi2:
+        tol is asked for).  Above, :func:`~otgen.ot.optim_sgd.averaged_sgd`, which stops on chi2:
         at K = 10,000, d = 16 damped Newton went from chi2 0.58 to 0.46 in 240 s (its facet
         Hessian, a few band samples per cell, is too rough there); on MNIST codes (K = 60,000)
         the averaged SGD's map reached chi2 0.0116 on 160 steps of 2^16 samples.
