@@ -23,7 +23,7 @@ from otgen.experiments.mnist_evaluate import code_reference
 from otgen.experiments.mnist_rundir import LATENTS_FILE, load_images
 from otgen.generators.aeot import ExtensionOptions
 from otgen.models.autoencoder import encode_batched
-from otgen.ot.extension import spacing_rule
+from otgen.ot.spacing import spacing_rule
 from otgen.rundir import RunDir
 
 FIELDS = ("fid", "kl_uniform", "precision", "recall", "feature_data_copying_ct", "feature_nn_global_z",

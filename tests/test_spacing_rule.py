@@ -11,7 +11,8 @@ import pytest
 from otgen.eval.novelty import nearest_distances, novelty
 from otgen.generators.aeot import AEOT, ExtensionOptions
 from otgen.ot import SemiDiscreteOT, UniformBox, damped_newton
-from otgen.ot.extension import extend, spacing_rule
+from otgen.ot.extension import extend
+from otgen.ot.spacing import spacing_rule
 from otgen.ot.spacing import kappa_for_budget, leave_one_out_spacing, nearest_targets
 from otgen.stats import mann_whitney_z
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +26,10 @@ import numpy as np
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
-from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend, spacing_rule
+from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend
 from otgen.ot.exact import why_not_exact
-from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule, admissible_neighbours
+from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule, admissible_neighbours, spacing_rule
+from otgen.generators.whitening import Whitening, fit_whitening
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
 OPTIMIZERS = ("auto", "newton", "averaged", "aeot")
@@ -36,7 +37,6 @@ OPTIMIZERS = ("auto", "newton", "averaged", "aeot")
 __all__ = ["AEOT", "OTOptions", "ExtensionOptions", "Whitening", "fit_whitening", "solve_latent_ot", "identity",
            "WHITENING_FILE", "MAP_FILE", "EXTENSION_FILE"]
 
-_WHITENING_FORMAT = "otgen-whitening-v1"
 _EXTENSION_FORMAT = "otgen-extension-v1"
 # The files a fit leaves in its workdir, in the order they are made.
 WHITENING_FILE, MAP_FILE, EXTENSION_FILE = "whitening.npz", "brenier.npz", "extension.npz"
@@ -44,68 +44,6 @@ WHITENING_FILE, MAP_FILE, EXTENSION_FILE = "whitening.npz", "brenier.npz", "exte
 
 def identity(x):
     return x
-
-
-class Whitening(NamedTuple):
-    """An invertible affine change of code coordinates: ``w = (z - mean) @ proj + offset``."""
-
-    mean: np.ndarray  # (d,)
-    proj: np.ndarray  # (d, d)
-    unproj: np.ndarray  # (d, d), the inverse of proj
-    offset: np.ndarray  # (d,)
-
-    def apply(self, z) -> np.ndarray:
-        return ((np.asarray(z, np.float32) - self.mean) @ self.proj + self.offset).astype(np.float32)
-
-    def invert(self, w) -> np.ndarray:
-        return ((np.asarray(w, np.float32) - self.offset) @ self.unproj + self.mean).astype(np.float32)
-
-    @classmethod
-    def identity(cls, dim: int) -> "Whitening":
-        eye = np.eye(dim, dtype=np.float32)
-        zero = np.zeros(dim, np.float32)
-        return cls(zero, eye, eye, zero)
-
-    def save(self, path) -> None:
-        """Atomic, pickle-free ``.npz`` (via :mod:`otgen.checkpoint`)."""
-        save_pytree(path, dict(self._asdict()), {"format": _WHITENING_FORMAT})
-
-    @classmethod
-    def load(cls, path) -> "Whitening":
-        flat, meta = load_pytree(path)
-        if meta.get("format") != _WHITENING_FORMAT:
-            raise CheckpointError(f"{path} is not a saved code whitening (format {meta.get('format')!r})")
-        try:
-            arrays = {f: np.asarray(flat[f"['{f}']"], np.float32) for f in cls._fields}
-        except KeyError as e:
-            raise CheckpointError(f"{path}: missing array {e}") from None
-        d = arrays["mean"].shape[0]
-        if any(arrays[f].shape != (d, d) for f in ("proj", "unproj")) or arrays["offset"].shape != (d,):
-            raise CheckpointError(f"{path}: inconsistent shapes {[a.shape for a in arrays.values()]}")
-        return cls(**arrays)
-
-
-def fit_whitening(z, source: str = "gaussian", eps: float = 1e-6) -> Whitening:
-    """PCA whitening of codes ``z`` (n, d), fitted in float64, placed on the source's support.
-
-    ``"gaussian"``: mean 0, identity covariance, like N(0, I).  ``"uniform"``: the
-    whitened codes are then scaled uniformly and shifted into [0.02, 0.98]^d, so
-    that every target's Voronoi cell meets the unit cube (the damped Newton
-    solver starts from Voronoi cells, which must all have mass).  Near-zero
-    variances are floored at ``eps`` times the largest, so the map stays invertible.
-    """
-    z = np.asarray(z, np.float64)
-    mean = z.mean(0)
-    evals, evecs = np.linalg.eigh(np.cov(z - mean, rowvar=False).reshape(z.shape[1], z.shape[1]))
-    scale = np.sqrt(np.maximum(evals, eps * max(evals.max(), eps)))
-    proj, unproj = evecs / scale, (evecs * scale).T
-    offset = np.zeros(z.shape[1])
-    if source == "uniform":
-        s = 0.48 / max(float(np.max(np.abs((z - mean) @ proj))), 1e-12)
-        proj, unproj, offset = proj * s, unproj / s, np.full(z.shape[1], 0.5)
-    elif source != "gaussian":
-        raise ValueError(f"source must be 'gaussian' or 'uniform', got {source!r}")
-    return Whitening(*(a.astype(np.float32) for a in (mean, proj, unproj, offset)))
 
 
 @dataclasses.dataclass(frozen=True)

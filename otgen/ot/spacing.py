@@ -45,7 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SpacingRule", "nearest_targets", "admissible_neighbours", "leave_one_out_spacing", "kappa_for_budget", "regular_by_spacing",
+from otgen.stats import mann_whitney_z
+
+__all__ = ["SpacingRule", "spacing_rule", "nearest_targets", "admissible_neighbours", "leave_one_out_spacing", "kappa_for_budget", "regular_by_spacing",
            "tangent_noise", "jittered", "DEFAULT_BUDGET"]
 
 # Fraction of targets allowed to have no admissible neighbour (their cells are never sampled).
@@ -193,3 +195,59 @@ def jittered(key, z, moved, idx, regular, targets, metric_targets, rule: Spacing
         good = lands(pulled)
         out, ok = jnp.where((good & ~ok)[:, None], pulled, out), ok | good
     return out, ok
+
+
+def spacing_rule(ext, key: jax.Array, *, metric=None, budget: float = DEFAULT_BUDGET,
+                 kappa: float | None = None, spread: float = 1.0, jitter: float | None = None,
+                 reference=None, num_samples: int = 4096):
+    """``ext`` (an :class:`~otgen.ot.extension.ExtendedMap`) with the spacing rule, its parameters set on
+    the targets.
+
+    ``metric`` (d, d): the frame distances are measured in (default identity).  ``kappa``: the
+    admissible radius in units of the median spacing (default: from ``budget``).  ``spread``: scale
+    of the piecewise-linear step (1: the AE-OT map).  ``jitter``: scale of the tangent noise relative to the
+    admissible edges (default: calibrated on ``num_samples`` source samples so that the
+    distances of generated points to their nearest target are distributed like ``reference``:
+    Mann-Whitney z = 0).  ``reference``: points *not* among the targets, in the targets' frame (a
+    validation split); default the targets' own leave-one-out distances, which for i.i.d. data are
+    distributed as a fresh point's distance to the targets."""
+    d = ext.bmap.dim
+    metric = np.eye(d, dtype=np.float32) if metric is None else np.asarray(metric, np.float32)
+    if metric.shape != (d, d) or not np.all(np.isfinite(metric)):
+        raise ValueError(f"metric must be a finite ({d}, {d}) matrix, got shape {metric.shape}")
+    ym = np.asarray(ext.bmap.targets, np.float32) @ metric
+    loo = leave_one_out_spacing(ym)
+    s = float(np.median(loo))
+    if reference is None:
+        ref_dist = loo
+    else:
+        reference = np.asarray(reference, np.float32)
+        if reference.ndim != 2 or reference.shape[1] != d or not np.all(np.isfinite(reference)):
+            raise ValueError(f"reference must be finite points of shape (m, {d}), got {reference.shape}")
+        ref_dist = nearest_targets(reference @ metric, ym)[1]
+    if kappa is None:
+        kappa = kappa_for_budget(loo, budget)
+    if not kappa > 0 or not spread > 0 or (jitter is not None and not jitter >= 0):
+        raise ValueError(f"need kappa > 0, spread > 0, jitter >= 0; got {kappa}, {spread}, {jitter}")
+    rule = SpacingRule(metric, s, float(kappa), float(spread), 0.0 if jitter is None else float(jitter),
+                       float(budget), 1.0, admissible_neighbours(ym, float(kappa) * s, ext.top_k - 1))
+    k_x, k_j = jax.random.split(key)
+    x = ext.bmap._require_source().sample(k_x, int(num_samples))
+
+    def trial(j):  # common random numbers: the same source samples and noise at every jitter
+        z, ok = ext._replace(spacing_rule=rule._replace(jitter=j)).map_with_info(x, key=k_j)
+        ok = np.asarray(ok)
+        if not ok.any():
+            return -np.inf, 0.0
+        return mann_whitney_z(nearest_targets(np.asarray(z)[ok] @ metric, ym)[1], ref_dist), float(ok.mean())
+
+    if jitter is None:  # bisection: the generated points' distances grow with the jitter
+        lo, hi = 0.0, 4.0
+        if trial(lo)[0] >= 0:
+            hi = 0.0
+        for _ in range(10 if hi > 0 else 0):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if trial(mid)[0] < 0 else (lo, mid)
+        jitter = 0.5 * (lo + hi)
+    acceptance = trial(float(jitter))[1]
+    return ext._replace(spacing_rule=rule._replace(jitter=float(jitter), acceptance=acceptance))
