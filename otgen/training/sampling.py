@@ -78,13 +78,19 @@ def refreshed_batch_stats(cfg: GANConfig, state: GANState, n_batches: int | None
 
 
 _SAMPLERS: dict[GANConfig, Any] = {}
+_REFRESHERS: dict[GANConfig, Any] = {}
+
+
+def _compiled(cache: dict, make, cfg: GANConfig):
+    """``make(cfg)``'s jitted function, built once per compiled configuration (``compiled_key``)."""
+    key = compiled_key(cfg)
+    if key not in cache:
+        cache[key] = make(key)
+    return cache[key]
 
 
 def _sampler_for(cfg: GANConfig):
-    key = compiled_key(cfg)
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = _make_sampler(key)
-    return _SAMPLERS[key]
+    return _compiled(_SAMPLERS, _make_sampler, cfg)
 
 
 def _make_sampler(cfg: GANConfig):
@@ -98,14 +104,8 @@ def _make_sampler(cfg: GANConfig):
     return sample
 
 
-_REFRESHERS: dict[GANConfig, Any] = {}
-
-
 def _refresher_for(cfg: GANConfig):
-    key = compiled_key(cfg)
-    if key not in _REFRESHERS:
-        _REFRESHERS[key] = _make_refresher(key)
-    return _REFRESHERS[key]
+    return _compiled(_REFRESHERS, _make_refresher, cfg)
 
 
 def _make_refresher(cfg: GANConfig):
