@@ -1,15 +1,14 @@
 """BrenierMap: the fitted semi-discrete OT map ``x -> y_{argmax_i <x, y_i> + h_i}``.
 
 A pytree whose leaves are ``targets`` (K, d), ``weights`` (K,) and ``h`` (K,);
-the source measure and the fit diagnostics ride along as static data.  All
-evaluations go through the tiled kernels of :mod:`otgen.ot.scores`, so a map
-with a million targets is evaluated in bounded memory.
+the source measure and the fit diagnostics (:class:`otgen.ot.output.Diagnostics`) ride
+along as static data.  All evaluations go through the tiled kernels of
+:mod:`otgen.ot.scores`, so a map with a million targets is evaluated in bounded memory.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,119 +17,11 @@ import numpy as np
 from otgen.checkpoint import CheckpointError, load_pytree, save_pytree
 from otgen.ot import scores
 from otgen.ot.measures import measure_from_description, sample_batches
+from otgen.ot.output import Diagnostics
 
-__all__ = ["BrenierMap", "Diagnostics"]
+__all__ = ["BrenierMap"]
 
 _FORMAT = "otgen-brenier-map-v1"
-
-
-class Diagnostics(NamedTuple):
-    """Per-step history of a fit (tuples, so the map stays hashable as static pytree data).
-
-    ``l1_error``: estimated ||w - nu||_1 at the step's h (fresh samples); ``noise_l1``: the
-    estimated Monte-Carlo noise of that estimate (half the L1 distance between
-    two independent half-sample estimates); ``chi2``: the unbiased marginal chi-square
-    error sum_i (w_a,i - nu_i)(w_b,i - nu_i) / nu_i of the two halves; ``max_rel_error``:
-    max_i |w_i - nu_i| / nu_i; ``energy``: estimate of E(h) = E_mu[u_h] - <nu, h>;
-    ``wall_time``: seconds since the fit started; ``num_samples``: samples used at the step;
-    ``step_size``: the line-search step taken after the step's estimate (0: rejected).
-    ``converged``: the optimizer's stopping test passed at step ``best_step`` (the
-    returned heights); otherwise ``best_step`` is the step of lowest estimated error.
-    ``stop_reason``: "converged", "max_steps", "time_budget", "noise_floor" or "callback";
-    ``notes``: every fallback and safeguard that fired (start chosen, steps rejected...).
-    ``metric``: what ``tol`` bounds ("l1" or "chi2"); ``noise_chi2``: the chi2 estimate's noise.
-    ``check_*``: checks of a point other than the iterate (the averaged SGD's average) on fresh
-    samples, made after step ``check_step``; ``best_check`` >= 0: the returned heights are that
-    check's point (its figures are the returned heights' estimated error).
-    """
-
-    l1_error: tuple[float, ...] = ()
-    noise_l1: tuple[float, ...] = ()
-    max_rel_error: tuple[float, ...] = ()
-    energy: tuple[float, ...] = ()
-    wall_time: tuple[float, ...] = ()
-    num_samples: tuple[int, ...] = ()
-    converged: bool = False
-    optimizer: str = ""
-    chi2: tuple[float, ...] = ()
-    step_size: tuple[float, ...] = ()
-    best_step: int = -1
-    stop_reason: str = ""
-    tol: float | None = None
-    notes: tuple[str, ...] = ()
-    metric: str = "l1"
-    noise_chi2: tuple[float, ...] = ()
-    check_step: tuple[int, ...] = ()
-    check_l1: tuple[float, ...] = ()
-    check_noise_l1: tuple[float, ...] = ()
-    check_chi2: tuple[float, ...] = ()
-    check_noise_chi2: tuple[float, ...] = ()
-    check_samples: tuple[int, ...] = ()
-    check_time: tuple[float, ...] = ()
-    best_check: int = -1
-
-    @property
-    def final_l1(self) -> float:
-        """Estimated L1 error of the returned heights (``nan`` for an empty history)."""
-        if self.best_check >= 0:
-            return self.check_l1[self.best_check]
-        if not self.l1_error:
-            return float("nan")
-        return self.l1_error[self.best_step if self.best_step >= 0 else -1]
-
-    @property
-    def final_error(self) -> float:
-        """The returned heights' estimated error in the fit's ``metric``."""
-        if self.best_check >= 0:
-            return (self.check_chi2 if self.metric == "chi2" else self.check_l1)[self.best_check]
-        seq = self.chi2 if self.metric == "chi2" else self.l1_error
-        if not seq:
-            return float("nan")
-        return seq[self.best_step if self.best_step >= 0 else -1]
-
-    def as_metrics(self, prefix: str = "ot_") -> dict[str, Any]:
-        """The fit's verdict for a ``metrics.json``: converged, the returned heights' estimated
-        error and noise, chi2, steps, stop reason and every fallback note."""
-        i = self.best_step if self.best_step >= 0 else -1
-        pick = (lambda seq: seq[i] if seq else None)
-        c = self.best_check
-        seconds = max(self.wall_time[-1:] + self.check_time[-1:], default=None)
-        return {f"{prefix}converged": bool(self.converged),
-                f"{prefix}l1_error": self.check_l1[c] if c >= 0 else pick(self.l1_error),
-                # (maps saved before check_noise_l1 existed lack it)
-                f"{prefix}noise_l1": (self.check_noise_l1[c] if c < len(self.check_noise_l1) else None) if c >= 0
-                else pick(self.noise_l1),
-                f"{prefix}chi2": self.check_chi2[c] if c >= 0 else pick(self.chi2),
-                f"{prefix}noise_chi2": self.check_noise_chi2[c] if c >= 0 else pick(self.noise_chi2),
-                f"{prefix}returned": "average" if c >= 0 else "iterate",
-                f"{prefix}metric": self.metric, f"{prefix}optimizer": self.optimizer, f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
-                f"{prefix}seconds": seconds,
-                f"{prefix}stop_reason": self.stop_reason, f"{prefix}notes": list(self.notes)}
-
-    def summary(self) -> str:
-        """One line: "converged (L1 0.0081 <= tol 0.01, 7 steps)" or why not."""
-        n, tol = len(self.l1_error), "?" if self.tol is None else f"{self.tol:g}"
-        name = "chi2" if self.metric == "chi2" else "L1"
-        if self.best_check >= 0:
-            name += " of the average"
-        if self.converged:
-            return f"converged ({name} {self.final_error:.4g} <= tol {tol}, {n} steps)"
-        return (f"not converged ({name} {self.final_error:.4g} > tol {tol} after {n} steps; "
-                f"stopped by {self.stop_reason or 'unknown'})")
-
-    def as_dict(self) -> dict[str, Any]:
-        d = self._asdict()
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Diagnostics":
-        fields = {}
-        for name in cls._fields:
-            if name not in d:
-                continue
-            v = d[name]
-            fields[name] = tuple(v) if isinstance(v, list) else v
-        return cls(**fields)
 
 
 @jax.tree_util.register_pytree_node_class

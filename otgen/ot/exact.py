@@ -19,7 +19,6 @@ the problem is solved for targets ``D y`` under the standard density and the hei
 
 from __future__ import annotations
 
-import math
 import time
 from typing import NamedTuple
 
@@ -29,6 +28,7 @@ from scipy.sparse.linalg import splu
 
 from otgen.ot.laguerre import DegenerateTargets, laguerre_cells
 from otgen.ot.measures import Gaussian, UniformBox
+from otgen.ot.output import StopReason
 
 __all__ = ["EXACT_TOL", "ExactResult", "why_not_exact", "solve_exact", "standard_frame"]
 
@@ -44,7 +44,7 @@ class ExactResult(NamedTuple):
 
     h: np.ndarray
     converged: bool
-    stop_reason: str  # "converged", "max_steps", "time_budget" or "stalled"
+    stop_reason: str  # a StopReason value (plain str): "converged", "max_steps", "time_budget", "stalled", "callback"
     l1: tuple[float, ...]  # exact ||w - nu||_1 at each iterate
     chi2: tuple[float, ...]
     max_rel: tuple[float, ...]
@@ -146,7 +146,7 @@ def _newton(y, nu, density, h0, *, tol, max_steps, time_budget=None, report=None
     eps = 0.5 * min(float(w.min()), float(nu.min()))
     pinned = int(np.argmax(nu))
     hist = {k: [] for k in ("l1", "chi2", "max_rel", "step", "time")}
-    converged, reason, t_last = False, "max_steps", 1.0
+    converged, reason, t_last = False, StopReason.MAX_STEPS, 1.0
     for step in range(max_steps):
         g = w - nu
         err = float(np.abs(g).sum())
@@ -155,19 +155,19 @@ def _newton(y, nu, density, h0, *, tol, max_steps, time_budget=None, report=None
         hist["max_rel"].append(float(np.max(np.abs(g) / nu)))
         hist["time"].append(time.perf_counter() - t_start)
         if report is not None and report(step, h, cells):
-            reason = "callback"
+            reason = StopReason.CALLBACK
             break
         if err <= tol:
-            converged, reason = True, "converged"
+            converged, reason = True, StopReason.CONVERGED
             break
         if step == max_steps - 1:
             break
         if time_budget is not None and hist["time"][-1] >= time_budget:
-            reason = "time_budget"
+            reason = StopReason.TIME_BUDGET
             break
         d = _newton_direction(cells, y, -g, pinned)
         if not np.all(np.isfinite(d)):
-            reason = "stalled"
+            reason = StopReason.STALLED
             notes.append(f"step {step}: the Newton system gave a non-finite direction")
             break
         t = min(1.0, T_GROWTH * t_last)  # after a damped step, the next full step usually fails too
@@ -183,7 +183,7 @@ def _newton(y, nu, density, h0, *, tol, max_steps, time_budget=None, report=None
                 break
             t *= 0.5
         else:
-            reason = "stalled"
+            reason = StopReason.STALLED
             notes.append(f"step {step}: no step length down to 2^-{MAX_HALVINGS} met the Newton line search "
                          f"(L1 {err:.3g}; float64 rounding of the cell masses is the usual cause near 1e-13)")
             break
@@ -226,7 +226,7 @@ def solve_exact(source, targets, weights, *, tol: float = EXACT_TOL, max_steps: 
     h_user = to_user(run.h)
     h_user = h_user - h_user.mean()
     hist = run.hist
-    return ExactResult(h_user, run.converged, run.reason, tuple(hist["l1"]), tuple(hist["chi2"]),
+    return ExactResult(h_user, run.converged, str(run.reason), tuple(hist["l1"]), tuple(hist["chi2"]),
                        tuple(hist["max_rel"]), tuple(energies), tuple(hist["step"]), tuple(hist["time"]),
                        tuple(notes + run.notes))
 

@@ -1,4 +1,5 @@
-"""SemiDiscreteOT: a problem (:mod:`otgen.ot.problem`), its starts (:mod:`otgen.ot.warm_start`), and ``fit``.
+"""SemiDiscreteOT: a problem (:mod:`otgen.ot.problem`), its starts (:mod:`otgen.ot.warm_start`), and ``fit``,
+whose output (:mod:`otgen.ot.output`) is a :class:`BrenierMap` carrying its :class:`Diagnostics`.
 
 ``SemiDiscreteOT(source, targets, weights).fit(key, tol=...)`` minimises
 E(h) = E_mu[max_i <x, y_i> + h_i] - <nu, h> and returns a :class:`BrenierMap`.
@@ -10,53 +11,27 @@ for it; the optimizers that step on it are :mod:`otgen.ot.optim`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
 import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from otgen.ot import scores, sharding
-from otgen.ot.brenier import BrenierMap, Diagnostics
-from otgen.ot.estimate import draw_samples, estimate
+from otgen.ot import scores
+from otgen.ot.brenier import BrenierMap
 from otgen.ot.exact import EXACT_TOL, solve_exact, why_not_exact
-from otgen.ot.measures import moments
-from otgen.ot.problem import validate_problem
-from otgen.ot.warm_start import discrete_ot_heights, multiscale_heights
-from otgen.ot.optim import METRICS, Estimate, certify_samples, chi2_noise_at, error_of, noise_of
+from otgen.ot.optim import METRICS, certify_samples, error_of, noise_of
 from otgen.ot.optim_newton import damped_newton
 from otgen.ot.optim_sgd import averaged_sgd
+from otgen.ot.output import Diagnostics, NotConvergedWarning, StopReason, verdict
+from otgen.ot.problem import SemiDiscreteProblem
+from otgen.ot.warm_start import discrete_ot_heights, multiscale_heights
 
-__all__ = ["SemiDiscreteOT", "validate_problem", "NotConvergedWarning", "NotConvergedError", "DISCRETE_MAX_K"]
-
-
-
-class NotConvergedWarning(UserWarning):
-    """``fit`` stopped before its stopping test passed (the message names the error reached)."""
-
-
-class NotConvergedError(RuntimeError):
-    """Raised by ``fit(..., strict=True)`` when the stopping test did not pass."""
-
-    def __init__(self, message: str, bmap: BrenierMap):
-        super().__init__(message)
-        self.bmap = bmap  # the best map found, for inspection
-
-
-def _verdict(bmap: BrenierMap, strict: bool, warn: bool, stacklevel: int) -> BrenierMap:
-    """``bmap`` if its fit converged; otherwise raise :class:`NotConvergedError` (``strict``) or warn
-    (``warn``) with the fit's summary.  ``stacklevel`` points the warning at the caller of ``fit``."""
-    diag = bmap.diagnostics
-    if not diag.converged:
-        msg = f"semi-discrete OT {diag.summary()}"
-        if strict:
-            raise NotConvergedError(msg, bmap)
-        if warn:
-            warnings.warn(msg, NotConvergedWarning, stacklevel=stacklevel)
-    return bmap
-
+__all__ = ["SemiDiscreteOT", "DISCRETE_MAX_K"]
 
 # Above this many targets the default start is multiscale instead of one exact discrete OT problem
 # (its 4K x K cost matrix and network simplex: ~6 s at K = 2,000, ~12 s at 3,000 on 2 cores).  Measured
@@ -68,7 +43,7 @@ DISCRETE_MAX_K = 3000
 NEWTON_MAX_DIM = 4
 
 
-class SemiDiscreteOT:
+class SemiDiscreteOT(SemiDiscreteProblem):
     """Semi-discrete OT from a source measure onto weighted targets (Gu–Luo–Sun–Yau variational form).
 
     Args:
@@ -81,57 +56,14 @@ class SemiDiscreteOT:
         :func:`otgen.ot.sharding.make_mesh`): Monte-Carlo batches are spread over the
         sample axis, target blocks over the target axis.  The samples drawn are the
         same as on one device, so cell counts are identical.
-      normalise: solve in the normalised frame below (default).  ``False`` keeps the user's
-        frame, for baselines whose step sizes are tuned in it (``aeot_recipe``'s learning rate).
+      normalise: solve in the normalised frame of :class:`~otgen.ot.problem.SemiDiscreteProblem`
+        (default).  ``False`` keeps the user's frame, for baselines whose step sizes are tuned
+        in it (``aeot_recipe``'s learning rate).
 
-    The solver works on targets moved to the source's location and spread,
-    ``y' = (y - c) / s`` (the weighted mean and RMS radius of the targets matched to the
-    source's): the cells of ``(y', h / s)`` are those of ``(y, h)``, and in this frame
-    the scores are O(1) whatever the units of the targets.  Heights going in and out
+    The problem's frame (targets moved to the source's location and spread) and its Monte-Carlo
+    estimates are :class:`~otgen.ot.problem.SemiDiscreteProblem`'s; heights going in and out
     (``h0``, ``initial_h``, ``estimate``, the returned map) are in the user's frame.
     """
-
-    def __init__(self, source, targets, weights=None, *, normalize_weights: bool = False,
-                 block_size: int | None = None, chunk_size: int | None = None, mesh=None, normalise: bool = True):
-        self.source, self.targets, self.weights = validate_problem(
-            source, targets, weights, normalize_weights=normalize_weights)
-        k, d = self.targets.shape
-        self.block_size = scores.default_block_size(k, d) if block_size is None else int(block_size)
-        self.chunk_size = scores.default_chunk_size(1 << 30, d) if chunk_size is None else int(chunk_size)
-        if self.block_size < 1 or self.chunk_size < 1:
-            raise ValueError("block_size and chunk_size must be positive")
-        # Samples per facet-area Hessian estimate (and the default initial sample
-        # size): ~256 per target, so that most facets see a few samples in the band.
-        self.hessian_samples = 1 << int(np.clip(math.ceil(math.log2(256 * k)), 16, 21))
-        src_mean, src_rms = moments(self.source)
-        y = np.asarray(self.targets, np.float64)
-        nu = np.asarray(self.weights, np.float64)
-        t_mean = nu @ y
-        t_rms = float(np.sqrt(nu @ np.sum((y - t_mean) ** 2, axis=1)))
-        self.scale = t_rms / src_rms if t_rms > 0 and normalise else 1.0
-        self.center = t_mean - self.scale * src_mean if normalise else np.zeros(d)
-        self._src_mean = src_mean
-        # The solver's frame (without normalisation it is the user's: no second copy of the targets).
-        self._y = jnp.asarray((y - self.center) / self.scale, jnp.float32) if normalise else self.targets
-        self._blocks = scores.block_targets(self._y, jnp.zeros(k, jnp.float32), self.block_size)
-        self.mesh = mesh
-        self._shards = 1
-        if mesh is not None:
-            self._shards, _ = sharding.check_mesh(mesh)
-            self._blocks = sharding.shard_blocks(self._blocks, mesh)
-
-    @property
-    def num_targets(self) -> int:
-        return int(self.targets.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.targets.shape[1])
-
-    def _sampling(self, wanted: str) -> str:
-        if wanted in ("rqmc", "sobol") and not hasattr(self.source, "qmc_sample"):
-            return "iid"
-        return wanted
 
     # -- starts ---------------------------------------------------------------
     def _initial_h(self, kind: str, key: jax.Array | None) -> tuple[jax.Array, str]:
@@ -184,74 +116,6 @@ class SemiDiscreteOT:
         large = self.num_targets > DISCRETE_MAX_K and self.dim > NEWTON_MAX_DIM
         return averaged_sgd() if large and metric in (None, "chi2") else damped_newton()
 
-    # -- estimates ------------------------------------------------------------
-    def _estimate(self, key, h, num_samples: int, *, sampling: str = "rqmc", hessian: bool = False,
-                  band: float = 0.05) -> Estimate:
-        """Estimate in the solver's frame (``h`` and the result's energy and Hessian)."""
-        sampling = self._sampling(sampling)
-        half = max(1, int(num_samples) // 2)
-        batch = min(max(1, half // self._shards), 1 << 14)
-        batch = max(self.chunk_size, batch - batch % self.chunk_size) if batch >= self.chunk_size else batch
-        n_batches = max(1, math.ceil(half / batch))
-        # The facet-area Hessian uses every sample up to 2^22 (its per-sample records cost 12 bytes each):
-        # a larger sample, asked for after a failed line search, also sharpens the Newton direction.
-        hess_n = max(self.hessian_samples, min(2 * half, 1 << 22))
-        hess_batches = min(n_batches, max(1, hess_n // (2 * batch))) if hessian else 0
-        if hessian:  # a whole number of Hessian batches per sample shard
-            hess_batches = max(self._shards, hess_batches - hess_batches % self._shards)
-        n_batches = max(n_batches, hess_batches)
-        est = estimate(self._blocks, self.weights, h, key, n_batches, source=self.source, sampling=sampling,
-                        batch=batch, hess_batches=hess_batches, num_targets=self.num_targets,
-                        chunk_size=min(self.chunk_size, batch), band=float(band), mesh=self.mesh)
-        return est._replace(num_samples=2 * batch * n_batches)
-
-    def estimate(self, key: jax.Array, h: jax.Array, num_samples: int, *, sampling: str = "rqmc",
-                 hessian: bool = False, band: float = 0.05) -> Estimate:
-        """Estimate w(h), its error and noise from ``num_samples`` source points (two halves).
-
-        ``h`` and the returned energy and facet Hessian are in the user's frame.
-        """
-        h = jnp.asarray(h, jnp.float32)
-        if h.shape != (self.num_targets,):
-            raise ValueError(f"h must have shape ({self.num_targets},), got {h.shape}")
-        est = self._estimate(key, h / self.scale, num_samples, sampling=sampling, hessian=hessian, band=band)
-        s = self.scale  # score gaps scale by s
-        edges = None if est.edges is None else (est.edges[0], est.edges[1], est.edges[2] / s, est.edges[3] * s)
-        return est._replace(energy=self._user_energy(est.energy), edges=edges)
-
-    def _noise_floor(self, metric: str, num_samples: int) -> float:
-        """Monte-Carlo noise of the ``metric`` estimate at ``num_samples`` when the error is small:
-        L1 (half the distance of two half-sample estimates) sqrt(2 / (pi N)) sum_i sqrt(nu_i);
-        chi2 2 sqrt(K) / N."""
-        nu = np.asarray(self.weights, np.float64)
-        if metric == "chi2":
-            return chi2_noise_at(0.0, np.count_nonzero(nu), num_samples)
-        return math.sqrt(2.0 / (math.pi * num_samples)) * float(np.sum(np.sqrt(nu)))
-
-    def _user_energy(self, energy):
-        """The solver frame's energy E' in the user's frame: u_h(x) = s u'(x) + <x, c>, so
-        E = s E' + <mean of the source, c>."""
-        return self.scale * energy + float(self._src_mean @ self.center)
-
-    def _capture_raise(self, key, h, idx, *, sampling: str = "rqmc", num_samples: int = 1 << 16) -> jax.Array:
-        """For cells ``idx``: how far to raise each height alone for the cell to take its mass nu_i.
-
-        On ``num_samples`` source points, cell i would win sample x once h_i rises by
-        u_h(x) - <x, y_i> - h_i; the raise is the ceil(nu_i N)-th smallest of these gaps.
-        """
-        idx = jnp.asarray(idx, jnp.int32)
-        x = draw_samples(self.source, self._sampling(sampling), key, int(num_samples), jnp.uint32(0))
-        blocks = (scores.with_heights(self._blocks, h) if self.mesh is None
-                  else scores.block_targets(self._y, h, self.block_size))
-        u = scores.max_and_cells(x, blocks, chunk_size=self.chunk_size)[0]
-        q = jnp.clip(jnp.ceil(self.weights[idx] * x.shape[0]).astype(jnp.int32), 1, x.shape[0]) - 1
-        out = []
-        for j in range(0, idx.shape[0], 256):  # (N, 256) gap matrices at a time
-            sel = idx[j:j + 256]
-            gaps = jnp.sort(u[:, None] - (x @ self._y[sel].T + h[sel]), axis=0)
-            out.append(gaps[q[j:j + 256], jnp.arange(sel.shape[0])])
-        return jnp.concatenate(out)
-
     # -- the solve ------------------------------------------------------------
     def _fit_exact(self, tol, max_steps, h0, time_budget, callback, strict, warn, metric) -> BrenierMap:
         """The exact 2-D path (:func:`otgen.ot.exact.solve_exact`), wrapped in the usual outputs."""
@@ -267,19 +131,11 @@ class SemiDiscreteOT:
         zeros = (0.0,) * n
         # converged: the user's tol is met (the Newton runs on to EXACT_TOL, where float64 rounding may stall it)
         converged = (res.chi2 if metric == "chi2" else res.l1)[-1] <= tol
-        reason = "converged" if converged else res.stop_reason
+        reason = StopReason.CONVERGED if converged else res.stop_reason
         diag = Diagnostics(res.l1, zeros, res.max_rel, res.energy, res.wall_time, (0,) * n, converged, "exact-newton",
-                           res.chi2, res.step_size, n - 1, reason, float(tol), res.notes, metric or "l1", zeros)
+                           res.chi2, res.step_size, n - 1, str(reason), float(tol), res.notes, metric or "l1", zeros)
         bmap = BrenierMap(self.targets, self.weights, res.h, self.source, diag, self.block_size, self.chunk_size)
-        return _verdict(bmap, strict, warn, stacklevel=4)
-
-    def _score_gap(self, key, h, num_samples: int = 1 << 12) -> float:
-        """Median score gap between each sample's best and second-best cell (solver frame): how far,
-        in height, a typical sample lies from the nearest facet."""
-        x = self.source.sample(key, num_samples)
-        s1, _, s2, _ = scores.top2_cells(x, scores.with_heights(self._blocks, h), chunk_size=min(
-            self.chunk_size, num_samples))
-        return float(jnp.median(s1 - s2))
+        return verdict(bmap, strict, warn, stacklevel=4)
 
     def fit(self, key: jax.Array, *, tol: float = 0.01, max_steps: int | None = None,
             batch_size: int | None = None, optimizer=None, h0=None, progress: bool | None = None,
@@ -334,8 +190,6 @@ class SemiDiscreteOT:
                 raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
             if not hasattr(opt, "metric"):
                 raise ValueError(f"optimizer {opt.name!r} has no metric option (its stopping rule is its own)")
-            import dataclasses
-
             opt = dataclasses.replace(opt, metric=metric)
         metric = getattr(opt, "metric", "l1")
         max_steps = opt.max_steps if max_steps is None else int(max_steps)
@@ -378,7 +232,7 @@ class SemiDiscreteOT:
         # fresh i.i.d. samples before it counts (RQMC still drives the steps: far better in low d).
         confirm_iid = metric == "chi2" and self._sampling(sampling) == "rqmc"
         hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n", "chi2", "step", "noise_chi2")}
-        converged, reason = False, "max_steps"
+        converged, reason = False, StopReason.MAX_STEPS
         # candidates are ranked by a pessimistic estimate, error + 2 noise: the lowest of many noisy estimates is
         # biased low, and a lucky iterate on one step's samples must not beat an average checked on many more
         # (K = 6,000, d = 100: an iterate picked that way scored chi2 0.057 independently)
@@ -453,18 +307,18 @@ class SemiDiscreteOT:
                 bar.update(1)
                 bar.set_postfix({metric: f"{err:.4g}", "noise": f"{noise_of(est, metric):.3g}", "n": n})
                 if callback is not None and callback(step, h * self.scale, est):
-                    reason = "callback"
+                    reason = StopReason.CALLBACK
                     break
                 if opt.should_stop(est, tol, state) and (not confirm_iid or confirmed(h, n)):
-                    converged, reason, best_h, best_step, best_check = True, "converged", h, step, -1
+                    converged, reason, best_h, best_step, best_check = True, StopReason.CONVERGED, h, step, -1
                     break
                 if step == max_steps - 1:
                     break
                 if time_budget is not None and hist["time"][-1] >= time_budget:
-                    reason = "time_budget"
+                    reason = StopReason.TIME_BUDGET
                     break
                 if opt.unreachable(est, n, tol):
-                    reason = "noise_floor"
+                    reason = StopReason.NOISE_FLOOR
                     notes.append(f"tol {tol:g} cannot be certified: at the largest sample ({n}) the {metric} "
                                  f"estimate's noise is {noise_of(est, metric):.4g} > "
                                  f"{getattr(opt, 'stop_noise', 1):.3g} x tol")
@@ -488,7 +342,7 @@ class SemiDiscreteOT:
                     rejected += 1
                     stalled += 1
                     if stalled >= 3 and n >= getattr(opt, "max_batch_size", n):
-                        reason = "stalled"
+                        reason = StopReason.STALLED
                         notes.append(f"stalled: 3 line searches in a row failed at the largest sample ({n})")
                         break
                 else:
@@ -497,7 +351,7 @@ class SemiDiscreteOT:
                 h = h_new
                 state, n = opt.next_batch_size(est, state, n, tol, step_size)
                 if candidate is not None and check(final=False):
-                    converged, reason = True, "converged"
+                    converged, reason = True, StopReason.CONVERGED
                     break
             if candidate is not None and not converged and check(final=True):
                 converged = True
@@ -511,10 +365,10 @@ class SemiDiscreteOT:
             raise FloatingPointError("semi-discrete OT produced non-finite heights; please report this problem")
         diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
                            tuple(hist["time"]), tuple(hist["n"]), converged, opt.name, tuple(hist["chi2"]),
-                           tuple(hist["step"]), best_step, reason, float(tol), tuple(notes), metric,
+                           tuple(hist["step"]), best_step, str(reason), float(tol), tuple(notes), metric,
                            tuple(hist["noise_chi2"]), best_check=best_check,
                            **{f"check_{'samples' if k == 'n' else k}": tuple(v) for k, v in checks.items()})
         bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
         if self.mesh is None and self._y is self.targets:  # same frame: hand over the padded blocks, no copy
             bmap._blocks = (h_out, self.targets, scores.with_heights(self._blocks, h_out))
-        return _verdict(bmap, strict, warn, stacklevel=3)
+        return verdict(bmap, strict, warn, stacklevel=3)
