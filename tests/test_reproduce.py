@@ -378,3 +378,12 @@ def test_image_jobs_in_the_report(tmp_path):
     assert reproduce_report._reference_status({"ot_converged": False, "ot_stop_reason": "max_steps", "ot_metric": "l1",
                                         "ot_l1_error": 0.04, "ot_chi2": 0.5, "ot_tol": 0.01}) == \
         "finished; OT not converged (max_steps: L1 0.04 > tol 0.01)"
+
+
+def test_fid_protocol_note_names_mixed_references():
+    old = {"step": 1000, "fid": 9.0}
+    new = {"step": 2000, "fid": 8.0, "fid_reference": "a seeded random half of the test set (5,000 images)"}
+    assert reproduce_report.fid_protocol_note("mnist", [old, {"step": 3000, "fid": 7.0}]) is None
+    assert reproduce_report.fid_protocol_note("mnist", [new, {"modes_covered": 3}]) is None
+    note = reproduce_report.fid_protocol_note("mnist", [old, new])
+    assert "2 evaluation protocols" in note and "old protocol" in note and "random half" in note

@@ -55,7 +55,7 @@ def image_curve_point(suite: str, images, *, data_dir=None) -> dict[str, Any]:
         from otgen.eval.mnist import evaluate_digits
 
         out = evaluate_digits(images, data_dir=data_dir, dataset=suite, pr_k=None, novelty=False)
-        return {k: out[k] for k in ("classes_covered", "kl_uniform", "fid", "mean_confidence")}
+        return {k: out[k] for k in ("classes_covered", "kl_uniform", "fid", "mean_confidence", "fid_reference")}
     if suite == "stacked":
         from otgen.eval.stacked import evaluate_stacked
 

@@ -82,6 +82,17 @@ def fid_verdict(records: list[dict]) -> str | None:
                                             "whether it is still falling)")))
 
 
+def fid_protocol_note(dataset: str, points: list[dict]) -> str | None:
+    """A warning when the FIDs of ``points`` (curve points, reference and control records) were scored
+    against different references (``fid_reference``; records written before the test set was split at
+    random have none), else None: such FIDs do not compare."""
+    refs = {p.get("fid_reference", "all 10,000 test images (old protocol)") for p in points if "fid" in p}
+    if len(refs) < 2:
+        return None
+    return (f"**{dataset}: FIDs on {len(refs)} evaluation protocols** ({'; '.join(sorted(refs))}): points scored "
+            "against different references do not compare; read each protocol's points apart")
+
+
 def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[str]:
     """The images section of the report: one row per run and per control, the MNIST bar, the curves."""
     from otgen.plotting import learning_curves  # matplotlib and JAX: loaded only to draw the figures
@@ -133,6 +144,11 @@ def _image_lines(records: list[dict], report_dir: Path, runs_dir: Path) -> list[
         lines += [bar + ".", ""]
     for dataset in datasets:
         part = {r["model"]: r["curve"] for r in records if r["dataset"] == dataset and r["curve"]}
+        note = fid_protocol_note(dataset, [p for c in part.values() for p in c]
+                                 + [r["metrics"] for r in records if r["dataset"] == dataset and r["metrics"]]
+                                 + list(controls[dataset].values()))
+        if note:
+            lines += [note + ".", ""]
         if part:
             reference = {f"{r['model']} (reference)": r["metrics"] for r in records
                          if r["dataset"] == dataset and r["model"] == "aeot" and r["metrics"]}
