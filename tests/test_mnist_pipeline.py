@@ -133,6 +133,7 @@ def test_cli_reports_bad_stage(capsys):
 
 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
+@pytest.mark.heavy
 def test_tiny_end_to_end_and_resume(tmp_path):
     out = tmp_path / "run"
     cfg = tiny_config(out)
@@ -199,6 +200,7 @@ def test_tiny_end_to_end_and_resume(tmp_path):
 
 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
+@pytest.mark.heavy
 def test_tiny_gan_baseline_through_the_same_command(tmp_path):
     out = tmp_path / "gan"
     cfg = exp.make_config("quick", model="pacgan2", out=str(out), data_dir=str(REAL_MNIST), limit=100,
@@ -235,6 +237,7 @@ def test_gan_learning_curve_ends_on_the_runs_own_samples(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
+@pytest.mark.heavy
 def test_tiny_stacked_mnist_aeot(tmp_path):
     """Stacked MNIST through the same stages: RGB training images, RGB samples."""
     from otgen.models.autoencoder import AEConfig

@@ -39,6 +39,7 @@ def test_copier_truth_and_blur_get_their_known_verdicts(name):
     assert abs(np.mean(cts)) < 2
 
 
+@pytest.mark.heavy
 def test_threshold_zero_aeot_is_flagged_as_a_copier(tmp_path):
     from otgen.generators.aeot import AEOT, ExtensionOptions
 

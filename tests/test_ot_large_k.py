@@ -24,6 +24,7 @@ def test_default_optimizer_by_size_and_dimension():
     assert SemiDiscreteOT(Gaussian(2), _targets(DISCRETE_MAX_K + 1, 2)).default_optimizer().name == "damped_newton"
 
 
+@pytest.mark.heavy
 def test_large_k_converges_on_chi2_checked_independently():
     # K = 20,000 in d = 16, Gaussian source onto wider Gaussian targets: the default fit stops on the
     # unbiased chi2, and fresh i.i.d. samples from another key agree within the certificate's own noise.
@@ -40,6 +41,7 @@ def test_large_k_converges_on_chi2_checked_independently():
     assert chk.chi2 <= tol + 3 * (cert["ot_noise_chi2"] + noise), chk
 
 
+@pytest.mark.heavy
 def test_the_average_beats_the_last_iterate_and_is_what_a_budgeted_fit_returns():
     # Tiny steps' noise is what averaging removes: after a fixed budget the returned heights are the
     # checked average, and fresh i.i.d. samples find it far closer than the last iterate.

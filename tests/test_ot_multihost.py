@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import pytest
 
 import jax
 import numpy as np
@@ -40,6 +41,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.heavy
 def test_two_processes_match_single_device():
     port = str(_free_port())
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")

@@ -42,16 +42,19 @@ def _solve_and_check(family: str, k: int, d: int, seed: int, tol: float = TOL):
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.heavy
 def test_every_family_is_solved_by_the_default_fit(family):
     _solve_and_check(family, 120, 2, seed=0)
 
 
 @pytest.mark.parametrize("family,d", [("gauss_to_narrow", 5), ("gauss_to_wide", 8), ("clusters8_dirichlet", 5),
                                       ("dirichlet_half_wide", 8), ("anisotropic", 16), ("gauss_to_far_huge", 16)])
+@pytest.mark.heavy
 def test_higher_dimensions(family, d):
     _solve_and_check(family, 150, d, seed=1)
 
 
+@pytest.mark.heavy
 def test_multiscale_start_converges():
     # The start used above DISCRETE_MAX_K targets, forced here on a small clustered problem.
     from otgen.ot import damped_newton

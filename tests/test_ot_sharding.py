@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import pytest
 
 
 _SCRIPT = textwrap.dedent("""
@@ -60,6 +61,7 @@ _SCRIPT = textwrap.dedent("""
     print("RESULT " + json.dumps(out))
 """)
 
+@pytest.mark.heavy
 def test_sharded_runs_equal_a_single_device():
     # One subprocess (jax's device count is fixed at start-up) runs every check; one test, so that the
     # subprocess runs once whichever test worker gets it.

@@ -248,6 +248,7 @@ def test_normalize_weights_opt_in_and_other_errors():
         Sampler(lambda k, n: jnp.zeros((n, 3)), dim=2).sample(jax.random.PRNGKey(0), 4)
 
 
+@pytest.mark.heavy
 def test_d32_small_converges():
     """Reduced high-dimensional case (default run): K = 200 in d = 32, tol 0.05, checked independently."""
     y = jax.random.uniform(jax.random.PRNGKey(0), (200, 32))

@@ -180,6 +180,7 @@ def test_published_hyperparameters():
     assert GANConfig.for_toy("gan", batch_size=500).batch_size == 500
 
 
+@pytest.mark.heavy
 def test_stacked_preset_resumes_bit_for_bit_and_makes_two_generator_updates(tmp_path):
     """PacGAN's Stacked-MNIST setting (uniform noise, two G updates per iteration, batch-norm D) at a
     tiny width: a resumed run equals an uninterrupted one, and an iteration is one D + two G updates."""
