@@ -78,24 +78,26 @@ def check_rows(rows) -> tuple[str, ...]:
     return tuple(rows)
 
 
-_CALIBRATED: dict[str, float] = {}  # run dir -> the spacing rule's calibrated jitter (calibrated once per process)
-
-
-def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[np.ndarray, dict]:
-    """``n`` new codes from sampler ``name`` and what it reports of itself."""
+def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dict) -> tuple[np.ndarray, dict]:
+    """``n`` new codes from sampler ``name`` and what it reports of itself.  ``calibrated`` holds the run's
+    AE-OT with the calibrated spacing rule once it has been set up (one calibration serves every
+    ``aeot-spacing@<f>`` row)."""
     if is_sampler(name):
         sampler = make_sampler(name).fit(train_codes, jax.random.fold_in(key, 1))
         return sampler.sample(jax.random.fold_in(key, 2), n), sampler.info()
     factor = jitter_factor(name)
-    if factor is not None:
-        if cfg.out not in _CALIBRATED:
-            _CALIBRATED[cfg.out] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k)) \
-                .latent_map.spacing_rule.jitter
-        rule = ExtensionOptions(rule="spacing", top_k=cfg.top_k, jitter=factor * _CALIBRATED[cfg.out])
+    if factor is not None and "aeot" not in calibrated:
+        calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
+    if factor == 1.0:
+        aeot = calibrated["aeot"]
     else:
-        rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
-                "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
-    aeot = _load_aeot(cfg, rule)  # the run's map and barycentres; only the rule is set up anew
+        if factor is not None:
+            jitter = factor * calibrated["aeot"].latent_map.spacing_rule.jitter
+            rule = ExtensionOptions(rule="spacing", top_k=cfg.top_k, jitter=jitter)
+        else:
+            rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
+                    "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
+        aeot = _load_aeot(cfg, rule)  # the run's map and barycentres; only the rule is set up anew
     codes, moved = aeot.sample_codes(keys(cfg.seed)["generate"], n, return_interpolated=True)
     info = {k: v for k, v in aeot.info().items() if k.startswith("rule") or k in ("angle_threshold",)}
     extra = {"rule_jitter_factor": factor} if factor is not None else {}
@@ -159,8 +161,10 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
                                        (_decode(model, params, train_codes[idx]), train_codes[idx]),
                                        (_decode(model, params, real_codes), real_codes)]))
     key = jax.random.key(seed)
+    calibrated: dict = {}
     for label, make in [*((f"*{k}*", lambda k=k: (*controls[k], {})) for k in controls),
-                        *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params)) for r in rows)]:
+                        *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params, calibrated))
+                          for r in rows)]:
         if label in results["rows"]:
             continue
         t0 = time.perf_counter()
@@ -197,9 +201,9 @@ def _stored_config(rd, data_dir, progress: bool):
     return MnistConfig(**fields, out=str(rd.path), data_dir=data_dir, progress=progress)
 
 
-def _sampled(name, cfg, train_codes, key, n, model, params):
+def _sampled(name, cfg, train_codes, key, n, model, params, calibrated):
     salt = SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode())
-    codes, info = _codes(name, cfg, train_codes, jax.random.fold_in(key, salt), n)
+    codes, info = _codes(name, cfg, train_codes, jax.random.fold_in(key, salt), n, calibrated)
     return _decode(model, params, codes), codes, info
 
 
