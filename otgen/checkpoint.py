@@ -9,6 +9,11 @@ Writes go to a temporary file in the same directory followed by ``os.replace``,
 so a crash mid-write leaves the previous checkpoint intact.  Reads check the
 zip CRCs, the manifest, and (given a template pytree) every key, shape and
 dtype, raising :class:`CheckpointError` with the reason.
+
+``save_pytree(..., codecs=...)`` stores chosen leaves in a compact lossy form
+(:mod:`otgen.codecs`: bfloat16, log-quantised, ...) and deflates the file: the
+checkpoints a long run carries from one machine to the next in git.  The manifest
+names each leaf's codec and ``load_pytree`` decodes it back to the template's dtype.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "save_pytree", "load_pytree", "load_metadata", "atomic_write",
+from otgen import codecs as _codecs
+
+__all__ = ["CheckpointError", "save_pytree", "load_pytree", "load_metadata", "load_codecs", "atomic_write",
            "array_fingerprint", "check_training_metadata"]
 
 _MANIFEST = "__manifest__"
 _UMASK = os.umask(0o022)  # read the process umask (os.umask can only read it by setting it) ...
 os.umask(_UMASK)  # ... and put it back
 _FORMAT = "otgen-checkpoint-v1"
+_FORMAT_CODECS = "otgen-checkpoint-v2"  # leaves may carry a codec (v1 files read as all-exact)
 
 
 class CheckpointError(ValueError):
@@ -95,34 +103,59 @@ def _to_numpy(leaf) -> tuple[np.ndarray, bool]:
     return np.asarray(leaf), False
 
 
-def save_pytree(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> Path:
-    """Atomically write ``tree`` (any pytree of arrays/scalars) and JSON-able ``metadata``."""
+def save_pytree(path: str | os.PathLike, tree: Any, metadata: dict | None = None, codecs=None) -> Path:
+    """Atomically write ``tree`` (any pytree of arrays/scalars) and JSON-able ``metadata``.
+
+    ``codecs(key_path_string, array) -> name`` picks an :mod:`otgen.codecs` codec per leaf (``"exact"``
+    keeps it); with ``codecs`` the file is deflated too.
+    """
     leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(tree)
     arrays, entries = {}, []
     for i, (key_path, leaf) in enumerate(leaves_with_paths):
         arr, is_key = _to_numpy(leaf)
+        where = jax.tree_util.keystr(key_path)
         if arr.dtype == object:
-            raise CheckpointError(f"leaf {jax.tree_util.keystr(key_path)} is not numeric (dtype object)")
+            raise CheckpointError(f"leaf {where} is not numeric (dtype object)")
         name = f"leaf_{i:05d}"
-        arrays[name] = arr
-        entries.append({"path": jax.tree_util.keystr(key_path), "shape": list(arr.shape),
-                        "dtype": arr.dtype.str, "prng_key": is_key})
-    manifest = {"format": _FORMAT, "leaves": entries, "metadata": metadata or {}}
+        entry = {"path": where, "shape": list(arr.shape), "dtype": arr.dtype.str, "prng_key": is_key}
+        codec = "exact" if codecs is None or is_key else codecs(where, arr)
+        if codec == "exact":
+            arrays[name] = arr
+        else:
+            try:
+                parts = _codecs.encode(codec, arr)
+            except ValueError as e:
+                raise CheckpointError(f"leaf {where}: {e}") from e
+            arrays.update({f"{name}.{part}": a for part, a in parts.items()})
+            entry.update(codec=codec, parts=sorted(parts))
+        entries.append(entry)
+    manifest = {"format": _FORMAT if codecs is None else _FORMAT_CODECS, "leaves": entries,
+                "metadata": metadata or {}}
     try:
         blob = json.dumps(manifest).encode()
     except TypeError as e:
         raise CheckpointError(f"checkpoint metadata is not JSON-serialisable: {e}") from e
     arrays[_MANIFEST] = np.frombuffer(blob, dtype=np.uint8)
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    write = np.savez if codecs is None else np.savez_compressed
+    return atomic_write(path, lambda f: write(f, **arrays))
 
 
 def _manifest(z, path: Path) -> dict:
     if _MANIFEST not in z.files:
         raise CheckpointError(f"{path} is not an otgen checkpoint (no manifest)")
     manifest = json.loads(z[_MANIFEST].tobytes().decode())
-    if manifest.get("format") != _FORMAT:
+    if manifest.get("format") not in (_FORMAT, _FORMAT_CODECS):
         raise CheckpointError(f"{path}: unknown checkpoint format {manifest.get('format')!r}")
     return manifest
+
+
+def _leaf(z, i: int, entry: dict) -> np.ndarray:
+    name = f"leaf_{i:05d}"
+    codec = entry.get("codec", "exact")
+    if codec == "exact":
+        return z[name]
+    parts = {p: z[f"{name}.{p}"] for p in entry.get("parts", [])}
+    return _codecs.decode(codec, parts, entry["shape"], np.dtype(entry["dtype"]))
 
 
 def _read(path: Path, leaves: bool = True) -> tuple[dict, list[np.ndarray]]:
@@ -131,7 +164,7 @@ def _read(path: Path, leaves: bool = True) -> tuple[dict, list[np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as z:  # lazy: only the members asked for are read
             manifest = _manifest(z, path)
-            arrays = [z[f"leaf_{i:05d}"] for i in range(len(manifest["leaves"]))] if leaves else []
+            arrays = [_leaf(z, i, e) for i, e in enumerate(manifest["leaves"])] if leaves else []
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, UnicodeDecodeError) as e:
@@ -146,6 +179,12 @@ def load_metadata(path: str | os.PathLike) -> dict:
     """A checkpoint's metadata alone (step, curve so far, ...), without reading its arrays: what a
     report of running jobs needs from a checkpoint of tens of MB."""
     return _read(Path(path), leaves=False)[0]["metadata"]
+
+
+def load_codecs(path: str | os.PathLike) -> dict[str, str]:
+    """``{key_path: codec}`` of a checkpoint's lossy leaves (empty for an exact checkpoint)."""
+    manifest, _ = _read(Path(path), leaves=False)
+    return {e["path"]: e["codec"] for e in manifest["leaves"] if e.get("codec", "exact") != "exact"}
 
 
 def load_pytree(path: str | os.PathLike, like: Any = None) -> tuple[Any, dict]:

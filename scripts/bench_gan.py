@@ -26,9 +26,14 @@ each model on MNIST-shaped data::
 
 With ``--stacked`` it measures iterations/s of the Stacked-MNIST GANs in PacGAN's
 own setting (``IMAGE_PRESETS["stacked"]``: carpedm20's DCGAN at batch 64, one D and
-two G updates per iteration) and the implied time for the published 100,000::
+two G updates per iteration) and the implied time for the published 100,000, against
+a floor: the iteration's floating-point work (XLA's cost analysis of the compiled
+step) at the rate this process multiplies two 2048 x 2048 float32 matrices -- the
+best these cores do in float32 -- so "% of floor" says how much faster the step could
+possibly get without changing its arithmetic.  ``--threads 1`` measures what the
+single-threaded ``otgen reproduce`` worker gets::
 
-    nice python scripts/bench_gan.py --stacked --chunk 5
+    nice python scripts/bench_gan.py --stacked --chunk 5 --threads 1
 
 With ``--coverage`` it instead trains every model for ``--budget`` steps on the
 PacGAN paper's 2-D mixtures (ring8: 8 modes on the unit circle, std 0.01;
@@ -183,16 +188,36 @@ def images(args) -> int:
     return 0
 
 
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """float32 GFLOP/s of one n x n matrix product, best of ``repeats`` (compilation excluded)."""
+    a, b = jax.random.normal(jax.random.key(0), (n, n)), jax.random.normal(jax.random.key(1), (n, n))
+    f = jax.jit(jnp.matmul)
+    return 2 * n ** 3 / time_call(f, a, b, repeats=repeats) / 1e9
+
+
+def iteration_gflop(cfg, state, data) -> float:
+    """XLA's count of the floating-point operations of one compiled training iteration, in GFLOP."""
+    costs = make_chunk_runner(cfg).lower(state, data, 1).compile().cost_analysis()
+    costs = costs[0] if isinstance(costs, (list, tuple)) else costs
+    return float(costs["flops"]) / 1e9
+
+
 def stacked(args) -> int:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"jax {jax.__version__} on {jax.default_backend()}")
+          f"jax {jax.__version__} on {jax.default_backend()}, XLA threads: {'1' if args.threads == 1 else 'default'}")
+    peak = matmul_gflops()
+    print(f"float32 matmul (2048 x 2048), this process: {peak:.1f} GFLOP/s (the floor's rate)")
     print("\n## iterations/s on Stacked MNIST, PacGAN's setting (IMAGE_PRESETS['stacked'], batch 64)")
-    print(f"{'model':10s} {'it/s':>9s} {'s/it':>9s} {'100,000 it':>12s}")
+    print(f"{'model':10s} {'it/s':>9s} {'s/it':>9s} {'100,000 it':>12s} {'GFLOP/it':>9s} {'GFLOP/s':>8s} "
+          f"{'floor s/it':>10s} {'% of floor':>10s}")
     data = jax.random.uniform(jax.random.key(0), (2000, 28, 28, 3))
     for model in [m for m in args.models if m in ("gan", "pacgan2", "pacgan3", "pacgan4")]:
         cfg = GANConfig.for_mnist(model, preset="stacked", sample_shape=(28, 28, 3), log_every=args.chunk)
         rate = time_scan(cfg, data, args.chunk, args.chunk)
-        print(f"{model:10s} {rate:9.3f} {1 / rate:9.3f} {100_000 / rate / 3600:9.1f} h", flush=True)
+        work = iteration_gflop(cfg, init_state(cfg), data)
+        floor = work / peak
+        print(f"{model:10s} {rate:9.3f} {1 / rate:9.3f} {100_000 / rate / 3600:9.1f} h {work:9.1f} "
+              f"{work * rate:8.1f} {floor:10.3f} {100 * floor * rate:9.0f}%", flush=True)
     return 0
 
 
@@ -255,7 +280,11 @@ def main(argv=None) -> int:
     p.add_argument("--images", action="store_true", help="28x28 networks: layer comparison and steps/s")
     p.add_argument("--stacked", action="store_true", help="Stacked-MNIST GANs in PacGAN's setting: iterations/s")
     p.add_argument("--image-batch", type=int, default=50)
+    p.add_argument("--threads", type=int, default=None, help="1: single-threaded XLA (set before JAX starts)")
     args = p.parse_args(argv)
+    if args.threads == 1:  # read when JAX creates its CPU client, i.e. at the first computation below
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
     if args.stacked:
         return stacked(args)
     if args.images:

@@ -292,8 +292,8 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     from otgen.experiments import ablation
 
     out = tmp_path / "run"
-    exp.run(tiny_config(out, stages=("train-ae", "encode", "fit-ot")))
-    rows = ("gaussian", "aeot-spacing", "aeot-spacing@0.5")
+    exp.run(tiny_config(out, stages=("train-ae", "encode", "fit-ot"), flow_steps=300))
+    rows = ("gaussian", "aeot-spacing", "aeot-spacing@0.5", "sdfm")
     with pytest.raises(ValueError, match="unknown rows"):
         ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("aeot-spacing@x",), progress=False)
     res = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False)
@@ -304,6 +304,9 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     # every row sees as many images as the real control, or n; FID against the held-out half
     assert res["rows"]["*real (held-out test images)*"]["n_samples"] == 5000 and spacing["n_samples"] == 200
     assert ablation.plot_plane(res, tmp_path / "plane.png").stat().st_size > 0
+    # sdfm trains on the run's codes with the run's own map as its coupling (one map for AE-OT and sdfm)
+    assert res["rows"]["sdfm"]["coupling"] == "sdfm" and res["rows"]["sdfm"]["steps"] == 300
+    assert (out / "ablation_flows" / "sdfm" / "brenier.npz").read_bytes() == (out / "brenier.npz").read_bytes()
     assert res["rows"]["*replay (training images)*"]["feature_copy_fraction"] == 1.0
     # a second call finds every row scored (their recorded seconds unchanged: nothing recomputed)
     again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False)

@@ -307,8 +307,8 @@ def test_image_presets_carry_the_authors_budgets(tmp_path):
     assert (make_config("paper", dataset="stacked").gan_preset, make_config("paper").gan_preset) == ("stacked", "default")
     assert make_config("quick", dataset="stacked").gan_preset == "default"
     st = make("pacgan2", "images", shape=(28, 28, 3), steps=100_000, preset=cfg.gan_preset).config
-    assert (st.arch, st.batch_size, st.noise_dim, st.noise, st.g_updates, st.n_critic, st.conv_dim) == \
-        ("dcgan_stacked", 64, 100, "uniform", 2, 1, 64)
+    assert (st.arch, st.batch_size, st.noise_dim, st.noise, st.g_updates, st.same_noise, st.n_critic, st.conv_dim) == \
+        ("dcgan_stacked", 64, 100, "uniform", 2, True, 1, 64)
     assert (st.optimizer, st.lr, st.beta1, st.bn_momentum, st.steps, st.preset) == \
         ("adam", 2e-4, 0.5, 0.9, 100_000, "stacked")
     assert make("gan", "toy", shape=(2,), preset="published").checkpoint_every == 1000
@@ -387,3 +387,21 @@ def test_fid_protocol_note_names_mixed_references():
     assert reproduce_report.fid_protocol_note("mnist", [new, {"modes_covered": 3}]) is None
     note = reproduce_report.fid_protocol_note("mnist", [old, new])
     assert "2 evaluation protocols" in note and "old protocol" in note and "random half" in note
+
+
+def test_a_running_image_job_read_from_its_carry_shows_rate_eta_and_where_it_was_carried(tmp_path):
+    from otgen.checkpoint import save_pytree
+
+    runs = tmp_path / "runs"
+    out = runs / "stacked_gan_s0"
+    (out / "gan").mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"config": {"gan_steps": 100_000}}))
+    meta = {"step": 20_000, "seconds": 20_000 / 1.25, "carried": [{"step": 12_000}],
+            "curve": [{"step": 10_000, "modes_covered": 990, "kl_uniform": 0.2}]}
+    save_pytree(out / "gan" / "checkpoint.npz", {"w": np.zeros(3, np.float32)}, metadata={**meta, "step": 15_000})
+    save_pytree(out / "gan" / "carry.npz", {"w": np.zeros(3, np.float32)}, metadata=meta,
+                codecs=lambda p, a: "bf16")
+    [rec] = reproduce_collect.collect_images(runs, jobs=(("stacked", "gan"),))
+    assert rec["step"] == 20_000 and rec["carried"] == [12_000]  # the carry is further on than the checkpoint
+    assert reproduce_report._image_running(rec) == ("running: 1.25 it/s over its calls, ~18 h to go at that rate; "
+                                                    "resumed from a carry checkpoint at 12,000")

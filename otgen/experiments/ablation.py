@@ -9,6 +9,9 @@ semi-discrete map) and samples new codes from each of:
   ``aeot-spacing@<f>`` with ``f`` times its calibrated jitter;
 * ``aeot-angle`` -- AE-OT with the paper's dihedral-angle rule (the run's ``--angle-threshold``);
 * ``sd-map`` -- the pure semi-discrete map (every sample a training code: a replay through OT's cells);
+* ``fm``, ``sdfm`` -- latent flow matching (:mod:`otgen.generators.flow`, ``otgen mnist``'s settings for
+  its ``--model fm`` / ``sdfm`` rows) trained on the same codes in ``ablation_flows/<row>/`` (resumable);
+  ``sdfm`` regresses onto the run's own semi-discrete map (its ``brenier.npz``), so it and AE-OT share one map;
 
 decodes them with the same decoder and scores them with :func:`otgen.eval.evaluate` (classes, KL,
 FID, precision / recall, novelty in classifier features and in pixel PCA-50) and the code-space
@@ -45,6 +48,8 @@ from otgen.rundir import RunDir
 __all__ = ["run", "write_report", "main", "add_arguments", "SAMPLER_ROWS"]
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
+FLOW_ROWS = ("fm", "sdfm")  # asked for by name: each trains a network (minutes), see _flow_codes
+FLOWS_DIR = "ablation_flows"
 CONTROL_ROWS = ("real (held-out test images)", "replay (training images)", "reconstructions of training images",
                 "reconstructions of held-out test images")
 RESULTS_FILE = "ablation.json"
@@ -71,10 +76,10 @@ def jitter_factor(name: str) -> float | None:
 
 def check_rows(rows) -> tuple[str, ...]:
     """``rows`` if every name is a known row, else a ValueError naming the unknown ones."""
-    unknown = [r for r in rows if not (r in SAMPLER_ROWS or is_sampler(r) or jitter_factor(r) is not None)]
+    unknown = [r for r in rows if not (r in SAMPLER_ROWS + FLOW_ROWS or is_sampler(r) or jitter_factor(r) is not None)]
     if unknown:
-        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS)}, gmm<k>, kde@<scale>, "
-                         "aeot-spacing@<jitter factor>")
+        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS + FLOW_ROWS)}, gmm<k>, "
+                         "kde@<scale>, aeot-spacing@<jitter factor>")
     return tuple(rows)
 
 
@@ -85,6 +90,8 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
     if is_sampler(name):
         sampler = make_sampler(name).fit(train_codes, jax.random.fold_in(key, 1))
         return sampler.sample(jax.random.fold_in(key, 2), n), sampler.info()
+    if name in FLOW_ROWS:
+        return _flow_codes(name, cfg, train_codes, key, n)
     factor = jitter_factor(name)
     if factor is not None and "aeot" not in calibrated:
         calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
@@ -102,6 +109,34 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
     info = {k: v for k, v in aeot.info().items() if k.startswith("rule") or k in ("angle_threshold",)}
     extra = {"rule_jitter_factor": factor} if factor is not None else {}
     return codes, {**info, **extra, "interpolated_fraction": float(np.mean(moved))}
+
+
+def _flow_codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[np.ndarray, dict]:
+    """A latent flow trained on the codes (resumed from ``ablation_flows/<name>/``) and ``n`` codes from it.
+    ``sdfm`` takes the run's own whitening and semi-discrete map (N(0, I) onto the whitened codes) as its
+    coupling rather than solving the same problem again."""
+    import shutil
+
+    from otgen.generators.aeot import MAP_FILE, WHITENING_FILE
+    from otgen.generators.flow import make as make_flow
+
+    rd = RunDir(cfg.out)
+    workdir = rd.file(f"{FLOWS_DIR}/{name}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    if name == "sdfm":
+        if not (cfg.whiten and cfg.ot_source == "gaussian"):
+            raise ValueError(f"{cfg.out}: sdfm shares AE-OT's map only when it maps N(0, I) onto whitened codes "
+                             f"(this run: ot_source {cfg.ot_source}, whiten {cfg.whiten})")
+        for f in (WHITENING_FILE, MAP_FILE):  # the map last: the flow takes the pair once the map exists
+            if not (workdir / f).exists():
+                shutil.copyfile(rd.file(f), workdir / f)
+    flow = make_flow(name, "images", shape=(train_codes.shape[1],), steps=cfg.flow_steps, seed=cfg.seed,
+                     progress=cfg.progress)
+    flow.fit(train_codes, jax.random.fold_in(key, 1), workdir)
+    info = flow.info()
+    codes = np.asarray(flow.sample(jax.random.fold_in(key, 2), n), np.float32)
+    return codes, {k: v for k, v in info.items() if k in ("coupling", "steps", "train_seconds", "nfe", "ode_method",
+                                                          "ode_steps", "ot_converged", "ot_chi2")}
 
 
 def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
@@ -202,7 +237,7 @@ def _stored_config(rd, data_dir, progress: bool):
 
 
 def _sampled(name, cfg, train_codes, key, n, model, params, calibrated):
-    salt = SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode())
+    salt = SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode())  # stable across runs
     codes, info = _codes(name, cfg, train_codes, jax.random.fold_in(key, salt), n, calibrated)
     return _decode(model, params, codes), codes, info
 
@@ -250,7 +285,7 @@ def write_report(results: dict, path, command: str) -> str:
              "encoded and decoded (what a sampler of the true code distribution scores through this decoder).", "",
              "| row | " + " | ".join(c[0] for c in COLUMNS) + " | notes |",
              "|---" * (len(COLUMNS) + 2) + "|"]
-    order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS)
+    order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS) + list(FLOW_ROWS)
     for label, rec in sorted(results["rows"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
         notes = []
         if "rule_kappa" in rec:
@@ -260,6 +295,8 @@ def write_report(results: dict, path, command: str) -> str:
             notes.append(f"{rec['interpolated_fraction']:.0%} interpolated")
         if "bandwidth" in rec:
             notes.append(f"bandwidth {rec['bandwidth']:.3f}")
+        if "nfe" in rec:
+            notes.append(f"{rec['steps']:,} training steps, NFE {rec['nfe']}")
         lines.append(f"| {label} | " + " | ".join(_cell(rec, k, f) for _, k, f in COLUMNS) + f" | {'; '.join(notes)} |")
     text = "\n".join(lines) + "\n"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +337,8 @@ def plot_plane(results: dict, path, title: str = "") -> Path:
             continue
         fam, lab = _family(label)
         families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
-    names = {"sd-map": "sd-map (the semi-discrete map: a replay)", "aeot-angle": "AE-OT, angle rule"}
+    names = {"sd-map": "sd-map (the semi-discrete map: a replay)", "aeot-angle": "AE-OT, angle rule",
+             "fm": "flow matching (fm)", "sdfm": "semi-discrete flow matching (sdfm)"}
     families = {names.get(k, k): v for k, v in families.items()}
     return quality_novelty(families, controls, path, title=title + (f"\noff scale: {', '.join(off)}" if off else ""),
                            xlabel="code NN ratio: median nearest-training-code distance / held-out codes' "
@@ -313,7 +351,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=len(REAL_CONTROL),
                         help=f"samples per row (default {len(REAL_CONTROL):,}: the real control's size)")
     parser.add_argument("--rows", default=",".join(SAMPLER_ROWS), help="comma-separated samplers "
-                        f"({','.join(SAMPLER_ROWS)})")
+                        f"(default {','.join(SAMPLER_ROWS)}; also {','.join(FLOW_ROWS)}, gmm<k>, kde@<scale>, "
+                        "aeot-spacing@<f>)")
     parser.add_argument("--report", default=None, help="markdown report to write (default: none)")
     parser.add_argument("--plot", default=None, help="PNG of the quality-novelty plane to write (default: none)")
     parser.add_argument("--rescore", default="", help="comma-separated rows to score anew although stored "

@@ -22,7 +22,7 @@ from otgen.models.autoencoder import decode_batched
 from otgen.ot import BrenierMap
 from otgen.rundir import RunDir
 
-__all__ = ["gan_curve_point", "stage_train_gan", "stage_generate_gan", "adopt_coupling", "stage_train_flow",
+__all__ = ["gan_config", "gan_curve_point", "stage_train_gan", "stage_generate_gan", "adopt_coupling", "stage_train_flow",
            "stage_generate_flow", "COUPLING_FROM_FILE"]
 
 COUPLING_FROM_FILE = "coupling_from.json"  # in flow/: whose semi-discrete map sdfm took, and its solve time
@@ -30,6 +30,11 @@ COUPLING_FROM_FILE = "coupling_from.json"  # in flow/: whose semi-discrete map s
 
 # ----------------------------------------------------------------------------------------------
 # GAN baselines
+
+
+def gan_config(cfg: MnistConfig):
+    """The :class:`~otgen.training.GANConfig` of the run's GAN-family model (what its checkpoints name)."""
+    return _gan(cfg).config
 
 
 def _gan(cfg: MnistConfig, evaluate=None):

@@ -5,6 +5,7 @@
     otgen reproduce --runs-dir runs/repro --shard 1/2 --threads 1 &
     otgen reproduce --runs-dir runs/repro --report-only --report-dir experiments/reports
     otgen reproduce --runs-dir runs/repro --rescore --report-only   # re-sample runs scored under an older protocol
+    otgen reproduce --suite images --runs-dir runs/repro --report-only --carry-to experiments/reproduction
 
 Every job is ``otgen toy --preset published`` (which resumes its run directory) on ring8 / grid25 (100,000
 training points, see ``otgen.training.TOY_PRESETS``): GAN and PacGAN-m 400,000
@@ -21,6 +22,10 @@ uncertifiable at that K, see :data:`AEOT_PRESET`).
 paper`` for gan on MNIST (``gan_mnist.py``'s 200,000 steps) and gan / pacgan2 on Stacked MNIST (PacGAN's
 100,000 iterations), each checkpointed every 500 steps and scored at the log-spaced curve steps (classes,
 KL, FID / modes, KL); the report gains an images section (published Stacked rows: PacGAN Table 2).
+An image GAN's exact checkpoint is ~31 MB (MNIST) / ~106 MB (Stacked), a toy GAN's ~11 MB; ``--carry-to DIR``
+writes each unfinished GAN's compact *carry* checkpoint (:func:`otgen.training.save_carry`, ~1/5 of the size) and
+its ``config.json`` into ``DIR``'s copy of the run directory: what a session commits so that another machine
+continues the run (a resume reads the carry where no exact checkpoint is further on).
 
 The report (``reproduction.md`` + ``reproduction_curves_<toy>.png`` +
 ``reproduction_samples.png``) puts our numbers next to PacGAN's Table 1 with a
@@ -49,7 +54,8 @@ from otgen.experiments.reproduce_jobs import (DISTS, IMAGE_DATASETS, IMAGE_JOBS,
                                               run_dir)
 from otgen.experiments.reproduce_report import write_report
 
-__all__ = ["AEOT_PRESET", "run_job", "run_image_job", "image_controls", "rescore_jobs", "add_arguments", "main"]
+__all__ = ["AEOT_PRESET", "run_job", "run_image_job", "image_controls", "rescore_jobs", "carry_jobs", "add_arguments",
+           "main"]
 
 
 # AE-OT's row runs ``otgen toy``'s default preset (2,000 points): 100,000 targets in 2-D cost ~1 ns per
@@ -97,6 +103,32 @@ def run_image_job(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=
     return metrics
 
 
+def carry_jobs(runs_dir: Path, selected, dest: Path, images: bool, data_dir=None, log=print) -> list[Path]:
+    """Write the carry checkpoint of every unfinished GAN job of ``selected`` that has an exact checkpoint
+    into ``dest``'s copy of its run directory (with the run's ``config.json``); returns the carries written."""
+    import shutil
+
+    from otgen.experiments.mnist_baselines import gan_config  # these import JAX: loaded on use (module docstring)
+    from otgen.experiments.toy import ToyRunConfig, _gan_config
+    from otgen.training import CARRY_NAME, CHECKPOINT_NAME, save_carry
+
+    written = []
+    for dist, model, seed in selected:
+        out = run_dir(runs_dir, dist, model, seed)
+        where = Path("gan") if images else Path(".")  # the GAN's own directory inside the run directory
+        if model == "aeot" or (out / "metrics.json").exists() or not (out / where / CHECKPOINT_NAME).exists():
+            continue
+        cfg = (gan_config(image_config(runs_dir, dist, model, seed, data_dir)) if images else
+               _gan_config(ToyRunConfig(model=model, dist=dist, out=str(out), seed=seed, preset="published")))
+        target = run_dir(dest, dist, model, seed)
+        path = save_carry(out / where, cfg, to=target / where / CARRY_NAME)
+        if (out / "config.json").resolve() != (target / "config.json").resolve():
+            shutil.copyfile(out / "config.json", target / "config.json")
+        log(f"{out.name}: carry checkpoint {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        written.append(path)
+    return written
+
+
 def rescore_jobs(runs_dir: Path, selected, log=print) -> None:
     """:func:`otgen.experiments.toy.rescore` every finished GAN job of ``selected``; one that cannot be
     (no checkpoint kept) is named and left as it is."""
@@ -140,6 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="1: single-threaded XLA (two such workers beat one two-threaded one on 2 cores)")
     parser.add_argument("--report-only", action="store_true", help="only write the report from the run directories")
+    parser.add_argument("--carry-to", default=None, metavar="DIR",
+                        help="after the jobs, write each unfinished GAN's compact carry checkpoint into DIR's copy of "
+                        "its run directory (what a session commits, e.g. experiments/reproduction)")
     parser.add_argument("--rescore", action="store_true",
                         help="toy: first re-sample and re-score the finished GAN jobs sampled under another protocol "
                         "than their preset's now (batch-norm refresh, otgen.experiments.toy.rescore); old scores kept")
@@ -197,6 +232,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"    modes {m.get('modes_captured')}/{m.get('n_modes')}, "
                   f"{100 * m.get('high_quality_fraction', float('nan')):.1f}% HQ, "
                   f"KL {m.get('reverse_kl', float('nan')):.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.carry_to is not None:
+        carry_jobs(runs_dir, selected, Path(args.carry_to), images, args.data_dir)
     command = f"otgen reproduce --runs-dir {runs_dir} --report-only --report-dir {args.report_dir or runs_dir}"
     path = write_report(runs_dir, Path(args.report_dir or runs_dir), command)
     print(f"wrote {path}")

@@ -56,7 +56,8 @@ def collect_images(runs_dir: Path, jobs=IMAGE_JOBS) -> list[dict]:
             curve = _read(out / "curves.json") or meta.get("curve", [])
             records.append({"dataset": dataset, "model": model, "dir": str(out), "budget": cfg.get("gan_steps"),
                             "step": int(meta.get("step", 0)), "curve": curve, "metrics": metrics,
-                            "train_seconds": meta.get("seconds"), "preset": cfg.get("preset")})
+                            "train_seconds": meta.get("seconds"), "preset": cfg.get("preset"),
+                            "carried": [c["step"] for c in meta.get("carried", [])]})
     return records
 
 
@@ -78,13 +79,14 @@ def _total_train_seconds(out: Path, metrics: dict) -> tuple[float | None, bool]:
 
 
 def _checkpoint_meta(out: Path) -> dict | None:
-    """The metadata of a job's checkpoint (step, learning curve so far), or None."""
-    ckpt = out / "checkpoint.npz"
-    if not ckpt.exists():
+    """The metadata of a job's checkpoint (step, learning curve so far) -- of its exact checkpoint or its carry
+    (``carry.npz``, :func:`otgen.training.save_carry`), whichever is further on -- or None."""
+    found = [p for p in (out / "checkpoint.npz", out / "carry.npz") if p.exists()]
+    if not found:
         return None
     from otgen.checkpoint import load_metadata  # imports JAX: loaded on use (see otgen.experiments.reproduce)
 
-    return load_metadata(ckpt)
+    return max((load_metadata(p) for p in found), key=lambda m: m.get("step", 0))
 
 
 def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:

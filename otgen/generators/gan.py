@@ -15,7 +15,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from otgen.training import CHECKPOINT_NAME, GANConfig, GANResult, curve_steps, load_gan, save_gan, train_gan
+from otgen.training import CARRY_NAME, CHECKPOINT_NAME, GANConfig, GANResult, curve_steps, load_gan, save_gan, train_gan
 
 __all__ = ["GAN", "make"]
 
@@ -63,8 +63,9 @@ class GAN:
 
     @classmethod
     def load(cls, directory, config: GANConfig) -> "GAN":
-        """The model trained into ``directory`` (refused if its checkpoint has another configuration)."""
-        if not (Path(directory) / CHECKPOINT_NAME).exists():
+        """The model trained into ``directory``, from its checkpoint or its carry checkpoint (refused if it has
+        another configuration)."""
+        if not any((Path(directory) / name).exists() for name in (CHECKPOINT_NAME, CARRY_NAME)):
             raise ValueError(f"{Path(directory) / CHECKPOINT_NAME} is missing: no trained {config.model} there")
         model = cls(config)
         model.result = load_gan(directory, config)

@@ -4,7 +4,8 @@
   (``TOY_PRESETS``, ``IMAGE_PRESETS``, ``TRAINING``: each model's published optimiser);
 * :mod:`otgen.training.steps`: networks, optimiser, :class:`GANState` and the jitted train step;
 * :mod:`otgen.training.sampling`: :class:`GANResult`, a trained generator, and how it samples;
-* :mod:`otgen.training.loop`: :func:`train_gan` and its checkpoints (:func:`save_gan`, :func:`load_gan`);
+* :mod:`otgen.training.loop`: :func:`train_gan` and its checkpoints (:func:`save_gan`, :func:`load_gan`,
+  and the compact :func:`save_carry` a long run commits to continue on another machine);
 * :mod:`otgen.training.progress`: what the GAN loop shares with the flows' (curve steps, progress bar).
 
 Usage::
@@ -17,7 +18,8 @@ The networks and losses live in :mod:`otgen.models`, the generator adapter in :m
 """
 
 from otgen.training.config import GAN_MODELS, IMAGE_PRESETS, TOY_PRESETS, TRAINING, GANConfig
-from otgen.training.loop import CHECKPOINT_NAME, LOSS_PLOT_NAME, TrainingDivergedError, load_gan, save_gan, train_gan
+from otgen.training.loop import (CARRY_NAME, CHECKPOINT_NAME, LOSS_PLOT_NAME, TrainingDivergedError, load_gan, save_carry,
+                                 save_gan, train_gan)
 from otgen.training.progress import curve_steps
 from otgen.training.sampling import GANResult, refreshed_batch_stats
 from otgen.training.steps import (GANState, build_networks, generate_in_training_mode, init_state, make_fit_step,
@@ -26,6 +28,6 @@ from otgen.training.steps import (GANState, build_networks, generate_in_training
 __all__ = [
     "GAN_MODELS", "GANConfig", "GANState", "GANResult", "TrainingDivergedError",
     "build_networks", "make_optimizer", "init_state", "make_train_step", "make_fit_step",
-    "train_gan", "load_gan", "save_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "IMAGE_PRESETS",
+    "train_gan", "load_gan", "save_gan", "save_carry", "CHECKPOINT_NAME", "CARRY_NAME", "LOSS_PLOT_NAME", "TOY_PRESETS", "IMAGE_PRESETS",
     "TRAINING", "curve_steps", "refreshed_batch_stats", "generate_in_training_mode",
 ]

@@ -69,6 +69,8 @@ class GANConfig:
     noise: str = "normal"                  # "normal" or "uniform" (carpedm20's DCGAN)
     n_critic: int = 1                      # discriminator updates per iteration
     g_updates: int = 1                     # generator updates per iteration, on one noise draw (carpedm20: 2)
+    same_noise: bool = False               # the critic update sees the generator updates' noise draw too
+                                           # (PacGAN's Stacked-MNIST code feeds one z to all three updates)
     simultaneous: bool = True              # both gradients at the same parameters (needs n_critic == 1)
     clip: float = 0.0                      # WGAN weight clipping bound; 0 = none
     gp_lambda: float = 0.0                 # WGAN-GP penalty weight; 0 = none
@@ -119,6 +121,9 @@ class GANConfig:
             problems.append("clip and gp_lambda must be >= 0")
         if self.simultaneous and (self.n_critic != 1 or self.g_updates != 1):
             problems.append("simultaneous updates need n_critic == 1 and g_updates == 1")
+        if self.same_noise and (self.simultaneous or self.n_critic != 1):
+            problems.append("same_noise shares one draw between one critic update and the generator's: it needs "
+                            "alternating updates with n_critic == 1")
         if self.model == "wgan" and self.clip <= 0:
             problems.append("wgan needs clip > 0 (its Lipschitz constraint)")
         if self.model == "wgan-gp" and self.gp_lambda <= 0:
@@ -182,7 +187,7 @@ class GANConfig:
 
     # Fields added after checkpoints were committed: left out of the comparison at their defaults,
     # so those checkpoints (which do not name them) still resume.
-    _LATER_FIELDS = {"noise": "normal", "g_updates": 1}
+    _LATER_FIELDS = {"noise": "normal", "g_updates": 1, "same_noise": False}
     # Fields training never reads: a checkpoint may be sampled (and resumed) under any value of them.
     _EVALUATION_FIELDS = ("eval_bn_refresh",)
 
@@ -232,12 +237,12 @@ TOY_PRESETS: dict[str, dict[str, dict]] = {
 # * stacked: fjxmlzn/PacGAN stacked_MNIST_experiments/VEEGAN_experiment: config.py (batch_size 64,
 #   z_dim 100, learning_rate 2e-4, beta1 0.5, 50 epochs of 128,000 images = 100,000 iterations) and
 #   model.py (carpedm20's DCGAN with gf_dim = df_dim = 64; z ~ U[-1, 1]; per iteration one D update
-#   and two G updates on the same z, "to make sure that d_loss does not go to zero"; batch-norm decay
-#   0.9).  Only the GAN loss: its discriminator batch-normalises.
+#   and two G updates, all three fed the same z (feed_dict_z), the G update run twice "to make sure that
+#   d_loss does not go to zero"; batch-norm decay 0.9).  Only the GAN loss: its discriminator batch-normalises.
 IMAGE_PRESETS: dict[str, dict] = {
     "default": dict(models=GAN_MODELS, arch="dcgan", batch_size=50, noise_dim=128),
     "stacked": dict(models=("gan", "pacgan2", "pacgan3", "pacgan4"), arch="dcgan_stacked", batch_size=64,
-                    noise_dim=100, noise="uniform", g_updates=2, bn_momentum=0.9),
+                    noise_dim=100, noise="uniform", g_updates=2, same_noise=True, bn_momentum=0.9),
 }
 
 

@@ -12,6 +12,13 @@ checkpoints land on the same steps in a resumed and an uninterrupted run.  A che
 (``checkpoint.npz``, :mod:`otgen.checkpoint`) holds the whole :class:`~otgen.training.steps.GANState`
 with the configuration, data fingerprint, loss history, learning curve and training time in its
 metadata; it is refused for another model, configuration (``steps`` aside) or data set.
+
+A *carry* checkpoint (``carry.npz``, :func:`save_carry`) is the compact form a run commits to git to
+continue on another machine: parameters in bfloat16, Adam's second moment log-quantised to 8 bits, its
+first moment in 4 bits where ``beta1 <= 0.5`` (it halves every step: rebuilt in a few) and 8 otherwise,
+everything else exact -- ~5x smaller.  A resume finds ``checkpoint.npz`` first and ``carry.npz`` otherwise; the steps
+at which a run was resumed from a carry are kept in its metadata (``carried``), since from there on it is
+not bit for bit the uninterrupted run (``scripts/carry_check.py`` measures how far it moves).
 """
 
 from __future__ import annotations
@@ -23,16 +30,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from otgen.checkpoint import CheckpointError, array_fingerprint, check_training_metadata, load_pytree, save_pytree
+from otgen.checkpoint import (CheckpointError, array_fingerprint, check_training_metadata, load_metadata, load_pytree,
+                              save_pytree)
 from otgen.rundir import RunDir
 from otgen.training.config import GANConfig
 from otgen.training.progress import progress_bar
 from otgen.training.sampling import GANResult
 from otgen.training.steps import GANState, init_state, make_chunk_runner
 
-__all__ = ["TrainingDivergedError", "train_gan", "load_gan", "save_gan", "CHECKPOINT_NAME", "LOSS_PLOT_NAME"]
+__all__ = ["TrainingDivergedError", "train_gan", "load_gan", "save_gan", "save_carry", "carry_codec", "CHECKPOINT_NAME",
+           "CARRY_NAME", "LOSS_PLOT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
+CARRY_NAME = "carry.npz"
 LOSS_PLOT_NAME = "loss.png"
 _CHECKPOINT_KIND = "otgen-gan-state-v1"
 
@@ -79,10 +89,13 @@ def _data_scale(cfg: GANConfig, x: np.ndarray) -> float:
 
 
 def _metadata(cfg: GANConfig, step: int, data_digest: str, history: dict, curve: list, scale: float,
-              seconds: float = 0.0) -> dict:
-    return {"kind": _CHECKPOINT_KIND, "model": cfg.model, "config": cfg.compatibility_dict(),
+              seconds: float = 0.0, carried: list | None = None) -> dict:
+    meta = {"kind": _CHECKPOINT_KIND, "model": cfg.model, "config": cfg.compatibility_dict(),
             "step": int(step), "data": data_digest, "history": history, "curve": curve, "data_scale": scale,
             "seconds": float(seconds)}
+    if carried:
+        meta["carried"] = carried
+    return meta
 
 
 def _check_compatible(path: Path, meta: dict, cfg: GANConfig, data_digest: str | None) -> None:
@@ -103,9 +116,21 @@ def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANSt
     return state, history, meta
 
 
+def _resume_path(run: RunDir) -> Path:
+    """The checkpoint a resume reads: of the exact one and the carry, the one further on (the exact one on a
+    tie); the exact one's path where neither exists."""
+    full, carry = run.file(CHECKPOINT_NAME), run.file(CARRY_NAME)
+    if not carry.exists():
+        return full
+    if not full.exists():
+        return carry
+    return carry if load_metadata(carry).get("step", 0) > load_metadata(full).get("step", 0) else full
+
+
 def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
-    """The :class:`GANResult` stored in ``run_dir``'s checkpoint (refused if ``cfg`` differs)."""
-    state, history, meta = _restore(RunDir(run_dir).file(CHECKPOINT_NAME), cfg, None)
+    """The :class:`GANResult` stored in ``run_dir``'s checkpoint, or its carry checkpoint where it has no
+    exact one (refused if ``cfg`` differs)."""
+    state, history, meta = _restore(_resume_path(RunDir(run_dir)), cfg, None)
     return GANResult(cfg, state, history, data_scale=float(meta.get("data_scale", 1.0)),
                      curve=tuple(meta.get("curve", ())), data_digest=str(meta.get("data", "")),
                      total_seconds=float(meta.get("seconds", 0.0)))
@@ -114,9 +139,43 @@ def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
 def save_gan(result: GANResult, run_dir: str | Path) -> Path:
     """``result`` as ``run_dir``'s checkpoint (what :func:`load_gan` and a resumed training read)."""
     path = RunDir(run_dir).file(CHECKPOINT_NAME)
-    meta = _metadata(result.config, int(result.state.step), result.data_digest, result.history,
-                     list(result.curve), result.data_scale, result.total_seconds)
-    return save_pytree(path, result.state, metadata=meta)
+    return save_pytree(path, result.state, metadata=_result_metadata(result))
+
+
+def _result_metadata(result: GANResult, carried: list | None = None) -> dict:
+    return _metadata(result.config, int(result.state.step), result.data_digest, result.history,
+                     list(result.curve), result.data_scale, result.total_seconds, carried)
+
+
+def carry_codec(cfg: GANConfig):
+    """The :mod:`otgen.codecs` codec of each leaf of a carry checkpoint: ``(key_path, array) -> name``."""
+    def codec(path: str, arr) -> str:
+        if arr.dtype != np.float32 or arr.size < 1024:  # counters, keys, biases: exact, they cost nothing
+            return "exact"
+        if path.startswith((".g_params", ".d_params")):
+            return "bf16"
+        if path.endswith("mu") or ".mu[" in path or ".mu." in path:
+            return "int4" if cfg.optimizer == "adam" and cfg.beta1 <= 0.5 else "int8"
+        if ".nu" in path:
+            return "log8"
+        return "exact"
+    return codec
+
+
+def save_carry(run_dir: str | Path, cfg: GANConfig, to: str | Path | None = None) -> Path:
+    """Write ``run_dir``'s exact checkpoint again as its compact carry checkpoint (module docstring), to
+    ``run_dir/carry.npz`` or the path ``to``; returns its path. The carry records the steps of the carries it
+    descends from."""
+    run = RunDir(run_dir)
+    full = run.file(CHECKPOINT_NAME)
+    if not full.exists():
+        raise CheckpointError(f"{full} does not exist: nothing to carry")
+    state, history, meta = _restore(full, cfg, None)
+    result = GANResult(cfg, state, history, data_scale=float(meta.get("data_scale", 1.0)),
+                       curve=tuple(meta.get("curve", ())), data_digest=str(meta.get("data", "")),
+                       total_seconds=float(meta.get("seconds", 0.0)))
+    return save_pytree(run.file(CARRY_NAME) if to is None else Path(to), state,
+                       metadata=_result_metadata(result, meta.get("carried")), codecs=carry_codec(cfg))
 
 
 def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) -> TrainingDivergedError:
@@ -161,12 +220,16 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
     ckpt = None if run is None else run.file(CHECKPOINT_NAME)
     eval_steps = sorted({int(s) for s in eval_steps if 0 < int(s) <= cfg.steps})
 
-    state, history, curve, last_saved, before = None, {}, [], None, 0.0
-    if resume and ckpt is not None and ckpt.exists():
-        state, history, meta = _restore(ckpt, cfg, digest)
+    state, history, curve, last_saved, before, carried = None, {}, [], None, 0.0, []
+    source = None if run is None else _resume_path(run)
+    if resume and source is not None and source.exists():
+        state, history, meta = _restore(source, cfg, digest)
         curve = [dict(r) for r in meta.get("curve", [])]
         last_saved = int(state.step)
         before = float(meta.get("seconds", 0.0))  # training time of the earlier calls
+        carried = list(meta.get("carried", []))
+        if source.name == CARRY_NAME:  # from here on not bit for bit the uninterrupted run: say where
+            carried.append({"step": last_saved})
     if state is None:
         state = init_state(cfg, key)
     step = int(state.step)
@@ -178,7 +241,7 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
         if ckpt is None:
             return
         save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale,
-                                                before + time.perf_counter() - t0))
+                                                before + time.perf_counter() - t0, carried))
         last_saved = at
 
     def result(s, seconds=0.0):

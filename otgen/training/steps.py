@@ -177,10 +177,12 @@ def make_train_step(cfg: GANConfig, players: bool = False):
                             d_opt=d_opt, step=state.step + 1)
         return new, metrics_of(d_total, g_loss, base, gp)
 
-    def critic_step(state: GANState, real, key):
-        """One discriminator update on ``real`` of shape (m, batch, *sample_shape)."""
+    def critic_step(state: GANState, real, key, z=None):
+        """One discriminator update on ``real`` of shape (m, batch, *sample_shape), on fakes from noise ``z``
+        (default: a draw from ``key``)."""
         k_z, k_gp = jax.random.split(key)
-        fake, _ = generate(state.g_params, state.g_stats, noise(k_z))  # stats move on G's own update only
+        z = noise(k_z) if z is None else z
+        fake, _ = generate(state.g_params, state.g_stats, z)  # stats move on G's own update only
         (d_total, (base, gp)), grads = jax.value_and_grad(critic_objective, has_aux=True)(
             state.d_params, pack(real), pack(jax.lax.stop_gradient(fake)), k_gp)
         d_params, d_opt = apply(grads, state.d_opt, state.d_params)
@@ -200,8 +202,9 @@ def make_train_step(cfg: GANConfig, players: bool = False):
 
     def alternating_step(state: GANState, real, key):
         k_critic, k_g = jax.random.split(key)
+        z = noise(k_g) if cfg.same_noise else None  # the generator updates' own draw (generator_step(k_g))
         state, (d_total, base, gp) = jax.lax.scan(
-            lambda s, inputs: critic_step(s, *inputs), state, (real, jax.random.split(k_critic, cfg.n_critic)))
+            lambda s, inputs: critic_step(s, *inputs, z=z), state, (real, jax.random.split(k_critic, cfg.n_critic)))
         for _ in range(cfg.g_updates):  # the same key: the repeats see one noise draw, as in carpedm20's loop
             state, g_loss = generator_step(state, k_g)
         return state.replace(step=state.step + 1), metrics_of(d_total[-1], g_loss, base[-1], gp[-1])
