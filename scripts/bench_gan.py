@@ -204,7 +204,7 @@ def iteration_gflop(cfg, state, data) -> float:
 
 def stacked(args) -> int:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"jax {jax.__version__} on {jax.default_backend()}, XLA threads: {'1' if args.threads == 1 else 'default'}")
+          f"jax {jax.__version__} on {jax.default_backend()}, cores: {len(os.sched_getaffinity(0))}")
     peak = matmul_gflops()
     print(f"float32 matmul (2048 x 2048), this process: {peak:.1f} GFLOP/s (the floor's rate)")
     print("\n## iterations/s on Stacked MNIST, PacGAN's setting (IMAGE_PRESETS['stacked'], batch 64)")
@@ -280,11 +280,12 @@ def main(argv=None) -> int:
     p.add_argument("--images", action="store_true", help="28x28 networks: layer comparison and steps/s")
     p.add_argument("--stacked", action="store_true", help="Stacked-MNIST GANs in PacGAN's setting: iterations/s")
     p.add_argument("--image-batch", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None, help="1: single-threaded XLA (set before JAX starts)")
+    p.add_argument("--threads", type=int, default=None, help="1: one core, as an otgen reproduce --threads 1 worker")
     args = p.parse_args(argv)
-    if args.threads == 1:  # read when JAX creates its CPU client, i.e. at the first computation below
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    if args.threads == 1:  # before JAX creates its CPU client (the first computation below), as otgen reproduce does
+        from otgen.experiments.reproduce import pin_to_one_core
+
+        pin_to_one_core(0)
     if args.stacked:
         return stacked(args)
     if args.images:

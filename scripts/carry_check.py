@@ -8,10 +8,14 @@ KL over the classifier's mode histogram, ``--n-samples`` draws):
 
 A  seed 0, ``--steps`` uninterrupted;
 B  seed 0, stopped at ``--steps / 2``, written as a carry, the exact checkpoint deleted, resumed to ``--steps``;
-C  seed 1, ``--steps`` uninterrupted (the seed spread B is measured against).
+C  seed 1, ``--steps`` uninterrupted (the seed spread B is measured against);
+D  seed 0, resumed at ``--steps / 2`` from the exact checkpoint with every parameter moved by one float32
+   ulp: the smallest perturbation a float32 state can have, i.e. what *any* inexact resume (another
+   machine's summation order, say) does to the run.
 
 It also prints how far the carried state is from the exact one at the resume step (relative L2 per
-group), and how far A's parameters moved over the second half (so B's distance from A has a scale)::
+group), how far A's parameters moved over the second half, and how far B and D end from A: if B ends no
+farther than D, the carry's loss of precision is lost in the training's own sensitivity to its state::
 
     nice python scripts/carry_check.py --steps 400 --data-dir ../shared/data/mnist --out runs/carry_check
 """
@@ -19,6 +23,7 @@ group), and how far A's parameters moved over the second half (so B's distance f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -32,7 +37,7 @@ from otgen.checkpoint import load_pytree
 from otgen.data import load
 from otgen.eval.stacked import evaluate_stacked
 from otgen.training import GANConfig
-from otgen.training.loop import CARRY_NAME, CHECKPOINT_NAME, save_carry, train_gan
+from otgen.training.loop import CARRY_NAME, CHECKPOINT_NAME, load_gan, save_carry, save_gan, train_gan
 
 
 def _flat(tree) -> np.ndarray:
@@ -72,11 +77,12 @@ def main() -> int:
 
     t0 = time.perf_counter()
     runs = {}
-    for d in ("A", "B", "C"):
+    for d in ("A", "B", "C", "D"):
         shutil.rmtree(out / d, ignore_errors=True)
     a_state_half = train_gan(cfg(0, half), data, out / "A", checkpoint_every=half, progress=False).state
-    (out / "B").mkdir(parents=True)
-    shutil.copyfile(out / "A" / CHECKPOINT_NAME, out / "B" / CHECKPOINT_NAME)  # B's first half is A's (same seed)
+    for d in ("B", "D"):  # their first half is A's (same seed)
+        (out / d).mkdir(parents=True)
+        shutil.copyfile(out / "A" / CHECKPOINT_NAME, out / d / CHECKPOINT_NAME)
     runs["A"] = train_gan(cfg(0, args.steps), data, out / "A", resume=True, checkpoint_every=half, progress=False)
     carry = save_carry(out / "B", cfg(0, half))
     full_mb = os.path.getsize(out / "B" / CHECKPOINT_NAME) / 1e6
@@ -85,6 +91,11 @@ def main() -> int:
     carried_state, _ = load_pytree(out / "B" / CARRY_NAME, like=a_state_half)
     runs["B"] = train_gan(cfg(0, args.steps), data, out / "B", resume=True, checkpoint_every=half, progress=False)
     runs["C"] = train_gan(cfg(1, args.steps), data, out / "C", checkpoint_every=args.steps, progress=False)
+    nudged = load_gan(out / "D", cfg(0, half))
+    up = lambda tree: jax.tree_util.tree_map(lambda x: np.nextafter(np.asarray(x), np.float32(np.inf)), tree)  # noqa: E731
+    save_gan(dataclasses.replace(nudged, state=nudged.state.replace(g_params=up(nudged.state.g_params),
+                                                        d_params=up(nudged.state.d_params))), out / "D")
+    runs["D"] = train_gan(cfg(0, args.steps), data, out / "D", resume=True, checkpoint_every=half, progress=False)
 
     report = {"steps": args.steps, "carried_at": half, "checkpoint_mb": full_mb, "carry_mb": carry_mb,
               "carry_error_at_resume": {g: _rel(getattr(a_state_half, g), getattr(carried_state, g))
@@ -92,6 +103,8 @@ def main() -> int:
               "A_moved_second_half": {g: _rel(getattr(a_state_half, g), getattr(runs["A"].state, g))
                                       for g in ("g_params", "d_params")},
               "B_vs_A_at_end": {g: _rel(getattr(runs["A"].state, g), getattr(runs["B"].state, g))
+                                for g in ("g_params", "d_params")},
+              "D_vs_A_at_end": {g: _rel(getattr(runs["A"].state, g), getattr(runs["D"].state, g))
                                 for g in ("g_params", "d_params")},
               "B_carried": load_pytree(out / "B" / CHECKPOINT_NAME)[1].get("carried"),
               "scores": {k: _score(r, args.n_samples, args.data_dir) for k, r in runs.items()},
@@ -104,9 +117,12 @@ def main() -> int:
     print("A's parameters moved over the second half: " +
           ", ".join(f"{k} {v:.2e}" for k, v in report["A_moved_second_half"].items()))
     print("B's distance from A at the end: " + ", ".join(f"{k} {v:.2e}" for k, v in report["B_vs_A_at_end"].items()))
+    print("D's (one ulp) distance from A at the end: " +
+          ", ".join(f"{k} {v:.2e}" for k, v in report["D_vs_A_at_end"].items()))
     print("\n| run | modes | KL | d_loss | g_loss |\n|---|---|---|---|---|")
     for k, s in report["scores"].items():
-        label = {"A": "A seed 0, uninterrupted", "B": f"B seed 0, carried at {half}", "C": "C seed 1, uninterrupted"}[k]
+        label = {"A": "A seed 0, uninterrupted", "B": f"B seed 0, carried at {half}", "C": "C seed 1, uninterrupted",
+                 "D": f"D seed 0, one ulp at {half}"}[k]
         print(f"| {label} | {s['modes_covered']} | {s['kl_uniform']:.3f} | {s['d_loss']:.3f} | {s['g_loss']:.3f} |")
     print(f"\n({report['seconds']:.0f} s; written {out / 'carry_check.json'})")
     return 0

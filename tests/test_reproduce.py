@@ -283,7 +283,21 @@ def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):
     assert main(["reproduce", "--runs-dir", str(tmp_path), "--suite", "images", "--dists", "mnist",
                  "--models", "pacgan2"]) == 2
     assert "no job matches --models pacgan2 --dists mnist" in capsys.readouterr().err
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--threads", "2", "--report-only"]) == 2
+    assert "--threads takes 1" in capsys.readouterr().err
     assert not (tmp_path / "reproduction.md").exists()
+
+
+def test_one_core_worker_is_pinned_to_its_shards_core():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; from otgen.experiments.reproduce import pin_to_one_core; "
+            "c = pin_to_one_core(1); print(c, sorted(os.sched_getaffinity(0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    cores = sorted(os.sched_getaffinity(0))
+    assert int(out[0]) == cores[1 % len(cores)] and out[1].strip() == f"[{cores[1 % len(cores)]}]"
 
 
 def test_image_presets_carry_the_authors_budgets(tmp_path):
