@@ -285,6 +285,8 @@ def test_cli_refuses_bad_shards_and_names(tmp_path, capsys):
     assert "no job matches --models pacgan2 --dists mnist" in capsys.readouterr().err
     assert main(["reproduce", "--runs-dir", str(tmp_path), "--threads", "2", "--report-only"]) == 2
     assert "--threads takes 1" in capsys.readouterr().err
+    assert main(["reproduce", "--runs-dir", str(tmp_path), "--core", "1", "--report-only"]) == 2
+    assert "--core goes with --threads 1" in capsys.readouterr().err
     assert not (tmp_path / "reproduction.md").exists()
 
 

@@ -174,6 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="1: pin the worker to one core, its shard's (two such workers beat one two-threaded one on "
                         "2 cores)")
+    parser.add_argument("--core", type=int, default=None,
+                        help="with --threads 1: this core instead of the shard's (e.g. a toy worker beside an image one)")
     parser.add_argument("--report-only", action="store_true", help="only write the report from the run directories")
     parser.add_argument("--carry-to", default=None, metavar="DIR",
                         help="after the jobs, write each unfinished GAN's compact carry checkpoint into DIR's copy of "
@@ -206,7 +208,9 @@ def main(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads != 1:
         raise ValueError(f"--threads takes 1 (one core per worker) or nothing (every core), got {args.threads}")
     if args.threads == 1:
-        print(f"one core: pinned to CPU {pin_to_one_core(index)}", flush=True)
+        print(f"one core: pinned to CPU {pin_to_one_core(index if args.core is None else args.core)}", flush=True)
+    elif args.core is not None:
+        raise ValueError("--core goes with --threads 1")
     images = args.suite == "images"
     all_models, all_dists = (IMAGE_MODELS, IMAGE_DATASETS) if images else (JOBS, DISTS)
     models = [m for m in (args.models or ",".join(all_models)).split(",") if m]
