@@ -318,7 +318,7 @@ def large_k_section(problems, budget, check_log2=21, aeot_lr=2e-2, aeot_batch=1 
             t0 = time.perf_counter()
             bmap = prob.fit(jax.random.PRNGKey(1), tol=tol, optimizer=opt, h0=h0, time_budget=budget,
                             max_steps=10**7 if opt is not None else None, progress=False, warn=False)
-            results.append((method, len(bmap.diagnostics.l1_error), time.perf_counter() - t0, bmap,
+            results.append((method, len(bmap.diagnostics.history.l1), time.perf_counter() - t0, bmap,
                             bmap.diagnostics.summary()))
             print(f"  {method}: {bmap.diagnostics.summary()}", flush=True)
         if peers:
@@ -409,8 +409,8 @@ def lowdim_section(sdot_python: str | None, quick: bool, iid_max_k: int = 4000, 
             t = time.perf_counter()
             bmap = problem.fit(jax.random.PRNGKey(0), progress=False)
             wall = time.perf_counter() - t
-        rows.append(("otgen default fit", wall, bmap.h, f"{bmap.diagnostics.optimizer}, "
-                     f"{len(bmap.diagnostics.l1_error)} Newton iterates", bmap))
+        rows.append(("otgen default fit", wall, bmap.h, f"{bmap.diagnostics.convergence.optimizer}, "
+                     f"{len(bmap.diagnostics.history.l1)} Newton iterates", bmap))
         if k <= mc_max_k:  # the Monte-Carlo path, the default before the exact one
             t = time.perf_counter()
             mc = problem.fit(jax.random.PRNGKey(0), progress=False, exact=False, time_budget=mc_budget, warn=False)

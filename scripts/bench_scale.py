@@ -71,7 +71,7 @@ def _child_memory(k: int, d: int, n: int, steps: int) -> dict:
     t0 = time.perf_counter()
     jax.block_until_ready(bmap.assign(xq))
     assign_s = time.perf_counter() - t0
-    return {"k": k, "d": d, "n": n, "steps": len(bmap.diagnostics.l1_error), "fit_s": fit_s, "assign_s": assign_s,
+    return {"k": k, "d": d, "n": n, "steps": len(bmap.diagnostics.history.l1), "fit_s": fit_s, "assign_s": assign_s,
             "pairs_per_s_assign": n * k / assign_s, "rss_after_import_mib": base, "peak_rss_mib": _rss_mib(),
             "targets_mib": k * d * 4 / 2**20}
 
@@ -93,10 +93,10 @@ def _child_first_steps(k: int, d: int, steps: int) -> dict:
     opt = problem.default_optimizer()
     bmap = problem.fit(jax.random.PRNGKey(1), tol=0.01, max_steps=steps, progress=False, warn=False)
     diag = bmap.diagnostics
-    times = np.diff([0.0, *diag.wall_time]).tolist()
-    first = opt.first_stop_step(k, 0.01, diag.num_samples[0]) if hasattr(opt, "first_stop_step") else None
-    return {"k": k, "d": d, "optimizer": diag.optimizer, "setup_s": setup_s, "step_s": times,
-            "samples": diag.num_samples[0], "first_stop_step": first, "chi2": list(diag.chi2)}
+    times = np.diff([0.0, *diag.history.wall_time]).tolist()
+    first = opt.first_stop_step(k, 0.01, diag.history.num_samples[0]) if hasattr(opt, "first_stop_step") else None
+    return {"k": k, "d": d, "optimizer": diag.convergence.optimizer, "setup_s": setup_s, "step_s": times,
+            "samples": diag.history.num_samples[0], "first_stop_step": first, "chi2": list(diag.history.chi2)}
 
 
 def _run_child(args: list[str], devices: int = 1) -> dict:

@@ -70,7 +70,7 @@ def main(argv=None):
                     n_ok += ok
                     n_all += 1
                     print(f"{fam:22s} {y.shape[0]:6d} {d:4d} {seed:4d} | {'yes' if dg.converged else 'NO':>4s} "
-                          f"{len(dg.l1_error):5d} {wall:7.1f} {dg.l1_error[-1]:7.4f} | {chk.l1:7.4f} "
+                          f"{len(dg.history.l1):5d} {wall:7.1f} {dg.history.l1[-1]:7.4f} | {chk.l1:7.4f} "
                           f"{chk.noise_l1:6.4f} {chk.chi2:9.2e} | {'ok' if ok else 'FAIL'}", flush=True)
     print(f"# {n_ok}/{n_all} ok")
     return 0 if n_ok == n_all else 1

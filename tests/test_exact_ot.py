@@ -112,16 +112,16 @@ def test_default_fit_takes_the_exact_path_and_fresh_samples_agree(source):
     nu = rng.dirichlet(np.ones(300))
     bmap = SemiDiscreteOT(source, y, nu, normalize_weights=True).fit(jax.random.PRNGKey(0), progress=False)
     d = bmap.diagnostics
-    assert d.converged and d.optimizer == "exact-newton" and d.stop_reason == "converged"
+    assert d.converged and d.convergence.optimizer == "exact-newton" and d.stop_reason == "converged"
     assert d.final_l1 <= EXACT_TOL and "exact power-diagram path" in d.notes[0]
     assert bmap.h.dtype == np.float64
     # independent: 2^24 fresh i.i.d. samples through the float32 scoring kernels
     chk = independent_error(bmap, jax.random.PRNGKey(99), 1 << 24)
     assert chk.l1 <= 3 * chk.noise_l1 + 1e-3, chk
     # energies decrease to the minimum; the Monte-Carlo estimate of the last one agrees
-    assert all(b <= a + 1e-12 for a, b in zip(d.energy, d.energy[1:]))
+    assert all(b <= a + 1e-12 for a, b in zip(d.history.energy, d.history.energy[1:]))
     est = SemiDiscreteOT(source, y, nu, normalize_weights=True).estimate(jax.random.PRNGKey(7), bmap.h, 1 << 22)
-    assert abs(float(est.energy) - d.energy[-1]) < 1e-3 * max(1.0, abs(d.energy[-1]))
+    assert abs(float(est.energy) - d.history.energy[-1]) < 1e-3 * max(1.0, abs(d.history.energy[-1]))
 
 
 def test_exact_flag_and_fallbacks():
@@ -130,10 +130,10 @@ def test_exact_flag_and_fallbacks():
         SemiDiscreteOT(UniformBox(3), y).fit(jax.random.PRNGKey(1), exact=True)
     y2 = jax.random.uniform(jax.random.PRNGKey(0), (30, 2))
     mc = SemiDiscreteOT(UniformBox(2), y2).fit(jax.random.PRNGKey(1), tol=0.02, exact=False, progress=False)
-    assert mc.diagnostics.optimizer != "exact-newton" and sum(mc.diagnostics.num_samples) > 0
+    assert mc.diagnostics.convergence.optimizer != "exact-newton" and sum(mc.diagnostics.history.num_samples) > 0
     # the exact answer, scored on the Monte-Carlo map's heights: within the MC fit's tol (+ its noise)
     m = exact_masses(UniformBox(2), np.asarray(y2, np.float64), np.asarray(mc.h, np.float64))
-    assert np.abs(m - 1 / 30).sum() < 0.02 + 3 * mc.diagnostics.noise_l1[mc.diagnostics.best_step]
+    assert np.abs(m - 1 / 30).sum() < 0.02 + 3 * mc.diagnostics.history.noise_l1[mc.diagnostics.convergence.best_step]
 
 
 def test_h0_time_budget_and_save_load(tmp_path: Path):
@@ -142,7 +142,7 @@ def test_h0_time_budget_and_save_load(tmp_path: Path):
     p = SemiDiscreteOT(UniformBox(2), y)
     a = p.fit(jax.random.PRNGKey(0), progress=False)
     again = p.fit(jax.random.PRNGKey(0), h0=a.h, progress=False)
-    assert len(again.diagnostics.l1_error) == 1 and "h0 given" in " ".join(again.diagnostics.notes)
+    assert len(again.diagnostics.history.l1) == 1 and "h0 given" in " ".join(again.diagnostics.notes)
     with pytest.warns(UserWarning, match="not converged"):
         short = p.fit(jax.random.PRNGKey(0), max_steps=2, progress=False)
     assert not short.diagnostics.converged and short.diagnostics.stop_reason == "max_steps"

@@ -188,7 +188,7 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     taken = json.loads((sd_out / "flow" / mnist_baselines.COUPLING_FROM_FILE).read_text())
     from otgen.ot import BrenierMap
 
-    solve = BrenierMap.load(out / MAP_FILE).diagnostics.wall_time[-1]
+    solve = BrenierMap.load(out / MAP_FILE).diagnostics.history.wall_time[-1]
     assert taken["from"] == str(out) and taken["ot_seconds"] == solve > 0
     sd_stages = json.loads((sd_out / mnist_rundir.STAGES_FILE).read_text())
     assert sd_stages["train-flow"]["seconds"] >= taken["ot_seconds"]  # sdfm's time counts the solve it reused

@@ -32,7 +32,7 @@ def test_large_k_converges_on_chi2_checked_independently():
     bmap = SemiDiscreteOT(Gaussian(16), _targets(k, 16)).fit(jax.random.key(0), tol=tol, progress=False,
                                                             time_budget=240)
     d = bmap.diagnostics
-    assert d.optimizer == "averaged_sgd" and d.metric == "chi2"
+    assert d.convergence.optimizer == "averaged_sgd" and d.convergence.metric == "chi2"
     assert d.converged, d.summary()
     cert = d.as_metrics()
     assert cert["ot_chi2"] <= tol and cert["ot_noise_chi2"] <= tol / 3
@@ -52,10 +52,10 @@ def test_the_average_beats_the_last_iterate_and_is_what_a_budgeted_fit_returns()
                        optimizer=averaged_sgd(batch_size=1 << 14),
                        callback=lambda step, h, est: iterates.append(h) and False)
     d = bmap.diagnostics
-    assert d.optimizer == "averaged_sgd" and not d.converged and d.stop_reason == "max_steps"
-    assert d.best_check >= 0 and d.as_metrics()["ot_returned"] == "average"
+    assert d.convergence.optimizer == "averaged_sgd" and not d.converged and d.stop_reason == "max_steps"
+    assert d.checks.best >= 0 and d.as_metrics()["ot_returned"] == "average"
     # no check was due (60 x 2^14 samples < 2 K / tol): the final one is a comparison on <= a quarter of them
-    assert d.check_samples == (1 << 17,) and 1 << 17 <= 60 * (1 << 14) // 4 < averaged_sgd().check_size(k, 2e-3)
+    assert d.checks.num_samples == (1 << 17,) and 1 << 17 <= 60 * (1 << 14) // 4 < averaged_sgd().check_size(k, 2e-3)
     avg = independent_error(bmap, jax.random.key(9), 1 << 19).chi2
     last_map = BrenierMap(bmap.targets, bmap.weights, iterates[-1], bmap.source)
     last_chi2 = independent_error(last_map, jax.random.key(9), 1 << 19).chi2

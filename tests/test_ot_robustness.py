@@ -112,7 +112,7 @@ def test_unconverged_fit_warns_raises_when_strict_and_never_returns_nan(tmp_path
     d = bmap.diagnostics
     assert not d.converged and d.stop_reason == "max_steps"
     assert np.all(np.isfinite(np.asarray(bmap.h)))
-    assert d.final_l1 == min(d.l1_error)  # the best iterate is returned, not the last
+    assert d.final_l1 == min(d.history.l1)  # the best iterate is returned, not the last
     assert any("start" in n for n in d.notes)
     bmap.save(tmp_path / "map.npz")
     again = BrenierMap.load(tmp_path / "map.npz")  # a saved map always loads
@@ -133,13 +133,13 @@ def test_time_budget_and_unreachable_tol_stop_with_a_reason():
     bmap = problem.fit(jax.random.PRNGKey(0), tol=1e-4, time_budget=1.0, progress=False, warn=False, h0=h0,
                        batch_size=1 << 14)  # small steps: the budget is checked between steps
     assert bmap.diagnostics.stop_reason in ("time_budget", "noise_floor")
-    assert bmap.diagnostics.wall_time[-1] < 60
+    assert bmap.diagnostics.history.wall_time[-1] < 60
     from otgen.ot import damped_newton
 
     small = damped_newton(max_batch_size=1 << 16)
     b = problem.fit(jax.random.PRNGKey(0), tol=1e-3, optimizer=small, progress=False, warn=False, h0=h0)
     assert b.diagnostics.stop_reason == "noise_floor"
-    assert max(b.diagnostics.num_samples) == 1 << 16  # the optimizer's cap holds from the first step
+    assert max(b.diagnostics.history.num_samples) == 1 << 16  # the optimizer's cap holds from the first step
     assert any("cannot be certified" in n for n in b.diagnostics.notes)
 
 
@@ -149,8 +149,9 @@ def test_chi2_metric_is_certified_and_checked_independently():
     y = 1.5 * np.random.default_rng(0).standard_normal((1000, 4)).astype(np.float32)
     bmap = SemiDiscreteOT(Gaussian(dim=4), y).fit(jax.random.PRNGKey(0), tol=0.01, metric="chi2", progress=False)
     d = bmap.diagnostics
-    assert d.converged and d.metric == "chi2" and d.summary().startswith("converged (chi2 ")
-    assert d.final_error == d.chi2[d.best_step] <= 0.01 and d.noise_chi2[d.best_step] <= 0.01 / 3
+    assert d.converged and d.convergence.metric == "chi2" and d.summary().startswith("converged (chi2 ")
+    assert d.final_error == d.history.chi2[d.convergence.best_step] <= 0.01
+    assert d.history.noise_chi2[d.convergence.best_step] <= 0.01 / 3
     check = independent_error(bmap, jax.random.PRNGKey(123), 1 << 21)
     assert check.chi2 <= 0.01, check
     assert bmap.diagnostics.as_metrics()["ot_metric"] == "chi2"

@@ -161,7 +161,7 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
     log(cfg, f"fit-ot: independent check on {chk['ot_check_samples']} fresh i.i.d. samples: chi2 "
              f"{chk['ot_check_chi2']:.4g} +- {chk['ot_check_noise_chi2']:.2g} (RMS relative cell-mass error "
              f"{np.sqrt(max(chk['ot_check_chi2'], 0)):.1%})")
-    if diag.l1_error:
+    if diag.history.l1:
         verdict = diag.as_metrics()
         log(cfg, f"fit-ot: {len(z)} codes, {diag.summary()}; estimated chi2 "
                  f"{verdict['ot_chi2']:.3g}, noise {verdict['ot_noise_chi2']:.2g} (of the {verdict['ot_returned']})"

@@ -106,7 +106,7 @@ def adopt_coupling(rd, cfg: MnistConfig) -> float:
             and theirs.get("whiten")):
         log(cfg, f"train-flow: {cfg.ae_from} has no Gaussian-source map of its codes; sdfm solves its own")
         return 0.0
-    seconds = float(BrenierMap.load(src.file(MAP_FILE)).diagnostics.wall_time[-1])
+    seconds = float(BrenierMap.load(src.file(MAP_FILE)).diagnostics.history.wall_time[-1])
     rd.file(FLOW_DIR).mkdir(parents=True, exist_ok=True)
     rd.write_json(marker, {"from": str(cfg.ae_from), "ot_seconds": seconds})
     copy(src)

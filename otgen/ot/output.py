@@ -1,8 +1,11 @@
 """What a finished fit reports: :class:`Diagnostics`, the stop reasons, and the verdict on convergence.
 
-:meth:`otgen.ot.solver.SemiDiscreteOT.fit` records its per-step history in a :class:`Diagnostics`
-(carried by the returned :class:`~otgen.ot.brenier.BrenierMap` and saved with it), then hands the
-map to :func:`verdict`, which warns (:class:`NotConvergedWarning`) or raises
+:meth:`otgen.ot.solver.SemiDiscreteOT.fit` records its fit in a :class:`Diagnostics` (carried by the
+returned :class:`~otgen.ot.brenier.BrenierMap` and saved with it), grouped by what each part is about:
+:class:`Convergence` (did the stopping test pass, why the fit stopped, which step was returned),
+:class:`History` (per step: the estimated errors, their noise, energy, step size, samples, time),
+:class:`Checks` (checks of a point other than the iterate on fresh samples) and the ``notes``.
+The fit then hands the map to :func:`verdict`, which warns (:class:`NotConvergedWarning`) or raises
 (:class:`NotConvergedError`) when the stopping test did not pass.
 """
 
@@ -15,12 +18,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from otgen.ot.brenier import BrenierMap
 
-__all__ = ["Diagnostics", "StopReason", "NotConvergedWarning", "NotConvergedError", "verdict"]
+__all__ = ["Diagnostics", "Convergence", "History", "Checks", "StopReason", "NotConvergedWarning",
+           "NotConvergedError", "verdict"]
 
 
 class StopReason(StrEnum):
-    """Why a fit stopped.  ``Diagnostics.stop_reason`` (and so saved maps and ``as_metrics``) holds
-    the plain string value."""
+    """Why a fit stopped.  ``Diagnostics.convergence.stop_reason`` (and so saved maps and
+    ``as_metrics``) holds the plain string value."""
 
     CONVERGED = "converged"
     MAX_STEPS = "max_steps"
@@ -30,114 +34,172 @@ class StopReason(StrEnum):
     CALLBACK = "callback"
 
 
-class Diagnostics(NamedTuple):
-    """Per-step history of a fit (tuples, so the map stays hashable as static pytree data).
+class Convergence(NamedTuple):
+    """The verdict of a fit.
 
-    ``l1_error``: estimated ||w - nu||_1 at the step's h (fresh samples); ``noise_l1``: the
-    estimated Monte-Carlo noise of that estimate (half the L1 distance between
-    two independent half-sample estimates); ``chi2``: the unbiased marginal chi-square
-    error sum_i (w_a,i - nu_i)(w_b,i - nu_i) / nu_i of the two halves; ``max_rel_error``:
-    max_i |w_i - nu_i| / nu_i; ``energy``: estimate of E(h) = E_mu[u_h] - <nu, h>;
-    ``wall_time``: seconds since the fit started; ``num_samples``: samples used at the step;
-    ``step_size``: the line-search step taken after the step's estimate (0: rejected).
-    ``converged``: the optimizer's stopping test passed at step ``best_step`` (the
-    returned heights); otherwise ``best_step`` is the step of lowest estimated error.
+    ``converged``: the optimizer's stopping test passed at step ``best_step`` (the returned
+    heights); otherwise ``best_step`` is the step of lowest estimated error (-1: none).
     ``stop_reason``: a :class:`StopReason` value, stored as the plain string ("converged",
-    "max_steps", "time_budget", "noise_floor", "stalled" or "callback");
-    ``notes``: every fallback and safeguard that fired (start chosen, steps rejected...).
-    ``metric``: what ``tol`` bounds ("l1" or "chi2"); ``noise_chi2``: the chi2 estimate's noise.
-    ``check_*``: checks of a point other than the iterate (the averaged SGD's average) on fresh
-    samples, made after step ``check_step``; ``best_check`` >= 0: the returned heights are that
-    check's point (its figures are the returned heights' estimated error).
+    "max_steps", "time_budget", "noise_floor", "stalled" or "callback"); ``tol``: the tolerance
+    asked for; ``metric``: what ``tol`` bounds ("l1" or "chi2"); ``optimizer``: its name.
     """
 
-    l1_error: tuple[float, ...] = ()
-    noise_l1: tuple[float, ...] = ()
-    max_rel_error: tuple[float, ...] = ()
-    energy: tuple[float, ...] = ()
-    wall_time: tuple[float, ...] = ()
-    num_samples: tuple[int, ...] = ()
     converged: bool = False
-    optimizer: str = ""
-    chi2: tuple[float, ...] = ()
-    step_size: tuple[float, ...] = ()
-    best_step: int = -1
     stop_reason: str = ""
     tol: float | None = None
-    notes: tuple[str, ...] = ()
     metric: str = "l1"
+    optimizer: str = ""
+    best_step: int = -1
+
+
+class History(NamedTuple):
+    """One entry per fit step (tuples, so the map stays hashable as static pytree data).
+
+    ``l1``: estimated ||w - nu||_1 at the step's h (fresh samples); ``noise_l1``: the estimated
+    Monte-Carlo noise of that estimate (half the L1 distance between two independent half-sample
+    estimates); ``chi2``: the unbiased marginal chi-square error
+    sum_i (w_a,i - nu_i)(w_b,i - nu_i) / nu_i of the two halves; ``noise_chi2``: its noise;
+    ``max_rel``: max_i |w_i - nu_i| / nu_i; ``energy``: estimate of E(h) = E_mu[u_h] - <nu, h>;
+    ``step_size``: the line-search step taken after the step's estimate (0: rejected);
+    ``num_samples``: samples used at the step; ``wall_time``: seconds since the fit started.
+    """
+
+    l1: tuple[float, ...] = ()
+    noise_l1: tuple[float, ...] = ()
+    chi2: tuple[float, ...] = ()
     noise_chi2: tuple[float, ...] = ()
-    check_step: tuple[int, ...] = ()
-    check_l1: tuple[float, ...] = ()
-    check_noise_l1: tuple[float, ...] = ()
-    check_chi2: tuple[float, ...] = ()
-    check_noise_chi2: tuple[float, ...] = ()
-    check_samples: tuple[int, ...] = ()
-    check_time: tuple[float, ...] = ()
-    best_check: int = -1
+    max_rel: tuple[float, ...] = ()
+    energy: tuple[float, ...] = ()
+    step_size: tuple[float, ...] = ()
+    num_samples: tuple[int, ...] = ()
+    wall_time: tuple[float, ...] = ()
+
+
+class Checks(NamedTuple):
+    """Checks of a point other than the iterate (the averaged SGD's average) on fresh samples, one
+    entry per check, made after fit step ``step``; the figures as in :class:`History`.
+    ``best`` >= 0: the returned heights are that check's point (its figures are the returned
+    heights' estimated error); -1: the returned heights are an iterate.
+    """
+
+    step: tuple[int, ...] = ()
+    l1: tuple[float, ...] = ()
+    noise_l1: tuple[float, ...] = ()
+    chi2: tuple[float, ...] = ()
+    noise_chi2: tuple[float, ...] = ()
+    num_samples: tuple[int, ...] = ()
+    wall_time: tuple[float, ...] = ()
+    best: int = -1
+
+
+# the flat field names of maps saved before the grouping -> (group, field)
+_FLAT_NAMES = {
+    **{k: ("convergence", k) for k in Convergence._fields},
+    "l1_error": ("history", "l1"), "noise_l1": ("history", "noise_l1"), "chi2": ("history", "chi2"),
+    "noise_chi2": ("history", "noise_chi2"), "max_rel_error": ("history", "max_rel"),
+    "energy": ("history", "energy"), "step_size": ("history", "step_size"),
+    "num_samples": ("history", "num_samples"), "wall_time": ("history", "wall_time"),
+    "check_step": ("checks", "step"), "check_l1": ("checks", "l1"), "check_noise_l1": ("checks", "noise_l1"),
+    "check_chi2": ("checks", "chi2"), "check_noise_chi2": ("checks", "noise_chi2"),
+    "check_samples": ("checks", "num_samples"), "check_time": ("checks", "wall_time"),
+    "best_check": ("checks", "best"),
+}
+
+
+def _group(cls, d: dict):
+    """``cls`` from a dict of its fields (lists, as JSON has them, back to tuples; unknown keys ignored)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls._fields})
+
+
+class Diagnostics(NamedTuple):
+    """What a fit reports, grouped: ``convergence`` (:class:`Convergence`), ``history``
+    (:class:`History`, per step), ``checks`` (:class:`Checks`) and ``notes`` (every fallback and
+    safeguard that fired: start chosen, steps rejected...).  ``converged`` and ``stop_reason`` are
+    shortcuts to ``convergence``'s."""
+
+    convergence: Convergence = Convergence()
+    history: History = History()
+    checks: Checks = Checks()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def converged(self) -> bool:
+        return self.convergence.converged
+
+    @property
+    def stop_reason(self) -> str:
+        return self.convergence.stop_reason
+
+    def _returned(self, field: str):
+        """``field`` (of :class:`History` / :class:`Checks`) at the returned heights, or None."""
+        c = self.checks.best
+        if c >= 0:
+            seq = getattr(self.checks, field)
+            return seq[c] if c < len(seq) else None  # (maps saved before check_noise_l1 existed lack it)
+        seq = getattr(self.history, field)
+        return seq[self.convergence.best_step if self.convergence.best_step >= 0 else -1] if seq else None
 
     @property
     def final_l1(self) -> float:
         """Estimated L1 error of the returned heights (``nan`` for an empty history)."""
-        if self.best_check >= 0:
-            return self.check_l1[self.best_check]
-        if not self.l1_error:
-            return float("nan")
-        return self.l1_error[self.best_step if self.best_step >= 0 else -1]
+        v = self._returned("l1")
+        return float("nan") if v is None else v
 
     @property
     def final_error(self) -> float:
         """The returned heights' estimated error in the fit's ``metric``."""
-        if self.best_check >= 0:
-            return (self.check_chi2 if self.metric == "chi2" else self.check_l1)[self.best_check]
-        seq = self.chi2 if self.metric == "chi2" else self.l1_error
-        if not seq:
-            return float("nan")
-        return seq[self.best_step if self.best_step >= 0 else -1]
+        v = self._returned("chi2" if self.convergence.metric == "chi2" else "l1")
+        return float("nan") if v is None else v
 
     def as_metrics(self, prefix: str = "ot_") -> dict[str, Any]:
         """The fit's verdict for a ``metrics.json``: converged, the returned heights' estimated
         error and noise, chi2, steps, stop reason and every fallback note."""
-        i = self.best_step if self.best_step >= 0 else -1
-        pick = (lambda seq: seq[i] if seq else None)
-        c = self.best_check
-        seconds = max(self.wall_time[-1:] + self.check_time[-1:], default=None)
-        return {f"{prefix}converged": bool(self.converged),
-                f"{prefix}l1_error": self.check_l1[c] if c >= 0 else pick(self.l1_error),
-                # (maps saved before check_noise_l1 existed lack it)
-                f"{prefix}noise_l1": (self.check_noise_l1[c] if c < len(self.check_noise_l1) else None) if c >= 0
-                else pick(self.noise_l1),
-                f"{prefix}chi2": self.check_chi2[c] if c >= 0 else pick(self.chi2),
-                f"{prefix}noise_chi2": self.check_noise_chi2[c] if c >= 0 else pick(self.noise_chi2),
-                f"{prefix}returned": "average" if c >= 0 else "iterate",
-                f"{prefix}metric": self.metric, f"{prefix}optimizer": self.optimizer, f"{prefix}tol": self.tol, f"{prefix}steps": len(self.l1_error),
+        cv, hist = self.convergence, self.history
+        seconds = max(hist.wall_time[-1:] + self.checks.wall_time[-1:], default=None)
+        return {f"{prefix}converged": bool(cv.converged),
+                f"{prefix}l1_error": self._returned("l1"),
+                f"{prefix}noise_l1": self._returned("noise_l1"),
+                f"{prefix}chi2": self._returned("chi2"),
+                f"{prefix}noise_chi2": self._returned("noise_chi2"),
+                f"{prefix}returned": "average" if self.checks.best >= 0 else "iterate",
+                f"{prefix}metric": cv.metric, f"{prefix}optimizer": cv.optimizer, f"{prefix}tol": cv.tol,
+                f"{prefix}steps": len(hist.l1),
                 f"{prefix}seconds": seconds,
-                f"{prefix}stop_reason": self.stop_reason, f"{prefix}notes": list(self.notes)}
+                f"{prefix}stop_reason": cv.stop_reason, f"{prefix}notes": list(self.notes)}
 
     def summary(self) -> str:
         """One line: "converged (L1 0.0081 <= tol 0.01, 7 steps)" or why not."""
-        n, tol = len(self.l1_error), "?" if self.tol is None else f"{self.tol:g}"
-        name = "chi2" if self.metric == "chi2" else "L1"
-        if self.best_check >= 0:
+        cv = self.convergence
+        n, tol = len(self.history.l1), "?" if cv.tol is None else f"{cv.tol:g}"
+        name = "chi2" if cv.metric == "chi2" else "L1"
+        if self.checks.best >= 0:
             name += " of the average"
-        if self.converged:
+        if cv.converged:
             return f"converged ({name} {self.final_error:.4g} <= tol {tol}, {n} steps)"
         return (f"not converged ({name} {self.final_error:.4g} > tol {tol} after {n} steps; "
-                f"stopped by {self.stop_reason or 'unknown'})")
+                f"stopped by {cv.stop_reason or 'unknown'})")
 
     def as_dict(self) -> dict[str, Any]:
-        d = self._asdict()
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+        """The grouped form, JSON-ready (tuples as lists): {"convergence": {...}, "history": {...},
+        "checks": {...}, "notes": [...]}."""
+        def plain(group: NamedTuple) -> dict[str, Any]:
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in group._asdict().items()}
+        return {"convergence": plain(self.convergence), "history": plain(self.history),
+                "checks": plain(self.checks), "notes": list(self.notes)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Diagnostics":
-        fields = {}
-        for name in cls._fields:
-            if name not in d:
-                continue
-            v = d[name]
-            fields[name] = tuple(v) if isinstance(v, list) else v
-        return cls(**fields)
+        """Read :meth:`as_dict`'s grouped form, or the flat form of maps saved before the grouping
+        (``l1_error``, ``best_check``, ``check_l1``, ...); missing fields take their defaults."""
+        if not any(k in d for k in ("convergence", "history", "checks")):
+            groups: dict[str, dict] = {"convergence": {}, "history": {}, "checks": {}}
+            for name, v in d.items():
+                if name in _FLAT_NAMES:
+                    group, field = _FLAT_NAMES[name]
+                    groups[group][field] = v
+            d = {**groups, "notes": d.get("notes", ())}
+        return cls(_group(Convergence, d.get("convergence") or {}), _group(History, d.get("history") or {}),
+                   _group(Checks, d.get("checks") or {}), tuple(d.get("notes") or ()))
 
 
 class NotConvergedWarning(UserWarning):

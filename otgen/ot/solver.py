@@ -27,7 +27,7 @@ from otgen.ot.exact import EXACT_TOL, solve_exact, why_not_exact
 from otgen.ot.optim import METRICS, certify_samples, error_of, noise_of
 from otgen.ot.optim_newton import damped_newton
 from otgen.ot.optim_sgd import averaged_sgd
-from otgen.ot.output import Diagnostics, NotConvergedWarning, StopReason, verdict
+from otgen.ot.output import Checks, Convergence, Diagnostics, History, NotConvergedWarning, StopReason, verdict
 from otgen.ot.problem import SemiDiscreteProblem
 from otgen.ot.warm_start import discrete_ot_heights, multiscale_heights
 
@@ -132,8 +132,12 @@ class SemiDiscreteOT(SemiDiscreteProblem):
         # converged: the user's tol is met (the Newton runs on to EXACT_TOL, where float64 rounding may stall it)
         converged = (res.chi2 if metric == "chi2" else res.l1)[-1] <= tol
         reason = StopReason.CONVERGED if converged else res.stop_reason
-        diag = Diagnostics(res.l1, zeros, res.max_rel, res.energy, res.wall_time, (0,) * n, converged, "exact-newton",
-                           res.chi2, res.step_size, n - 1, str(reason), float(tol), res.notes, metric or "l1", zeros)
+        diag = Diagnostics(
+            convergence=Convergence(converged=converged, stop_reason=str(reason), tol=float(tol), metric=metric or "l1",
+                                    optimizer="exact-newton", best_step=n - 1),
+            history=History(l1=res.l1, noise_l1=zeros, chi2=res.chi2, noise_chi2=zeros, max_rel=res.max_rel,
+                            energy=res.energy, step_size=res.step_size, num_samples=(0,) * n, wall_time=res.wall_time),
+            notes=res.notes)
         bmap = BrenierMap(self.targets, self.weights, res.h, self.source, diag, self.block_size, self.chunk_size)
         return verdict(bmap, strict, warn, stacklevel=4)
 
@@ -231,7 +235,7 @@ class SemiDiscreteOT(SemiDiscreteProblem):
         # formula in 4-d, 1.6x in 8-d, 3x in 16-d), so a chi2 stop reached on RQMC samples is confirmed on
         # fresh i.i.d. samples before it counts (RQMC still drives the steps: far better in low d).
         confirm_iid = metric == "chi2" and self._sampling(sampling) == "rqmc"
-        hist = {k: [] for k in ("l1", "noise", "max_rel", "energy", "time", "n", "chi2", "step", "noise_chi2")}
+        hist = {k: [] for k in History._fields}
         converged, reason = False, StopReason.MAX_STEPS
         # candidates are ranked by a pessimistic estimate, error + 2 noise: the lowest of many noisy estimates is
         # biased low, and a lucky iterate on one step's samples must not beat an average checked on many more
@@ -241,7 +245,7 @@ class SemiDiscreteOT(SemiDiscreteProblem):
         def rank_of(est) -> float:
             return error_of(est, metric) + 2 * noise_of(est, metric)
 
-        checks = {k: [] for k in ("step", "l1", "noise_l1", "chi2", "noise_chi2", "n", "time")}
+        checks = {k: [] for k in Checks._fields if k != "best"}
         show = sys.stderr.isatty() if progress is None else bool(progress)
         from tqdm.auto import tqdm
 
@@ -269,12 +273,12 @@ class SemiDiscreteOT(SemiDiscreteProblem):
             est_c = self._estimate(k_c, h_c, n_c, sampling=sampling)
             for name, v in (("step", step), ("l1", float(est_c.l1)), ("noise_l1", float(est_c.noise_l1)),
                             ("chi2", float(est_c.chi2)),
-                            ("noise_chi2", float(est_c.noise_chi2)), ("n", est_c.num_samples),
-                            ("time", time.perf_counter() - t0)):
+                            ("noise_chi2", float(est_c.noise_chi2)), ("num_samples", est_c.num_samples),
+                            ("wall_time", time.perf_counter() - t0)):
                 checks[name].append(v)
             bar.set_postfix({f"{metric} (average)": f"{error_of(est_c, metric):.4g}", "n": n_c})
             if rank_of(est_c) < best_rank:
-                best_h, best_step, best_rank, best_check = h_c, step, rank_of(est_c), len(checks["n"]) - 1
+                best_h, best_step, best_rank, best_check = h_c, step, rank_of(est_c), len(checks["step"]) - 1
             return opt.should_stop(est_c, tol, state)
 
         def confirmed(h_now, n_now: int) -> bool:
@@ -296,9 +300,9 @@ class SemiDiscreteOT(SemiDiscreteProblem):
                 est = self._estimate(sub, h, n, sampling=sampling, hessian=opt.needs_hessian,
                                      band=getattr(opt, "band", 0.1))
                 l1 = float(est.l1)
-                for name, v in (("l1", l1), ("noise", float(est.noise_l1)), ("max_rel", float(est.max_rel)),
+                for name, v in (("l1", l1), ("noise_l1", float(est.noise_l1)), ("max_rel", float(est.max_rel)),
                                 ("energy", self._user_energy(float(est.energy))),
-                                ("time", time.perf_counter() - t0), ("n", est.num_samples),
+                                ("wall_time", time.perf_counter() - t0), ("num_samples", est.num_samples),
                                 ("chi2", float(est.chi2)), ("noise_chi2", float(est.noise_chi2))):
                     hist[name].append(v)
                 err, rank = error_of(est, metric), rank_of(est)
@@ -314,7 +318,7 @@ class SemiDiscreteOT(SemiDiscreteProblem):
                     break
                 if step == max_steps - 1:
                     break
-                if time_budget is not None and hist["time"][-1] >= time_budget:
+                if time_budget is not None and hist["wall_time"][-1] >= time_budget:
                     reason = StopReason.TIME_BUDGET
                     break
                 if opt.unreachable(est, n, tol):
@@ -347,7 +351,7 @@ class SemiDiscreteOT(SemiDiscreteProblem):
                         break
                 else:
                     stalled = 0
-                hist["step"].append(float(step_size))
+                hist["step_size"].append(float(step_size))
                 h = h_new
                 state, n = opt.next_batch_size(est, state, n, tol, step_size)
                 if candidate is not None and check(final=False):
@@ -359,15 +363,15 @@ class SemiDiscreteOT(SemiDiscreteProblem):
             bar.close()
         if rejected:
             notes.append(f"{rejected} step(s) found no acceptable line-search point (h kept, samples grown)")
-        hist["step"].extend([0.0] * (len(hist["l1"]) - len(hist["step"])))
+        hist["step_size"].extend([0.0] * (len(hist["l1"]) - len(hist["step_size"])))
         h_out = (best_h - jnp.mean(best_h)) * self.scale
         if not bool(jnp.all(jnp.isfinite(h_out))):  # unreachable by construction; never hand out NaN heights
             raise FloatingPointError("semi-discrete OT produced non-finite heights; please report this problem")
-        diag = Diagnostics(tuple(hist["l1"]), tuple(hist["noise"]), tuple(hist["max_rel"]), tuple(hist["energy"]),
-                           tuple(hist["time"]), tuple(hist["n"]), converged, opt.name, tuple(hist["chi2"]),
-                           tuple(hist["step"]), best_step, str(reason), float(tol), tuple(notes), metric,
-                           tuple(hist["noise_chi2"]), best_check=best_check,
-                           **{f"check_{'samples' if k == 'n' else k}": tuple(v) for k, v in checks.items()})
+        diag = Diagnostics(
+            convergence=Convergence(converged=converged, stop_reason=str(reason), tol=float(tol), metric=metric,
+                                    optimizer=opt.name, best_step=best_step),
+            history=History(**{k: tuple(v) for k, v in hist.items()}),
+            checks=Checks(best=best_check, **{k: tuple(v) for k, v in checks.items()}), notes=tuple(notes))
         bmap = BrenierMap(self.targets, self.weights, h_out, self.source, diag, self.block_size, self.chunk_size)
         if self.mesh is None and self._y is self.targets:  # same frame: hand over the padded blocks, no copy
             bmap._blocks = (h_out, self.targets, scores.with_heights(self._blocks, h_out))
