@@ -21,6 +21,11 @@ a sampler that drew the true code distribution would score through this decoder)
 ``ablation.json`` in the run directory, a markdown report, and (``--plot``) the quality-novelty
 plane: FID against the codes' nearest-training distance ratio, one line per sampler family as its
 parameter moves.
+
+``--decoder gan`` scores the same rows through a decoder fine-tuned as AE-OT-GAN's generator
+(:mod:`otgen.training.decoder_gan`, trained in ``decoder_gan/`` on the spacing rule's codes, resumable)
+and keeps them apart, in ``ablation_decoder_gan.json``: every sampler and the reconstruction controls see
+the same tuned decoder, so the table says what the sampler adds once the decoder is sharpened.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import dataclasses
 import platform
 import time
 import zlib
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -41,46 +45,23 @@ from otgen.experiments.mnist_aeot import load_ae_params
 from otgen.experiments.mnist_config import MnistConfig, ot_options
 from otgen.experiments.mnist_evaluate import code_reference
 from otgen.experiments.mnist_rundir import LATENTS_FILE, keys, load_images, load_train_images, to_uint8
+from otgen.experiments.ablation_report import plot_plane, write_report
+from otgen.experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_rows,
+                                             jitter_factor)
 from otgen.generators.aeot import AEOT, EXTENSION_FILE, ExtensionOptions
 from otgen.generators.latent import is_sampler, make_sampler
+from otgen.models.autoencoder import decode_batched
 from otgen.rundir import RunDir
 
-__all__ = ["run", "write_report", "main", "add_arguments", "SAMPLER_ROWS"]
+__all__ = ["run", "gan_decoder", "main", "add_arguments"]
 
-SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
-FLOW_ROWS = ("fm", "sdfm")  # asked for by name: each trains a network (minutes), see _flow_codes
 FLOWS_DIR = "ablation_flows"
-CONTROL_ROWS = ("real (held-out test images)", "replay (training images)", "reconstructions of training images",
-                "reconstructions of held-out test images")
-RESULTS_FILE = "ablation.json"
+DECODER_GAN_DIR = "decoder_gan"
+GAN_POOL = 60_000  # generated codes the decoder GAN draws its batches from
 
 
 def _decode(model, params, codes) -> np.ndarray:
-    from otgen.models.autoencoder import decode_batched
-
     return to_uint8(decode_batched(model, params, np.asarray(codes, np.float32), 1000))
-
-
-def jitter_factor(name: str) -> float | None:
-    """``f`` of a row ``aeot-spacing@<f>`` (1 for ``aeot-spacing``), None for other rows."""
-    if name == "aeot-spacing":
-        return 1.0
-    if name.startswith("aeot-spacing@"):
-        try:
-            f = float(name[len("aeot-spacing@"):])
-        except ValueError:
-            return None
-        return f if f >= 0 else None
-    return None
-
-
-def check_rows(rows) -> tuple[str, ...]:
-    """``rows`` if every name is a known row, else a ValueError naming the unknown ones."""
-    unknown = [r for r in rows if not (r in SAMPLER_ROWS + FLOW_ROWS or is_sampler(r) or jitter_factor(r) is not None)]
-    if unknown:
-        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS + FLOW_ROWS)}, gmm<k>, "
-                         "kde@<scale>, aeot-spacing@<jitter factor>")
-    return tuple(rows)
 
 
 def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dict) -> tuple[np.ndarray, dict]:
@@ -156,15 +137,20 @@ def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
 
 
 def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER_ROWS, seed: int = 0,
-        progress: bool = True, rescore=()) -> dict:
+        progress: bool = True, rescore=(), decoder: str = "autoencoder", decoder_gan=None) -> dict:
     """Score every sampler of ``rows`` and the controls on the AE-OT run in ``run_dir``; results are
     saved row by row in ``ablation.json`` there (a rerun skips the rows already scored with the same
     ``n`` and FID reference, and rescores the others and those named in ``rescore``).  ``n`` defaults
-    to the real control's size, so that every row's FID and precision / recall see as many images."""
+    to the real control's size, so that every row's FID and precision / recall see as many images.
+    ``decoder="gan"``: decode with the decoder fine-tuned by :func:`gan_decoder` (``decoder_gan``: its
+    :class:`~otgen.training.decoder_gan.DecoderGANConfig`), results in ``ablation_decoder_gan.json``."""
     from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import encode_batched
 
     rows = check_rows(rows)
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    results_file = DECODERS[decoder]
     rd = RunDir(run_dir)
     if not rd.has("config.json"):
         raise ValueError(f"{run_dir}: no config.json (not an otgen mnist run directory)")
@@ -173,7 +159,7 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
         raise ValueError(f"{run_dir}: needs a finished AE-OT fit-ot stage (autoencoder, codes, map)")
     if cfg.dataset not in ("mnist", "fashion"):
         raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
-    results = rd.read_json(RESULTS_FILE) if rd.has(RESULTS_FILE) else {"rows": {}}
+    results = rd.read_json(results_file) if rd.has(results_file) else {"rows": {}}
     fixed_size = {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}  # the control half itself, and its reconstructions
     stale = [k for k, r in results["rows"].items()
              if k in rescore or r.get("fid_reference") != REFERENCE_NAME
@@ -187,6 +173,10 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     train_codes = rd.load_array(LATENTS_FILE)
     test = load_images(cfg, "test")
     train_images = load_train_images(cfg)
+    calibrated: dict = {}
+    tuning = None
+    if decoder == "gan":
+        params, tuning = gan_decoder(cfg, model, params, train_codes, train_images, calibrated, decoder_gan, progress)
     code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
     real = test[REAL_CONTROL]
@@ -196,7 +186,6 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
                                        (_decode(model, params, train_codes[idx]), train_codes[idx]),
                                        (_decode(model, params, real_codes), real_codes)]))
     key = jax.random.key(seed)
-    calibrated: dict = {}
     for label, make in [*((f"*{k}*", lambda k=k: (*controls[k], {})) for k in controls),
                         *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params, calibrated))
                           for r in rows)]:
@@ -208,7 +197,7 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
                   **prefixed_novelty("code_", codes, code_ref), **info,
                   "seconds": time.perf_counter() - t0}
         results["rows"][label] = record
-        rd.write_json(RESULTS_FILE, results)
+        rd.write_json(results_file, results)
         if progress:
             print(f"[otgen ablation] {label}: FID {record['fid']:.2f}, feature C_T {record['feature_data_copying_ct']:.1f}, "
                   f"code C_T {record['code_data_copying_ct']:.1f}, code z {record['code_nn_global_z']:.1f} "
@@ -216,13 +205,34 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
         if label == "aeot-spacing":
             from otgen.plotting import image_grid
 
-            image_grid(images[:100], rd.file("ablation_aeot_spacing_samples.png"), nrow=10)
+            suffix = "" if decoder == "autoencoder" else f"_decoder_{decoder}"
+            image_grid(images[:100], rd.file(f"ablation_aeot_spacing_samples{suffix}.png"), nrow=10)
     results["meta"] = {"run_dir": str(rd.path), "dataset": cfg.dataset, "preset": cfg.preset, "n": n,
                        "autoencoder": {**dataclasses.asdict(cfg.ae), "epochs": cfg.ae_epochs},
                        "machine": f"{platform.machine()} {platform.system()}, JAX {jax.default_backend()}",
-                       "reconstruction": rd.read_json("reconstruction.json") if rd.has("reconstruction.json") else None}
-    rd.write_json(RESULTS_FILE, results)
+                       "reconstruction": rd.read_json("reconstruction.json") if rd.has("reconstruction.json") else None,
+                       "decoder": decoder,
+                       **({"decoder_gan": {k: v for k, v in tuning.items() if k != "history"}} if tuning else {})}
+    rd.write_json(results_file, results)
     return results
+
+
+def gan_decoder(cfg, model, params, train_codes, train_images, calibrated: dict, tuning=None,
+                progress: bool = True) -> tuple[dict, dict]:
+    """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on
+    :data:`GAN_POOL` codes of the calibrated spacing rule (trained, or resumed, in ``decoder_gan/``), and
+    the training record."""
+    from otgen.data.mnist import to_unit_float
+    from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder
+
+    tuning = tuning or DecoderGANConfig(seed=cfg.seed)
+    if "aeot" not in calibrated:
+        calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
+    pool = calibrated["aeot"].sample_codes(jax.random.fold_in(keys(cfg.seed)["generate"], 7), GAN_POOL)
+    workdir = RunDir(cfg.out).file(DECODER_GAN_DIR)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return finetune_decoder(model, params, train_codes, to_unit_float(train_images), pool, tuning, workdir,
+                            progress=progress)
 
 
 def _stored_config(rd, data_dir, progress: bool):
@@ -242,109 +252,6 @@ def _sampled(name, cfg, train_codes, key, n, model, params, calibrated):
     return _decode(model, params, codes), codes, info
 
 
-COLUMNS = [("classes", "classes_covered", "{:.0f}"), ("KL", "kl_uniform", "{:.4f}"), ("FID", "fid", "{:.2f}"),
-           ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
-           ("feature C_T", "feature_data_copying_ct", "{:.1f}"), ("feature z", "feature_nn_global_z", "{:.1f}"),
-           ("feature NN ratio", "feature_nn_distance_ratio", "{:.2f}"),
-           ("pixel C_T", "pixel_data_copying_ct", "{:.1f}"), ("pixel z", "pixel_nn_global_z", "{:.1f}"),
-           ("pixel NN ratio", "pixel_nn_distance_ratio", "{:.2f}"),
-           ("code C_T", "code_data_copying_ct", "{:.1f}"), ("code z", "code_nn_global_z", "{:.1f}"),
-           ("code NN ratio", "code_nn_distance_ratio", "{:.2f}"), ("% code copies", "code_copy_fraction", "{:.2%}")]
-
-
-def _cell(rec: dict, key: str, fmt: str) -> str:
-    v = rec.get(key)
-    return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v).replace("%", "")
-
-
-def _describe_ae(ae: dict | None) -> str:
-    if not ae:
-        return "(not recorded)"
-    return (f"{ae['latent_dim']}-d codes, conv channels {tuple(ae['features'])}, dense {ae['hidden']}, "
-            f"{ae['loss']} loss, {ae['epochs']} epochs")
-
-
-def write_report(results: dict, path, command: str) -> str:
-    """The markdown table of ``results`` (:func:`run`'s), written to ``path``."""
-    meta = results.get("meta", {})
-    lines = [f"# Latent samplers on one autoencoder: {meta.get('dataset')} ({meta.get('preset')} preset)", "",
-             f"- Command: `{command}`",
-             f"- Written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `otgen ablation` from "
-             f"`{Path(meta.get('run_dir', '')).name}/{RESULTS_FILE}` (nothing typed by hand); machine: {meta.get('machine')}",
-             f"- Autoencoder: {_describe_ae(meta.get('autoencoder'))}",
-             f"- {meta.get('n')} samples per row, decoded by the run's autoencoder (test reconstruction MSE per pixel "
-             f"{(meta.get('reconstruction') or {}).get('mse_per_pixel', float('nan')):.4f}).", "",
-             "Metrics (`otgen.eval`): classes / KL to uniform / FID / precision / recall in the project's classifier's "
-             f"features against {REFERENCE_NAME}, the *held-out* images; novelty against the 60,000 training images "
-             "with the held-out images as reference, in three spaces (classifier features, PCA-50 of pixels, the autoencoder's codes): "
-             "*C_T* (Meehan et al., cell-wise; ~0 like fresh data, << 0 copying), *z* (the global Mann-Whitney z of "
-             "nearest-training distances, generated vs held-out; |z| < 3 like fresh data), *NN ratio* (median "
-             "nearest-training distance over the held-out one), *% code copies* (codes within 1% of the training "
-             "spacing of a training code).  Italic rows are controls scored by the same code: *real* is the test "
-             "set's other half (as many images as every row), *reconstructions of held-out test images* that half "
-             "encoded and decoded (what a sampler of the true code distribution scores through this decoder).", "",
-             "| row | " + " | ".join(c[0] for c in COLUMNS) + " | notes |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
-    order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS) + list(FLOW_ROWS)
-    for label, rec in sorted(results["rows"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
-        notes = []
-        if "rule_kappa" in rec:
-            notes.append(f"kappa {rec['rule_kappa']:.2f}, jitter {rec['rule_jitter']:.2f}, "
-                         f"acceptance {rec['rule_acceptance']:.0%}")
-        if "interpolated_fraction" in rec:
-            notes.append(f"{rec['interpolated_fraction']:.0%} interpolated")
-        if "bandwidth" in rec:
-            notes.append(f"bandwidth {rec['bandwidth']:.3f}")
-        if "nfe" in rec:
-            notes.append(f"{rec['steps']:,} training steps, NFE {rec['nfe']}")
-        lines.append(f"| {label} | " + " | ".join(_cell(rec, k, f) for _, k, f in COLUMNS) + f" | {'; '.join(notes)} |")
-    text = "\n".join(lines) + "\n"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
-    return text
-
-
-def _family(row: str) -> tuple[str, str]:
-    """(family, point label) of a sampler row, for the quality-novelty plane."""
-    if row.startswith("gmm"):
-        return "GMM (components)", row[3:]
-    if row.startswith("kde"):
-        return "KDE (bandwidth x)", row[4:] or "1"
-    if jitter_factor(row) is not None:
-        return "AE-OT spacing rule (jitter x)", f"{jitter_factor(row):g}"
-    return row, ""
-
-
-def plot_plane(results: dict, path, title: str = "") -> Path:
-    """FID against the code NN ratio (median nearest-training-code distance over held-out codes'; 0 a
-    replay, ~1 fresh data) of every row in ``results``; controls as black markers.  Rows with an FID
-    over 4x the decoder's ceiling (the held-out reconstructions) are named in the legend, not drawn."""
-    from otgen.plotting import quality_novelty
-
-    x_key, y_key = "code_nn_distance_ratio", "fid"
-    rows = {k: r for k, r in results["rows"].items()
-            if np.isfinite(r.get(x_key, np.nan)) and np.isfinite(r.get(y_key, np.nan))}
-    ceiling = next((r[y_key] for k, r in rows.items() if k == f"*{CONTROL_ROWS[3]}*"), np.inf)
-    families: dict[str, list] = {}
-    controls, off = {}, []
-    for label, rec in rows.items():
-        if label.startswith("*"):
-            if "held-out" in label:  # the replays sit at x = 0 and say nothing a line does not
-                controls[label.strip("*")] = (rec[x_key], rec[y_key])
-            continue
-        if rec[y_key] > 4 * ceiling:
-            off.append(f"{label} (FID {rec[y_key]:.0f})")
-            continue
-        fam, lab = _family(label)
-        families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
-    names = {"sd-map": "sd-map (the semi-discrete map: a replay)", "aeot-angle": "AE-OT, angle rule",
-             "fm": "flow matching (fm)", "sdfm": "semi-discrete flow matching (sdfm)"}
-    families = {names.get(k, k): v for k, v in families.items()}
-    return quality_novelty(families, controls, path, title=title + (f"\noff scale: {', '.join(off)}" if off else ""),
-                           xlabel="code NN ratio: median nearest-training-code distance / held-out codes' "
-                                  "(0 = replay, ~1 = like fresh data)")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a finished otgen mnist AE-OT run directory (autoencoder, codes, map)")
     parser.add_argument("--data-dir", default=None, help="the dataset's IDX files (as otgen mnist)")
@@ -357,6 +264,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="PNG of the quality-novelty plane to write (default: none)")
     parser.add_argument("--rescore", default="", help="comma-separated rows to score anew although stored "
                         "(e.g. after a change of the sampler's code)")
+    parser.add_argument("--decoder", choices=sorted(DECODERS), default="autoencoder",
+                        help="decode with the autoencoder's decoder, or with it fine-tuned as AE-OT-GAN's generator "
+                             "(trained in RUN/decoder_gan/, resumable; results in ablation_decoder_gan.json)")
+    parser.add_argument("--gan-steps", type=int, default=None,
+                        help="decoder GAN steps (default: otgen.training.decoder_gan.DecoderGANConfig's)")
+    parser.add_argument("--gan-content-weight", type=float, default=None,
+                        help="weight of the paired reconstruction loss (default: DecoderGANConfig's)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -364,10 +278,18 @@ def main(args: argparse.Namespace) -> int:
     rows = check_rows([r for r in args.rows.split(",") if r])
     if args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
+    tuning, gan_flags = None, ""
+    if args.decoder == "gan":
+        from otgen.training.decoder_gan import DecoderGANConfig
+
+        chosen = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
+                  if v is not None}
+        tuning = DecoderGANConfig(**chosen)
+        gan_flags = " --decoder gan" + "".join(f" --gan-{k.replace('_', '-')} {v:g}" for k, v in chosen.items())
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
-                  rescore=tuple(r for r in args.rescore.split(",") if r))
+                  rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning)
     if args.report:
-        cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)} "
+        cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)}{gan_flags} "
                f"--report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))
         print(write_report(results, args.report, cmd))
     if args.plot:

@@ -289,7 +289,6 @@ def checkpoint_samples(cfg: ToyRunConfig) -> tuple[np.ndarray, int]:
     Refused (``ValueError`` / ``CheckpointError``) for a model without a checkpoint or one written by another
     configuration.
     """
-    from otgen.generators import make
     from otgen.generators.gan import GAN
 
     if cfg.model in FLOWS or cfg.model == "aeot":
