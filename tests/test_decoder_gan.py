@@ -6,7 +6,7 @@ import pytest
 
 from otgen.checkpoint import CheckpointError
 from otgen.models.autoencoder import AEConfig, decode_batched, init_train_state, make_autoencoder
-from otgen.training.decoder_gan import PARAMS_FILE, STATE_FILE, DecoderGANConfig, finetune_decoder
+from otgen.training.decoder_gan import PARAMS_FILE, STATE_FILE, DecoderGANConfig, finetune_decoder, load_finetuned
 
 AE = AEConfig(latent_dim=4, features=(4,), hidden=16)
 
@@ -43,6 +43,13 @@ def test_resume_continues_as_the_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(_leaves(params["decoder"]), _leaves(whole["decoder"])))
     assert rec["steps"] == 6 and rec["content_weight"] == cfg.content_weight
+    # the finished result is read back, and only for the configuration that made it
+    again, rec_again = load_finetuned(tmp_path / "a", params, cfg)
+    for a, b in zip(_leaves(whole), _leaves(again)):
+        np.testing.assert_array_equal(a, b)
+    assert rec_again["steps"] == 6
+    assert load_finetuned(tmp_path / "a", params, DecoderGANConfig(**{**cfg.__dict__, "steps": 7})) is None
+    assert load_finetuned(tmp_path / "nothing", params, cfg) is None
 
 
 def test_content_loss_alone_fits_the_pairs(tmp_path):

@@ -18,12 +18,15 @@ from otgen.generators.aeot import EXTENSION_FILE, MAP_FILE
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 
 
+PLAIN_AEOT = tuple(s for s in exp.AEOT_STAGES if s != "tune-decoder")  # without AE-OT-GAN's decoder stage
+
+
 def tiny_config(out, **kw):
     from otgen.models.autoencoder import AEConfig
 
     base = dict(out=str(out), data_dir=str(REAL_MNIST), seed=0, limit=300, n_samples=120, evaluate=False,
                 progress=False, ae=AEConfig(latent_dim=4, features=(4, 8), hidden=32), ae_epochs=8, ae_batch=25,
-                ot_steps=2, ot_batch=4096)
+                ot_steps=2, ot_batch=4096, decoder_gan_steps=0)
     base.update(kw)
     return exp.make_config("quick", **base)
 
@@ -36,7 +39,8 @@ def test_presets_and_overrides():
     c = exp.make_config("quick", latent_dim=8, ot_steps=None, stages=["encode", "train-ae"])
     assert c.ae.latent_dim == 8 and c.ot_steps == q.ot_steps
     assert c.stage_list() == ("train-ae", "encode")  # canonical order, whatever the order asked
-    assert exp.make_config("quick", evaluate=False).stage_list() == exp.AEOT_STAGES[:-1]
+    assert exp.make_config("quick", evaluate=False, decoder_gan_steps=0).stage_list() == PLAIN_AEOT[:-1]
+    assert exp.make_config("quick", decoder_gan_steps=5).stage_list() == exp.AEOT_STAGES
     assert exp.make_config("quick", model="wgan-gp").stage_list() == exp.GAN_STAGES
 
 
@@ -138,7 +142,7 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     out = tmp_path / "run"
     cfg = tiny_config(out)
     res = exp.run(cfg)
-    assert res["ran"] == list(exp.AEOT_STAGES[:-1]) and res["skipped"] == []
+    assert res["ran"] == list(PLAIN_AEOT[:-1]) and res["skipped"] == []
     samples = np.load(out / "samples.npy", allow_pickle=False)
     assert samples.shape == (120, 28, 28) and samples.dtype == np.uint8
     assert samples.max() > 100 and samples.min() < 30 and samples.std() > 20  # dark ground, brighter strokes
@@ -162,7 +166,7 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     # A second run finds everything done and changes nothing.
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".npy", ".npz")}
     again = exp.run(cfg)
-    assert again["ran"] == [] and again["skipped"] == list(exp.AEOT_STAGES[:-1])
+    assert again["ran"] == [] and again["skipped"] == list(PLAIN_AEOT[:-1])
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".npy", ".npz")}
 
     # Killed during generate: only generate is redone, and (same seed) gives the same digits.
@@ -170,6 +174,15 @@ def test_tiny_end_to_end_and_resume(tmp_path):
     third = exp.run(cfg)
     assert third["ran"] == ["generate"]
     np.testing.assert_array_equal(np.load(out / "samples.npy"), samples)
+
+    # AE-OT-GAN on the same autoencoder: the same codes (same map, same seed), decoded by a fine-tuned decoder
+    gan_out = tmp_path / "aeot_gan"
+    tuned = exp.run(tiny_config(gan_out, decoder_gan_steps=3, ae_from=str(out)))
+    assert tuned["ran"] == ["train-ae", "encode", "fit-ot", "tune-decoder", "generate"]
+    np.testing.assert_array_equal(np.load(gan_out / "generated_latents.npy"), gen)
+    assert not np.array_equal(np.load(gan_out / "samples.npy"), samples)
+    assert (gan_out / mnist_aeot.DECODER_GAN_DIR / "decoder_gan.npz").is_file()
+    assert exp.run(tiny_config(gan_out, decoder_gan_steps=3, ae_from=str(out)))["ran"] == []
 
     # A latent flow takes this run's autoencoder and codes (--ae-from) instead of training its own ...
     flow_out = tmp_path / "fm"
@@ -247,7 +260,7 @@ def test_tiny_stacked_mnist_aeot(tmp_path):
                       ae_epochs=2, n_samples=40)
     assert cfg.ae.channels == 3
     res = exp.run(cfg)
-    assert res["ran"] == list(exp.AEOT_STAGES[:-1])
+    assert res["ran"] == list(PLAIN_AEOT[:-1])
     samples = np.load(out / "samples.npy", allow_pickle=False)
     assert samples.shape == (40, 28, 28, 3) and samples.dtype == np.uint8
     assert np.load(out / "latents.npy").shape == (300, 6)

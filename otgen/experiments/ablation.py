@@ -41,10 +41,10 @@ import numpy as np
 
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
-from otgen.experiments.mnist_aeot import load_ae_params
+from otgen.experiments.mnist_aeot import decoder_gan_config, load_ae_params, tune_decoder
 from otgen.experiments.mnist_config import MnistConfig, ot_options
 from otgen.experiments.mnist_evaluate import code_reference
-from otgen.experiments.mnist_rundir import LATENTS_FILE, keys, load_images, load_train_images, to_uint8
+from otgen.experiments.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
 from otgen.experiments.ablation_report import plot_plane, write_report
 from otgen.experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_rows,
                                              jitter_factor)
@@ -52,12 +52,14 @@ from otgen.generators.aeot import AEOT, EXTENSION_FILE, ExtensionOptions
 from otgen.generators.latent import is_sampler, make_sampler
 from otgen.models.autoencoder import decode_batched
 from otgen.rundir import RunDir
+from otgen.checkpoint import load_metadata
+from otgen.training import GAN_MODELS
+from otgen.training.decoder_gan import DecoderGANConfig
+from otgen.training.loop import resume_path
 
 __all__ = ["run", "gan_decoder", "main", "add_arguments"]
 
 FLOWS_DIR = "ablation_flows"
-DECODER_GAN_DIR = "decoder_gan"
-GAN_POOL = 60_000  # generated codes the decoder GAN draws its batches from
 
 
 def _decode(model, params, codes) -> np.ndarray:
@@ -137,13 +139,15 @@ def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
 
 
 def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER_ROWS, seed: int = 0,
-        progress: bool = True, rescore=(), decoder: str = "autoencoder", decoder_gan=None) -> dict:
+        progress: bool = True, rescore=(), decoder: str = "autoencoder", decoder_gan=None, gan_runs=()) -> dict:
     """Score every sampler of ``rows`` and the controls on the AE-OT run in ``run_dir``; results are
     saved row by row in ``ablation.json`` there (a rerun skips the rows already scored with the same
     ``n`` and FID reference, and rescores the others and those named in ``rescore``).  ``n`` defaults
     to the real control's size, so that every row's FID and precision / recall see as many images.
-    ``decoder="gan"``: decode with the decoder fine-tuned by :func:`gan_decoder` (``decoder_gan``: its
-    :class:`~otgen.training.decoder_gan.DecoderGANConfig`), results in ``ablation_decoder_gan.json``."""
+    ``decoder="gan"``: decode with the decoder fine-tuned by :func:`gan_decoder` (``decoder_gan``: fields of
+    its :class:`~otgen.training.decoder_gan.DecoderGANConfig` to change), results in ``ablation_decoder_gan.json``.
+    ``gan_runs``: ``otgen mnist --model <gan family>`` run directories whose latest checkpoint (or carry) is
+    sampled and scored beside the samplers (:func:`_gan_row`), the baseline a sampler must beat."""
     from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import encode_batched
 
@@ -176,7 +180,7 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     calibrated: dict = {}
     tuning = None
     if decoder == "gan":
-        params, tuning = gan_decoder(cfg, model, params, train_codes, train_images, calibrated, decoder_gan, progress)
+        params, tuning = gan_decoder(cfg, calibrated, decoder_gan, progress)
     code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
     real = test[REAL_CONTROL]
@@ -188,7 +192,8 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     key = jax.random.key(seed)
     for label, make in [*((f"*{k}*", lambda k=k: (*controls[k], {})) for k in controls),
                         *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params, calibrated))
-                          for r in rows)]:
+                          for r in rows),
+                        *((_gan_label(g), lambda g=g: _gan_row(g, data_dir, n, model, params)) for g in gan_runs)]:
         if label in results["rows"]:
             continue
         t0 = time.perf_counter()
@@ -217,22 +222,44 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     return results
 
 
-def gan_decoder(cfg, model, params, train_codes, train_images, calibrated: dict, tuning=None,
-                progress: bool = True) -> tuple[dict, dict]:
-    """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on
-    :data:`GAN_POOL` codes of the calibrated spacing rule (trained, or resumed, in ``decoder_gan/``), and
-    the training record."""
-    from otgen.data.mnist import to_unit_float
-    from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder
+def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, progress: bool = True) -> tuple[dict, dict]:
+    """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on the
+    calibrated spacing rule's codes (:func:`~otgen.experiments.mnist_aeot.tune_decoder`: read from
+    ``decoder_gan/``, else trained or resumed there), and the training record."""
+    def spacing_aeot():
+        if "aeot" not in calibrated:
+            calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
+        return calibrated["aeot"]
 
-    tuning = tuning or DecoderGANConfig(seed=cfg.seed)
-    if "aeot" not in calibrated:
-        calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
-    pool = calibrated["aeot"].sample_codes(jax.random.fold_in(keys(cfg.seed)["generate"], 7), GAN_POOL)
-    workdir = RunDir(cfg.out).file(DECODER_GAN_DIR)
-    workdir.mkdir(parents=True, exist_ok=True)
-    return finetune_decoder(model, params, train_codes, to_unit_float(train_images), pool, tuning, workdir,
-                            progress=progress)
+    # the run's own tune-decoder settings when it has them, else DecoderGANConfig's; ``overrides`` win
+    tuning = dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
+                                 **(overrides or {}))
+    return tune_decoder(RunDir(cfg.out), cfg, spacing_aeot, tuning, progress=progress)
+
+
+def _gan_label(run_dir) -> str:
+    """``gan (paper preset, step 30,200)``: the model, its preset and the step of its latest checkpoint."""
+    cfg = _stored_config(RunDir(run_dir), None, False)
+    step = load_metadata(resume_path(RunDir(RunDir(run_dir).file(GAN_DIR))))["step"]
+    return f"{cfg.model} ({cfg.preset} preset, step {step:,})"
+
+
+def _gan_row(run_dir, data_dir, n: int, model, params) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` images of the GAN-family run in ``run_dir`` at its latest checkpoint, drawn as its ``generate``
+    stage draws them; their codes are this autoencoder's encodings of them (a GAN has no codes)."""
+    from otgen.data.mnist import to_unit_float
+    from otgen.experiments.mnist_baselines import gan_config
+    from otgen.generators.gan import GAN
+    from otgen.models.autoencoder import encode_batched
+
+    rd = RunDir(run_dir)
+    cfg = _stored_config(rd, data_dir, False)
+    if cfg.model == "aeot" or cfg.model not in GAN_MODELS:
+        raise ValueError(f"{run_dir}: not a GAN-family otgen mnist run (model {cfg.model})")
+    gan = GAN.load(rd.file(GAN_DIR), gan_config(cfg))
+    images = to_uint8(gan.sample(keys(cfg.seed)["generate"], n))
+    codes = encode_batched(model, params, to_unit_float(images), 1000)
+    return images, codes, {"gan_run": str(rd.path), "gan_step": int(gan.result.state.step), "codes": "encoded images"}
 
 
 def _stored_config(rd, data_dir, progress: bool):
@@ -271,6 +298,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decoder GAN steps (default: otgen.training.decoder_gan.DecoderGANConfig's)")
     parser.add_argument("--gan-content-weight", type=float, default=None,
                         help="weight of the paired reconstruction loss (default: DecoderGANConfig's)")
+    parser.add_argument("--gan-runs", default="", help="comma-separated otgen mnist GAN-family run directories, "
+                        "each scored at its latest checkpoint (or carry) as a baseline row")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -280,17 +309,17 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be >= 100, got {args.n}")
     tuning, gan_flags = None, ""
     if args.decoder == "gan":
-        from otgen.training.decoder_gan import DecoderGANConfig
-
         chosen = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
                   if v is not None}
-        tuning = DecoderGANConfig(**chosen)
+        tuning = chosen
         gan_flags = " --decoder gan" + "".join(f" --gan-{k.replace('_', '-')} {v:g}" for k, v in chosen.items())
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
-                  rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning)
+                  rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,
+                  gan_runs=tuple(g for g in args.gan_runs.split(",") if g))
     if args.report:
         cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)}{gan_flags} "
-               f"--report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))
+               + (f" --gan-runs {args.gan_runs}" if args.gan_runs else "")
+               + f" --report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))
         print(write_report(results, args.report, cmd))
     if args.plot:
         meta = results.get("meta", {})

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from otgen.experiments.mnist_aeot import (adopt_ae_stage, stage_encode, stage_fit_ot, stage_generate_aeot,
-                                          stage_train_ae)
+                                          stage_train_ae, stage_tune_decoder)
 from otgen.experiments.mnist_baselines import (stage_generate_flow, stage_generate_gan, stage_train_flow,
                                                stage_train_gan)
 from otgen.experiments.mnist_config import (AEOT_STAGES, FLOWS, GAN_STAGES, PRESETS, MnistConfig, add_arguments,
@@ -87,6 +87,8 @@ def run(cfg: MnistConfig) -> dict:
             stage_encode(rd, cfg, train_u8)
         elif stage == "fit-ot":
             stage_fit_ot(rd, cfg)
+        elif stage == "tune-decoder":
+            seconds = stage_tune_decoder(rd, cfg, load_train_images(cfg))
         elif stage == "train-gan":
             seconds = stage_train_gan(rd, cfg, train_u8)
         elif stage == "train-flow":

@@ -18,19 +18,23 @@ from otgen.checkpoint import load_pytree, save_pytree
 from otgen.data.mnist import to_unit_float
 from otgen.experiments.mnist_config import MnistConfig, extension_options, ot_options
 from otgen.experiments.mnist_rundir import (AE_FILE, AE_STATE_FILE, GEN_LATENTS_FILE, GENERATION_FILE, LATENTS_FILE,
-                                            OT_CHECK_FILE, STAGES_FILE, keys, load_images, log, stage_done,
-                                            to_uint8)
+                                            OT_CHECK_FILE, STAGES_FILE, keys, load_images, load_train_images, log,
+                                            stage_done, to_uint8)
 from otgen.generators.aeot import AEOT, EXTENSION_FILE
 from otgen.models.autoencoder import (decode_batched, encode_batched, fit_autoencoder, init_train_state,
                                       make_autoencoder, reconstruction_mse)
 from otgen.ot.optim import chi2_noise_at
 from otgen.ot.problems import independent_error
 from otgen.rundir import RunDir
+from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder, load_finetuned
 
-__all__ = ["load_ae_params", "stage_train_ae", "adopt_ae_stage", "stage_encode", "stage_fit_ot",
-           "stage_generate_aeot", "AE_ARTEFACTS", "OT_CHECK_SAMPLES"]
+__all__ = ["load_ae_params", "load_decoder_params", "stage_train_ae", "adopt_ae_stage", "stage_encode",
+           "stage_fit_ot", "fitted_aeot", "tune_decoder", "stage_tune_decoder", "stage_generate_aeot", "AE_ARTEFACTS",
+           "OT_CHECK_SAMPLES", "DECODER_GAN_DIR", "GAN_POOL"]
 
 OT_CHECK_SAMPLES = 1 << 20  # chi2 noise 2 sqrt(K) / N: 4.7e-4 at K = 60,000
+DECODER_GAN_DIR = "decoder_gan"
+GAN_POOL = 60_000  # generated codes the decoder GAN draws its batches from
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,14 +172,66 @@ def stage_fit_ot(rd, cfg: MnistConfig) -> None:
                  + "".join(f"\n  note: {n}" for n in diag.notes))
 
 
-def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
-    """AE-OT's extended generation of new codes (the fitted :class:`AEOT`), decoded to digits."""
+def fitted_aeot(rd, cfg: MnistConfig) -> AEOT:
+    """The run's fitted :class:`AEOT`: every stage of the fit is found in the run directory; only a rule
+    other than the saved one is set up anew."""
     if not rd.has(EXTENSION_FILE):
         raise ValueError(f"{rd.file(EXTENSION_FILE)} is missing: run the fit-ot stage first")
-    model, params, _ = load_ae_params(rd, cfg)
-    # every stage of the fit is found in the run directory; only a rule other than the saved one is set up anew
-    aeot = AEOT(ot=ot_options(cfg), extension=extension_options(cfg)).fit_codes(
+    return AEOT(ot=ot_options(cfg), extension=extension_options(cfg)).fit_codes(
         rd.load_array(LATENTS_FILE), keys(cfg.seed)["ot"], rd.path, progress=None if cfg.progress else False)
+
+
+# ----------------------------------------------------------------------------------------------
+# the decoder GAN (AE-OT-GAN)
+
+
+def decoder_gan_config(cfg: MnistConfig, steps: int | None = None) -> DecoderGANConfig:
+    return DecoderGANConfig(steps=steps or cfg.decoder_gan_steps, seed=cfg.seed)
+
+
+def tune_decoder(rd, cfg: MnistConfig, make_aeot, tuning: DecoderGANConfig, train_u8=None,
+                 progress: bool = True) -> tuple[dict, dict]:
+    """``(params, record)``: the run's autoencoder with its decoder fine-tuned by ``tuning`` on
+    :data:`GAN_POOL` codes of the AE-OT ``make_aeot()`` returns, read from ``decoder_gan/`` when finished
+    there, else trained (or resumed) there."""
+    model, params, _ = load_ae_params(rd, cfg)
+    done = load_finetuned(rd.file(DECODER_GAN_DIR), params, tuning)
+    if done is not None:
+        return done
+    pool = make_aeot().sample_codes(jax.random.fold_in(keys(cfg.seed)["generate"], 7), GAN_POOL)
+    images = to_unit_float(load_train_images(cfg) if train_u8 is None else train_u8)
+    return finetune_decoder(model, params, rd.load_array(LATENTS_FILE), images, pool, tuning,
+                            rd.file(DECODER_GAN_DIR), progress=progress)
+
+
+def stage_tune_decoder(rd, cfg: MnistConfig, train_u8: np.ndarray) -> float:
+    """AE-OT-GAN's decoder: fine-tuned for ``cfg.decoder_gan_steps`` on the run's own generation; returns its
+    training seconds summed over every call."""
+    _, record = tune_decoder(rd, cfg, lambda: fitted_aeot(rd, cfg), decoder_gan_config(cfg), train_u8, cfg.progress)
+    last = record["history"][-1] if record["history"] else {}
+    log(cfg, f"tune-decoder: {record['steps']} decoder GAN steps ({record['seconds']:.0f} s); last 100 steps: "
+             + ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "step"))
+    return float(record["seconds"])
+
+
+def load_decoder_params(rd, cfg: MnistConfig):
+    """``(model, params, meta)`` that decode the run's codes: the autoencoder's, with the decoder the
+    ``tune-decoder`` stage fine-tuned when the run has one."""
+    model, params, meta = load_ae_params(rd, cfg)
+    if not cfg.decoder_gan_steps:
+        return model, params, meta
+    done = load_finetuned(rd.file(DECODER_GAN_DIR), params, decoder_gan_config(cfg))
+    if done is None:
+        raise ValueError(f"{rd.file(DECODER_GAN_DIR)} holds no finished {cfg.decoder_gan_steps}-step decoder GAN: "
+                         "run the tune-decoder stage first")
+    return model, done[0], meta
+
+
+def stage_generate_aeot(rd, cfg: MnistConfig) -> np.ndarray:
+    """AE-OT's extended generation of new codes (the fitted :class:`AEOT`), decoded to digits (by the tuned
+    decoder when the run has one)."""
+    aeot = fitted_aeot(rd, cfg)
+    model, params, _ = load_decoder_params(rd, cfg)
     z, moved = aeot.sample_codes(keys(cfg.seed)["generate"], cfg.n_samples, return_interpolated=True)
     rd.save_array(GEN_LATENTS_FILE, z)
     interpolated = float(np.mean(moved))

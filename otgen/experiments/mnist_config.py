@@ -26,7 +26,7 @@ __all__ = ["MnistConfig", "PRESETS", "STACKED_PRESETS", "AEOT_STAGES", "GAN_STAG
            "MODELS", "DATASETS", "make_config", "ot_options", "extension_options", "add_arguments",
            "config_from_args"]
 
-AEOT_STAGES = ("train-ae", "encode", "fit-ot", "generate", "evaluate")
+AEOT_STAGES = ("train-ae", "encode", "fit-ot", "tune-decoder", "generate", "evaluate")  # tune-decoder: AE-OT-GAN
 GAN_STAGES = ("train-gan", "generate", "evaluate")
 FLOW_STAGES = ("train-ae", "encode", "train-flow", "generate", "evaluate")
 FLOWS = ("fm", "otcfm", "sdfm")
@@ -50,7 +50,7 @@ class MnistConfig:
                                   "~/.cache/otgen/mnist; Fashion-MNIST: $OTGEN_FASHION_DIR, "
                                   "~/.cache/otgen/fashion-mnist)", preset_default=True)
     seed: int = option(0, "seed of initialisation, OT and sampling")
-    stages: tuple[str, ...] | None = option(None, f"comma-separated subset of {','.join(('train-ae', 'encode', 'fit-ot', 'generate', 'evaluate'))} "
+    stages: tuple[str, ...] | None = option(None, f"comma-separated subset of {','.join(AEOT_STAGES)} "
                                             f"(GANs: train-gan,generate,evaluate; flows: train-ae,encode,train-flow,"
                                             f"generate,evaluate; default all)", preset_default=True)
     limit: int | None = option(None, "use only the first N training images (default all)", preset_default=True)
@@ -94,6 +94,9 @@ class MnistConfig:
                        "angle (the paper's dihedral angle, --angle-threshold)", choices=("spacing", "angle"))
     angle_threshold: float = option(0.35, "angle rule: dihedral-angle threshold, radians on standardised codes",
                                     preset_default=True)
+    decoder_gan_steps: int = option(0, "AE-OT-GAN: fine-tune the decoder against a discriminator on AE-OT's codes "
+                                    "for N steps (the tune-decoder stage, otgen.training.decoder_gan; 0: off)",
+                                    preset_default=True)
     # GAN baselines
     gan_steps: int = option(2000, "GAN iterations (one discriminator and the preset's generator updates)",
                             preset_default=True)
@@ -106,6 +109,8 @@ class MnistConfig:
 
     # Fields that may change between runs in one run directory without invalidating it.
     RUNTIME_FIELDS = ("stages", "evaluate", "progress", "data_dir", "out", "overwrite", "ae_from")
+    # Fields added after run directories existed, with the value an older run had (it did not have the stage).
+    LATER_FIELDS = {"decoder_gan_steps": 0}
     # The fields the autoencoder and codes depend on: ae_from must agree on every one.
     AE_FIELDS = ("dataset", "seed", "limit", "ae", "ae_epochs", "ae_batch", "ae_lr")
 
@@ -124,6 +129,8 @@ class MnistConfig:
             raise ValueError(f"limit must be >= 2 training images, got {self.limit}")
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.decoder_gan_steps < 0:
+            raise ValueError(f"decoder_gan_steps must be >= 0 (0: off), got {self.decoder_gan_steps}")
         for name in ("ae_epochs", "ae_batch", "ot_steps", "ot_batch", "top_k", "gan_steps", "flow_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -150,7 +157,8 @@ class MnistConfig:
     def stage_list(self) -> tuple[str, ...]:
         allowed = self.all_stages()
         chosen = allowed if self.stages is None else tuple(s for s in allowed if s in self.stages)
-        return tuple(s for s in chosen if s != "evaluate" or self.evaluate)
+        return tuple(s for s in chosen if (s != "evaluate" or self.evaluate)
+                     and (s != "tune-decoder" or self.decoder_gan_steps))
 
     def identity(self) -> dict:
         """The fields that define the run's results (compared when a run directory is reused)."""

@@ -16,7 +16,7 @@ from otgen.eval import evaluate
 from otgen.eval.classifier import classify
 from otgen.eval.mnist import HELD_OUT, load_classifier_cached, prefixed_novelty, train_features
 from otgen.eval.novelty import novelty_reference
-from otgen.experiments.mnist_aeot import load_ae_params
+from otgen.experiments.mnist_aeot import load_ae_params, load_decoder_params
 from otgen.experiments.mnist_config import MnistConfig
 from otgen.experiments.mnist_rundir import (GEN_LATENTS_FILE, GENERATION_FILE, LATENTS_FILE, METRICS_FILE,
                                             NEIGHBOURS_FIGURE, OT_CHECK_FILE, SAMPLES_FILE, STAGES_FILE, load_images,
@@ -84,7 +84,7 @@ def replay_reconstructions(cfg: MnistConfig, n: int, seed: int = 0) -> tuple[np.
     rd = RunDir(cfg.out)
     codes = rd.load_array(LATENTS_FILE)
     codes = codes[np.random.default_rng(seed).integers(0, len(codes), n)]
-    model, params, _ = load_ae_params(rd, cfg)
+    model, params, _ = load_decoder_params(rd, cfg)  # the decoder that made the run's samples
     return to_uint8(decode_batched(model, params, codes, 1000)), _code_novelty(rd, cfg, codes)
 
 

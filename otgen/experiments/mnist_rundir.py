@@ -54,7 +54,9 @@ def claim_run_dir(cfg: MnistConfig):
     (``--overwrite`` replaces the other run)."""
 
     def stored(doc):
-        return {k: v for k, v in doc.get("config", {}).items() if k not in MnistConfig.RUNTIME_FIELDS}
+        # fields added since a run directory was made take their "off" value (what that run did)
+        have = {**MnistConfig.LATER_FIELDS, **doc.get("config", {})}
+        return {k: v for k, v in have.items() if k not in MnistConfig.RUNTIME_FIELDS}
 
     rd = _claim_dir(cfg.out, cfg.identity(), stored, cfg.overwrite)
     if not rd.has("config.json"):
@@ -82,7 +84,7 @@ def stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
     if stage == "evaluate":
         return rd.has(METRICS_FILE)
     marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": EXTENSION_FILE, "generate": SAMPLES_FILE,
-              "train-gan": None, "train-flow": None}[stage]
+              "tune-decoder": "decoder_gan/decoder_gan.npz", "train-gan": None, "train-flow": None}[stage]
     recorded = rd.has(STAGES_FILE) and stage in rd.read_json(STAGES_FILE)
     return recorded and (marker is None or rd.has(marker))
 

@@ -40,7 +40,7 @@ from otgen.models.autoencoder import Autoencoder, Decoder, image_shape
 from otgen.models.gan import DCGANDiscriminator
 from otgen.models.gan_losses import gan_discriminator_loss, gan_generator_loss
 
-__all__ = ["DecoderGANConfig", "DecoderGANState", "finetune_decoder", "STATE_FILE", "PARAMS_FILE"]
+__all__ = ["DecoderGANConfig", "DecoderGANState", "finetune_decoder", "load_finetuned", "STATE_FILE", "PARAMS_FILE"]
 
 STATE_FILE = "decoder_gan_state.npz"  # the training state (resumable)
 PARAMS_FILE = "decoder_gan.npz"  # the autoencoder's parameters with the fine-tuned decoder (the result)
@@ -125,6 +125,18 @@ def make_step(model: Autoencoder, cfg: DecoderGANConfig):
 
 def _config_record(cfg: DecoderGANConfig) -> dict:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
+
+
+def load_finetuned(workdir: str | Path, ae_params: dict, cfg: DecoderGANConfig) -> tuple[dict, dict] | None:
+    """``(params, record)`` of a finished :func:`finetune_decoder` run with ``cfg`` in ``workdir``, else None."""
+    path = Path(workdir) / PARAMS_FILE
+    if not path.exists():
+        return None
+    rec = load_metadata(path).get("decoder_gan", {})
+    if rec.get("steps") != cfg.steps or any(rec.get(k) != v for k, v in _config_record(cfg).items()):
+        return None
+    params, _ = load_pytree(path, like=ae_params)
+    return params, rec
 
 
 def finetune_decoder(model: Autoencoder, ae_params: dict, codes: np.ndarray, images: np.ndarray,

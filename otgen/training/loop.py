@@ -116,7 +116,7 @@ def _restore(path: Path, cfg: GANConfig, data_digest: str | None) -> tuple[GANSt
     return state, history, meta
 
 
-def _resume_path(run: RunDir) -> Path:
+def resume_path(run: RunDir) -> Path:
     """The checkpoint a resume reads: of the exact one and the carry, the one further on (the exact one on a
     tie); the exact one's path where neither exists."""
     full, carry = run.file(CHECKPOINT_NAME), run.file(CARRY_NAME)
@@ -130,7 +130,7 @@ def _resume_path(run: RunDir) -> Path:
 def load_gan(run_dir: str | Path, cfg: GANConfig) -> GANResult:
     """The :class:`GANResult` stored in ``run_dir``'s checkpoint, or its carry checkpoint where it has no
     exact one (refused if ``cfg`` differs)."""
-    state, history, meta = _restore(_resume_path(RunDir(run_dir)), cfg, None)
+    state, history, meta = _restore(resume_path(RunDir(run_dir)), cfg, None)
     return GANResult(cfg, state, history, data_scale=float(meta.get("data_scale", 1.0)),
                      curve=tuple(meta.get("curve", ())), data_digest=str(meta.get("data", "")),
                      total_seconds=float(meta.get("seconds", 0.0)))
@@ -221,7 +221,7 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
     eval_steps = sorted({int(s) for s in eval_steps if 0 < int(s) <= cfg.steps})
 
     state, history, curve, last_saved, before, carried = None, {}, [], None, 0.0, []
-    source = None if run is None else _resume_path(run)
+    source = None if run is None else resume_path(run)
     if resume and source is not None and source.exists():
         state, history, meta = _restore(source, cfg, digest)
         curve = [dict(r) for r in meta.get("curve", [])]
