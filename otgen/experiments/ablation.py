@@ -317,7 +317,7 @@ def main(args: argparse.Namespace) -> int:
                   rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,
                   gan_runs=tuple(g for g in args.gan_runs.split(",") if g))
     if args.report:
-        cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)}{gan_flags} "
+        cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)}{gan_flags}"
                + (f" --gan-runs {args.gan_runs}" if args.gan_runs else "")
                + f" --report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))
         print(write_report(results, args.report, cmd))
