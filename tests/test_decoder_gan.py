@@ -50,6 +50,10 @@ def test_resume_continues_as_the_uninterrupted_run(tmp_path):
     assert rec_again["steps"] == 6
     assert load_finetuned(tmp_path / "a", params, DecoderGANConfig(**{**cfg.__dict__, "steps": 7})) is None
     assert load_finetuned(tmp_path / "nothing", params, cfg) is None
+    # a state further on than asked is refused, not returned as the shorter run
+    with pytest.raises(ValueError, match="past the 3 asked"):
+        finetune_decoder(model, params, codes, images, generated, DecoderGANConfig(**{**cfg.__dict__, "steps": 3}),
+                         tmp_path / "a", progress=False)
 
 
 def test_content_loss_alone_fits_the_pairs(tmp_path):

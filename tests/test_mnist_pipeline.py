@@ -324,6 +324,15 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     # a second call finds every row scored (their recorded seconds unchanged: nothing recomputed)
     again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False)
     assert {k: r["seconds"] for k, r in again["rows"].items()} == {k: r["seconds"] for k, r in res["rows"].items()}
+    # the fine-tuned decoder (AE-OT-GAN) scores the same rows apart: same codes, other images, other file
+    tuned = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("aeot-spacing",), progress=False,
+                         decoder="gan", decoder_gan={"steps": 3, "batch_size": 16})
+    assert (out / "ablation_decoder_gan.json").is_file() and tuned["meta"]["decoder_gan"]["steps"] == 3
+    plain_rec, tuned_rec = (r["rows"]["*reconstructions of held-out test images*"] for r in (res, tuned))
+    assert tuned_rec["code_nn_distance_ratio"] == plain_rec["code_nn_distance_ratio"]  # the codes are the same
+    assert tuned_rec["fid"] != plain_rec["fid"]  # their images are not
+    with pytest.raises(ValueError, match="decoder must be"):
+        ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False, decoder="vae")
 
 
 def test_autoencoder_width_flags():

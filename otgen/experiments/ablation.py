@@ -163,24 +163,26 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
         raise ValueError(f"{run_dir}: needs a finished AE-OT fit-ot stage (autoencoder, codes, map)")
     if cfg.dataset not in ("mnist", "fashion"):
         raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
-    results = rd.read_json(results_file) if rd.has(results_file) else {"rows": {}}
-    fixed_size = {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}  # the control half itself, and its reconstructions
-    stale = [k for k, r in results["rows"].items()
-             if k in rescore or r.get("fid_reference") != REFERENCE_NAME
-             or r.get("n_samples") != (len(REAL_CONTROL) if k in fixed_size else n)]
-    if stale and progress:
-        print(f"[otgen ablation] rescoring {len(stale)} stored rows (asked, or other n or FID reference): "
-              f"{', '.join(stale)}")
-    for k in stale:
-        del results["rows"][k]
     model, params, _ = load_ae_params(rd, cfg)
-    train_codes = rd.load_array(LATENTS_FILE)
-    test = load_images(cfg, "test")
-    train_images = load_train_images(cfg)
     calibrated: dict = {}
     tuning = None
     if decoder == "gan":
         params, tuning = gan_decoder(cfg, calibrated, decoder_gan, progress)
+    # which decoder a row was scored with: a decoder GAN trained on (more steps, other weights) rescores them all
+    decoder_id = None if tuning is None else {k: v for k, v in tuning.items() if k not in ("history", "seconds")}
+    results = rd.read_json(results_file) if rd.has(results_file) else {"rows": {}}
+    fixed_size = {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}  # the control half itself, and its reconstructions
+    stale = [k for k, r in results["rows"].items()
+             if k in rescore or r.get("fid_reference") != REFERENCE_NAME or r.get("decoder_gan") != decoder_id
+             or r.get("n_samples") != (len(REAL_CONTROL) if k in fixed_size else n)]
+    if stale and progress:
+        print(f"[otgen ablation] rescoring {len(stale)} stored rows (asked, or other n, FID reference or decoder): "
+              f"{', '.join(stale)}")
+    for k in stale:
+        del results["rows"][k]
+    train_codes = rd.load_array(LATENTS_FILE)
+    test = load_images(cfg, "test")
+    train_images = load_train_images(cfg)
     code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
     real = test[REAL_CONTROL]
@@ -200,7 +202,7 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
         images, codes, info = make()
         record = {**evaluate(cfg.dataset, images, data_dir=cfg.data_dir),
                   **prefixed_novelty("code_", codes, code_ref), **info,
-                  "seconds": time.perf_counter() - t0}
+                  **({"decoder_gan": decoder_id} if decoder_id else {}), "seconds": time.perf_counter() - t0}
         results["rows"][label] = record
         rd.write_json(results_file, results)
         if progress:

@@ -173,6 +173,9 @@ def finetune_decoder(model: Autoencoder, ae_params: dict, codes: np.ndarray, ima
                                 data_digest=digest)
         state, meta = load_pytree(path, like=state)
     start = int(state.step)
+    if start > cfg.steps:
+        raise ValueError(f"{path} is at step {start:,}, past the {cfg.steps:,} asked; ask for more steps or use "
+                         "another directory")
     step = make_step(model, cfg)
     key = jax.random.key(cfg.seed)
     b = cfg.batch_size
