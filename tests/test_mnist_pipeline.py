@@ -41,6 +41,9 @@ def test_presets_and_overrides():
     assert c.stage_list() == ("train-ae", "encode")  # canonical order, whatever the order asked
     assert exp.make_config("quick", evaluate=False, decoder_gan_steps=0).stage_list() == PLAIN_AEOT[:-1]
     assert exp.make_config("quick", decoder_gan_steps=5).stage_list() == exp.AEOT_STAGES
+    # AE-OT-GAN's decoder: on by default in the quick preset (MNIST, Fashion), off where it was not measured
+    assert q.decoder_gan_steps == 3000 and exp.make_config("quick", dataset="fashion").decoder_gan_steps == 3000
+    assert p.decoder_gan_steps == 0 and exp.make_config("quick", dataset="stacked").decoder_gan_steps == 0
     assert exp.make_config("quick", model="wgan-gp").stage_list() == exp.GAN_STAGES
 
 
@@ -100,6 +103,13 @@ def test_run_dir_refuses_another_configuration(tmp_path):
     assert (out / "latents.npy").exists()
     mnist_rundir.claim_run_dir(tiny_config(out, ot_steps=3, overwrite=True))
     assert not (out / "latents.npy").exists()
+    # a run directory made before the decoder GAN existed is a run without it
+    doc = json.loads((out / "config.json").read_text())
+    del doc["config"]["decoder_gan_steps"]
+    (out / "config.json").write_text(json.dumps(doc))
+    mnist_rundir.claim_run_dir(tiny_config(out, ot_steps=3))
+    with pytest.raises(ValueError, match="decoder_gan_steps: 0 there, 5 now"):
+        mnist_rundir.claim_run_dir(tiny_config(out, ot_steps=3, decoder_gan_steps=5))
 
 
 def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
