@@ -296,9 +296,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", choices=sorted(DECODERS), default="autoencoder",
                         help="decode with the autoencoder's decoder, or with it fine-tuned as AE-OT-GAN's generator "
                              "(trained in RUN/decoder_gan/, resumable; results in ablation_decoder_gan.json)")
-    parser.add_argument("--gan-steps", type=int, default=None,
-                        help="decoder GAN steps (default: otgen.training.decoder_gan.DecoderGANConfig's)")
-    parser.add_argument("--gan-content-weight", type=float, default=None,
+    parser.add_argument("--decoder-gan-steps", "--gan-steps", dest="gan_steps", type=int, default=None,
+                        help="decoder GAN steps (default: the run's own tune-decoder setting, else "
+                             "otgen.training.decoder_gan.DecoderGANConfig's)")
+    parser.add_argument("--decoder-gan-content-weight", "--gan-content-weight", dest="gan_content_weight",
+                        type=float, default=None,
                         help="weight of the paired reconstruction loss (default: DecoderGANConfig's)")
     parser.add_argument("--gan-runs", default="", help="comma-separated otgen mnist GAN-family run directories, "
                         "each scored at its latest checkpoint (or carry) as a baseline row")
@@ -314,7 +316,7 @@ def main(args: argparse.Namespace) -> int:
         chosen = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
                   if v is not None}
         tuning = chosen
-        gan_flags = " --decoder gan" + "".join(f" --gan-{k.replace('_', '-')} {v:g}" for k, v in chosen.items())
+        gan_flags = " --decoder gan" + "".join(f" --decoder-gan-{k.replace('_', '-')} {v:g}" for k, v in chosen.items())
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
                   rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,
                   gan_runs=tuple(g for g in args.gan_runs.split(",") if g))
