@@ -76,13 +76,11 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
     if name in FLOW_ROWS:
         return _flow_codes(name, cfg, train_codes, key, n)
     factor = jitter_factor(name)
-    if factor is not None and "aeot" not in calibrated:
-        calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
     if factor == 1.0:
-        aeot = calibrated["aeot"]
+        aeot = _spacing_aeot(cfg, calibrated)
     else:
         if factor is not None:
-            jitter = factor * calibrated["aeot"].latent_map.spacing_rule.jitter
+            jitter = factor * _spacing_aeot(cfg, calibrated).latent_map.spacing_rule.jitter
             rule = ExtensionOptions(rule="spacing", top_k=cfg.top_k, jitter=jitter)
         else:
             rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
@@ -164,10 +162,11 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     if cfg.dataset not in ("mnist", "fashion"):
         raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
     model, params, _ = load_ae_params(rd, cfg)
+    train_images = load_train_images(cfg)
     calibrated: dict = {}
     tuning = None
     if decoder == "gan":
-        params, tuning = gan_decoder(cfg, calibrated, decoder_gan, progress)
+        params, tuning = gan_decoder(cfg, calibrated, decoder_gan, train_images, progress)
     # which decoder a row was scored with: a decoder GAN trained on (more steps, other weights) rescores them all
     decoder_id = None if tuning is None else {k: v for k, v in tuning.items() if k not in ("history", "seconds")}
     results = rd.read_json(results_file) if rd.has(results_file) else {"rows": {}}
@@ -182,7 +181,6 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
         del results["rows"][k]
     train_codes = rd.load_array(LATENTS_FILE)
     test = load_images(cfg, "test")
-    train_images = load_train_images(cfg)
     code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
     real = test[REAL_CONTROL]
@@ -224,19 +222,22 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     return results
 
 
-def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, progress: bool = True) -> tuple[dict, dict]:
+def _spacing_aeot(cfg, calibrated: dict) -> AEOT:
+    """The run's AE-OT with the calibrated spacing rule, set up once and kept in ``calibrated``."""
+    if "aeot" not in calibrated:
+        calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
+    return calibrated["aeot"]
+
+
+def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, train_u8=None,
+                progress: bool = True) -> tuple[dict, dict]:
     """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on the
     calibrated spacing rule's codes (:func:`~otgen.experiments.mnist_aeot.tune_decoder`: read from
-    ``decoder_gan/``, else trained or resumed there), and the training record."""
-    def spacing_aeot():
-        if "aeot" not in calibrated:
-            calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
-        return calibrated["aeot"]
-
+    ``decoder_gan/``, else trained or resumed there on ``train_u8``), and the training record."""
     # the run's own tune-decoder settings when it has them, else DecoderGANConfig's; ``overrides`` win
     tuning = dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
                                  **(overrides or {}))
-    return tune_decoder(RunDir(cfg.out), cfg, spacing_aeot, tuning, progress=progress)
+    return tune_decoder(RunDir(cfg.out), cfg, lambda: _spacing_aeot(cfg, calibrated), tuning, train_u8, progress)
 
 
 def _gan_label(run_dir) -> str:
@@ -256,7 +257,7 @@ def _gan_row(run_dir, data_dir, n: int, model, params) -> tuple[np.ndarray, np.n
 
     rd = RunDir(run_dir)
     cfg = _stored_config(rd, data_dir, False)
-    if cfg.model == "aeot" or cfg.model not in GAN_MODELS:
+    if cfg.model not in GAN_MODELS:
         raise ValueError(f"{run_dir}: not a GAN-family otgen mnist run (model {cfg.model})")
     gan = GAN.load(rd.file(GAN_DIR), gan_config(cfg))
     images = to_uint8(gan.sample(keys(cfg.seed)["generate"], n))
@@ -313,10 +314,9 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be >= 100, got {args.n}")
     tuning, gan_flags = None, ""
     if args.decoder == "gan":
-        chosen = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
+        tuning = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
                   if v is not None}
-        tuning = chosen
-        gan_flags = " --decoder gan" + "".join(f" --decoder-gan-{k.replace('_', '-')} {v:g}" for k, v in chosen.items())
+        gan_flags = " --decoder gan" + "".join(f" --decoder-gan-{k.replace('_', '-')} {v:g}" for k, v in tuning.items())
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
                   rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,
                   gan_runs=tuple(g for g in args.gan_runs.split(",") if g))

@@ -78,7 +78,7 @@ def run(cfg: MnistConfig) -> dict:
             record_stage(rd, stage, adopt_ae_stage(rd, cfg, stage), reused_from=str(cfg.ae_from))
             ran.append(stage)
             continue
-        if stage in ("train-ae", "encode", "train-gan") and train_u8 is None:
+        if stage in ("train-ae", "encode", "train-gan", "tune-decoder") and train_u8 is None:
             train_u8 = load_train_images(cfg)
         seconds = None  # the training stages report their time summed over resumed calls
         if stage == "train-ae":
@@ -88,7 +88,7 @@ def run(cfg: MnistConfig) -> dict:
         elif stage == "fit-ot":
             stage_fit_ot(rd, cfg)
         elif stage == "tune-decoder":
-            seconds = stage_tune_decoder(rd, cfg, load_train_images(cfg))
+            seconds = stage_tune_decoder(rd, cfg, train_u8)
         elif stage == "train-gan":
             seconds = stage_train_gan(rd, cfg, train_u8)
         elif stage == "train-flow":

@@ -17,9 +17,9 @@ import optax
 from otgen.checkpoint import load_pytree, save_pytree
 from otgen.data.mnist import to_unit_float
 from otgen.experiments.mnist_config import MnistConfig, extension_options, ot_options
-from otgen.experiments.mnist_rundir import (AE_FILE, AE_STATE_FILE, GEN_LATENTS_FILE, GENERATION_FILE, LATENTS_FILE,
-                                            OT_CHECK_FILE, STAGES_FILE, keys, load_images, load_train_images, log,
-                                            stage_done, to_uint8)
+from otgen.experiments.mnist_rundir import (AE_FILE, AE_STATE_FILE, DECODER_GAN_DIR, GEN_LATENTS_FILE,
+                                            GENERATION_FILE, LATENTS_FILE, OT_CHECK_FILE, STAGES_FILE, keys,
+                                            load_images, load_train_images, log, stage_done, to_uint8)
 from otgen.generators.aeot import AEOT, EXTENSION_FILE
 from otgen.models.autoencoder import (decode_batched, encode_batched, fit_autoencoder, init_train_state,
                                       make_autoencoder, reconstruction_mse)
@@ -33,7 +33,6 @@ __all__ = ["load_ae_params", "load_decoder_params", "stage_train_ae", "adopt_ae_
            "OT_CHECK_SAMPLES", "DECODER_GAN_DIR", "GAN_POOL"]
 
 OT_CHECK_SAMPLES = 1 << 20  # chi2 noise 2 sqrt(K) / N: 4.7e-4 at K = 60,000
-DECODER_GAN_DIR = "decoder_gan"
 GAN_POOL = 60_000  # generated codes the decoder GAN draws its batches from
 
 

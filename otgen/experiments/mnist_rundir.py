@@ -20,6 +20,7 @@ from otgen.data import load
 from otgen.experiments.mnist_config import MnistConfig
 from otgen.generators.aeot import EXTENSION_FILE
 from otgen.rundir import claim_run_dir as _claim_dir  # this module's claim_run_dir is the mnist one
+from otgen.training.decoder_gan import PARAMS_FILE as DECODER_GAN_FILE
 
 __all__ = ["AE_FILE", "AE_STATE_FILE", "LATENTS_FILE", "GEN_LATENTS_FILE", "SAMPLES_FILE", "GAN_DIR", "FLOW_DIR",
            "CURVES_FILE", "METRICS_FILE", "STAGES_FILE", "OT_CHECK_FILE", "GENERATION_FILE", "NEIGHBOURS_FIGURE",
@@ -30,6 +31,7 @@ __all__ = ["AE_FILE", "AE_STATE_FILE", "LATENTS_FILE", "GEN_LATENTS_FILE", "SAMP
 AE_FILE, AE_STATE_FILE, LATENTS_FILE = "autoencoder.npz", "ae_train_state.npz", "latents.npy"
 GEN_LATENTS_FILE, SAMPLES_FILE = "generated_latents.npy", "samples.npy"
 GAN_DIR, FLOW_DIR = "gan", "flow"
+DECODER_GAN_DIR = "decoder_gan"  # the tune-decoder stage's (AE-OT-GAN's decoder)
 CURVES_FILE = "curves.json"  # a GAN's learning curve: records {"step": s, classes / modes, KL, FID}
 METRICS_FILE, STAGES_FILE = "metrics.json", "stages.json"
 OT_CHECK_FILE = "ot_check.json"  # the latent map's error measured on fresh i.i.d. samples (not the solver's)
@@ -84,7 +86,7 @@ def stage_done(rd, cfg: MnistConfig, stage: str) -> bool:
     if stage == "evaluate":
         return rd.has(METRICS_FILE)
     marker = {"train-ae": AE_FILE, "encode": LATENTS_FILE, "fit-ot": EXTENSION_FILE, "generate": SAMPLES_FILE,
-              "tune-decoder": "decoder_gan/decoder_gan.npz", "train-gan": None, "train-flow": None}[stage]
+              "tune-decoder": f"{DECODER_GAN_DIR}/{DECODER_GAN_FILE}", "train-gan": None, "train-flow": None}[stage]
     recorded = rd.has(STAGES_FILE) and stage in rd.read_json(STAGES_FILE)
     return recorded and (marker is None or rd.has(marker))
 
