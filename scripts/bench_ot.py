@@ -22,7 +22,7 @@
     1024, then batch 8192 at the best lr; ``sweep_budget`` seconds each, chi2 on 2^18 samples),
     at eps = 0 and at its geometry's default eps, and POT's ``solve_semidiscrete`` (its defaults, batch 1024).
 
-(d) lowdim (2-D): the default fit (its exact path, otgen.ot.exact) against the ``sdot`` package
+(d) lowdim (2-D and 3-D): the default fit (its exact path, otgen.ot.exact) against the ``sdot`` package
     (exact power diagrams + Newton; PyPI, Python >= 3.12, run through ``scripts/sdot_runner.py`` in the
     interpreter ``--sdot-python`` names) and, at K = 1,000, otgen's Monte-Carlo path.  Each solver's
     second call is timed; each answer is scored by the same float64 exact cell masses, and up to
@@ -339,15 +339,15 @@ def large_k_section(problems, budget, check_log2=21, aeot_lr=2e-2, aeot_batch=1 
 
 
 def lowdim_problems(quick: bool):
-    """The 2-D problems of the low-dimensional comparison: (name, source, targets float64, weights)."""
+    """The 2-D and 3-D problems of the low-dimensional comparison: (name, source, targets float64, weights)."""
     rng = np.random.default_rng(0)
 
     def f32(y):  # otgen keeps float32 targets: every solver gets the same rounded points
         return np.asarray(y, np.float32).astype(np.float64)
 
-    def clusters(k, n, spread):
-        centres = rng.random((n, 2)) * 0.8 + 0.1
-        return centres[rng.integers(0, n, k)] + spread * rng.standard_normal((k, 2))
+    def clusters(k, n, spread, d=2):
+        centres = rng.random((n, d)) * 0.8 + 0.1
+        return centres[rng.integers(0, n, k)] + spread * rng.standard_normal((k, d))
 
     def uniform(k):
         return np.full(k, 1.0 / k)
@@ -356,10 +356,11 @@ def lowdim_problems(quick: bool):
         w = np.asarray(w, np.float32).astype(np.float64)
         return w / w.sum()
 
-    box, gauss = UniformBox(2), Gaussian(2)
+    box, gauss, cube = UniformBox(2), Gaussian(2), UniformBox(3)
     if quick:
         return [("K=1,000 uniform, box source", box, f32(rng.random((1000, 2))), uniform(1000)),
-                ("K=2,000 Gaussian targets, Gaussian source", gauss, f32(rng.standard_normal((2000, 2))), uniform(2000))]
+                ("K=2,000 Gaussian targets, Gaussian source", gauss, f32(rng.standard_normal((2000, 2))), uniform(2000)),
+                ("3-D: K=1,000 uniform, cube source", cube, f32(rng.random((1000, 3))), uniform(1000))]
     return [
         ("K=1,000 uniform, box source", box, f32(rng.random((1000, 2))), uniform(1000)),
         ("K=1,000 8 tight clusters, Dirichlet weights, box", box, f32(clusters(1000, 8, 0.01)),
@@ -368,6 +369,10 @@ def lowdim_problems(quick: bool):
         ("K=10,000 uniform, box source", box, f32(rng.random((10_000, 2))), uniform(10_000)),
         ("K=10,000 Gaussian targets, Gaussian source", gauss, f32(rng.standard_normal((10_000, 2))), uniform(10_000)),
         ("K=100,000 uniform, box source", box, f32(rng.random((100_000, 2))), uniform(100_000)),
+        ("3-D: K=1,000 uniform, cube source", cube, f32(rng.random((1000, 3))), uniform(1000)),
+        ("3-D: K=1,000 8 tight clusters, Dirichlet weights, cube", cube, f32(clusters(1000, 8, 0.01, 3)),
+         w32(rng.dirichlet(np.ones(1000)))),
+        ("3-D: K=10,000 uniform, cube source", cube, f32(rng.random((10_000, 3))), uniform(10_000)),
     ]
 
 
@@ -392,13 +397,13 @@ def _sdot_solve(python: str, source, y, nu) -> tuple[np.ndarray, float, str]:
 
 def lowdim_section(sdot_python: str | None, quick: bool, iid_max_k: int = 4000, mc_max_k: int = 1000,
                    mc_budget: float = 120.0):
-    """(d) 2-D: otgen's default fit (the exact path) against sdot, each solver's second call timed, every
+    """(d) 2-D / 3-D: otgen's default fit (the exact path) against sdot, each solver's second call timed, every
     answer scored by the same float64 exact cell masses (:func:`otgen.ot.exact.exact_masses`) and, up to
     ``iid_max_k`` targets, by 2^24 fresh i.i.d. samples counted by the float32 kernel (its own noise printed)."""
     from otgen.ot.exact import exact_masses
     from otgen.ot.problems import independent_error
 
-    print("\n## (d) 2-D: exact path vs sdot (wall: second call; L1: exact float64 cell masses)")
+    print("\n## (d) 2-D / 3-D: exact path vs sdot (wall: second call; L1: exact float64 cell masses)")
     print("| problem | solver | wall (s) | exact L1 | i.i.d. L1 (noise) | note |")
     print("|---|---|---|---|---|---|")
     for name, source, y, nu in lowdim_problems(quick):

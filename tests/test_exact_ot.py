@@ -15,16 +15,22 @@ import pytest
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox
 from otgen.ot.exact import EXACT_TOL, exact_masses, solve_exact, why_not_exact
 from otgen.ot.laguerre import DegenerateTargets, laguerre_cells
+from otgen.ot.laguerre3 import laguerre_cells3
 from otgen.ot.problems import independent_error
 
 
-def _mc_masses(y, h, density, n, seed):
+def _mc_masses(y, h, density, n, seed, moments=False):
     rng = np.random.default_rng(seed)
-    counts = np.zeros(len(y))
+    d = y.shape[1]
+    counts, first = np.zeros(len(y)), np.zeros((len(y), d))
     for _ in range(n // 1_000_000):
-        x = rng.random((1_000_000, 2)) if density == "uniform" else rng.standard_normal((1_000_000, 2))
-        counts += np.bincount(np.argmax(x @ y.T + h, axis=1), minlength=len(y))
-    return counts / (n // 1_000_000 * 1_000_000)
+        x = rng.random((1_000_000, d)) if density == "uniform" else rng.standard_normal((1_000_000, d))
+        idx = np.argmax(x @ y.T + h, axis=1)
+        counts += np.bincount(idx, minlength=len(y))
+        if moments:
+            first += np.stack([np.bincount(idx, weights=x[:, c], minlength=len(y)) for c in range(d)], axis=1)
+    total = n // 1_000_000 * 1_000_000
+    return (counts / total, first / total) if moments else counts / total
 
 
 def test_rectangles_known_areas():
@@ -83,8 +89,11 @@ def test_degenerate_targets_are_named():
     with pytest.raises(DegenerateTargets):
         laguerre_cells(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]), np.zeros(4))
     assert "collinear" in why_not_exact(UniformBox(2), np.array([[0, 0], [1, 1], [2, 2], [3, 3.0]]))
-    assert "2-D" in why_not_exact(UniformBox(3), np.zeros((5, 3)))
+    assert "d = 2 or 3" in why_not_exact(UniformBox(4), np.eye(6, 4))
+    assert "coplanar" in why_not_exact(UniformBox(3), np.column_stack([np.eye(5, 2), np.zeros(5)]))
+    assert "UniformBox" in why_not_exact(Gaussian(3), np.random.default_rng(0).random((10, 3)))
     assert "4 targets" in why_not_exact(UniformBox(2), np.eye(2))
+    assert "5 targets" in why_not_exact(UniformBox(3), np.eye(4, 3))
 
 
 def test_newton_converges_quadratically():
@@ -125,9 +134,9 @@ def test_default_fit_takes_the_exact_path_and_fresh_samples_agree(source):
 
 
 def test_exact_flag_and_fallbacks():
-    y = jax.random.uniform(jax.random.PRNGKey(0), (30, 3))
-    with pytest.raises(ValueError, match="2-D only"):
-        SemiDiscreteOT(UniformBox(3), y).fit(jax.random.PRNGKey(1), exact=True)
+    y = jax.random.uniform(jax.random.PRNGKey(0), (30, 4))
+    with pytest.raises(ValueError, match="d = 2 or 3"):
+        SemiDiscreteOT(UniformBox(4), y).fit(jax.random.PRNGKey(1), exact=True)
     y2 = jax.random.uniform(jax.random.PRNGKey(0), (30, 2))
     mc = SemiDiscreteOT(UniformBox(2), y2).fit(jax.random.PRNGKey(1), tol=0.02, exact=False, progress=False)
     assert mc.diagnostics.convergence.optimizer != "exact-newton" and sum(mc.diagnostics.history.num_samples) > 0
@@ -153,3 +162,71 @@ def test_h0_time_budget_and_save_load(tmp_path: Path):
     np.testing.assert_array_equal(back.h, a.h)
     with pytest.raises(ValueError, match="h0"):
         p.fit(jax.random.PRNGKey(0), h0=np.full(500, np.nan))
+
+
+# -- 3-D (otgen.ot.laguerre3: mirror sites at the cube's faces) --------------------------------------
+
+def test_3d_boxes_known_volumes_and_grid_facets():
+    # Corner targets with h = -(a s + b t + c u): the cells are the eight boxes cut at (a, b, c); a ninth
+    # target far below the lifted hyperplane keeps the hull 4-D (empty cell).  Through exact_masses,
+    # which brings the targets inside the cube first.
+    a, b, c = 0.3, 0.65, 0.2
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], np.float64)
+    y = np.vstack([corners, [0.5, 0.5, 0.5]])
+    h = -(y @ [a, b, c])
+    h[8] = -10.0
+    side = lambda v, t: t if v == 0 else 1 - t  # noqa: E731
+    want = [side(i, a) * side(j, b) * side(k, c) for i, j, k in corners] + [0.0]
+    np.testing.assert_allclose(exact_masses(UniformBox(3), y, h), want, rtol=0, atol=1e-13)
+    # a regular grid (cospherical octuples everywhere): equal cubes, every facet a square of side 1/n
+    n = 4
+    g = (np.arange(n) + 0.5) / n
+    y = np.stack(np.meshgrid(g, g, g), -1).reshape(-1, 3)
+    cells = laguerre_cells3(y, -0.5 * np.sum(y * y, 1))
+    np.testing.assert_allclose(cells.mass, 1 / n**3, atol=1e-14)
+    assert len(cells.facet_i) == 3 * n * n * (n - 1)
+    np.testing.assert_allclose(cells.facet_mass, 1 / n**2, atol=1e-14)
+    with pytest.raises(ValueError, match="inside the unit cube"):
+        laguerre_cells3(np.vstack([y, [[1.0, 0.5, 0.5]]]), np.zeros(len(y) + 1))
+
+
+def test_3d_masses_and_moments_match_fresh_monte_carlo():
+    rng = np.random.default_rng(4)
+    k = 40
+    y = rng.uniform(0.1, 0.9, (k, 3))
+    h = 0.03 * rng.standard_normal(k) - 0.5 * np.sum(y * y, 1)
+    cells = laguerre_cells3(y, h)
+    assert abs(cells.mass.sum() - 1) < 1e-12 and cells.mirrors.any()
+    n = 10_000_000
+    w, first = _mc_masses(y, h, "uniform", n, seed=12, moments=True)
+    z = (cells.mass - w) / np.sqrt(np.maximum(cells.mass * (1 - cells.mass), 1e-12) / n)
+    assert np.max(np.abs(z)) < 4.5, z
+    assert np.abs(cells.mass - w).sum() < 2 * math.sqrt(2 * k / (math.pi * n))
+    # first moments: x in [0, 1], so each coordinate's sum has variance <= mass / n
+    zm = (cells.moment - first) / np.sqrt(np.maximum(cells.mass, 1e-12) / n)[:, None]
+    assert np.max(np.abs(zm)) < 4.5, zm
+    # the mirror set handed on gives the same cells
+    again = laguerre_cells3(y, h, cells.mirrors)
+    np.testing.assert_allclose(again.mass, cells.mass, atol=1e-15)
+
+
+def test_3d_newton_quadratic_and_default_fit_on_a_box():
+    rng = np.random.default_rng(2)
+    y = rng.random((300, 3))
+    nu = rng.dirichlet(np.full(300, 3.0))
+    res = solve_exact(UniformBox(3), y, nu, tol=1e-11)
+    assert res.converged
+    # quadratic in the largest relative error of a cell's mass (the L1 error's constant grows with K)
+    e = np.array(res.max_rel)
+    tail = e[(e < 1e-1) & (e > 1e-11)]
+    assert len(tail) >= 2 and np.all(np.log(tail[1:]) / np.log(tail[:-1]) > 1.6), e
+    # the default fit on another box and clustered targets: exact path, checked with fresh i.i.d. samples
+    source = UniformBox(3, low=[-1.0, 0.0, 2.0], high=[1.0, 0.5, 2.5])
+    centres = rng.normal(size=(6, 3))
+    yc = (centres[rng.integers(0, 6, 400)] + 0.1 * rng.normal(size=(400, 3))).astype(np.float32)
+    bmap = SemiDiscreteOT(source, yc).fit(jax.random.PRNGKey(0), progress=False)
+    d = bmap.diagnostics
+    assert d.converged and d.convergence.optimizer == "exact-newton" and "d = 3" in d.notes[0]
+    assert d.final_l1 <= EXACT_TOL
+    chk = independent_error(bmap, jax.random.PRNGKey(5), 1 << 23)
+    assert chk.l1 <= 3 * chk.noise_l1 + 1e-3, chk

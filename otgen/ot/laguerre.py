@@ -50,6 +50,7 @@ class Cells(NamedTuple):
     facet_mass: np.ndarray
     facet_p: np.ndarray
     facet_q: np.ndarray
+    mirrors: np.ndarray | None = None  # 3-D only (otgen.ot.laguerre3): the mirror sites used, (K, 6)
 
 
 def _box(density: str) -> tuple[float, float]:

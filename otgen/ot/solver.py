@@ -3,7 +3,7 @@ whose output (:mod:`otgen.ot.output`) is a :class:`BrenierMap` carrying its :cla
 
 ``SemiDiscreteOT(source, targets, weights).fit(key, tol=...)`` minimises
 E(h) = E_mu[max_i <x, y_i> + h_i] - <nu, h> and returns a :class:`BrenierMap`.
-In 2-D (box or Gaussian source) the cells are exact (:mod:`otgen.ot.exact`); otherwise the
+In 2-D (box or Gaussian source) and 3-D (box) the cells are exact (:mod:`otgen.ot.exact`); otherwise the
 gradient w(h) - nu is a Monte-Carlo estimate (:mod:`otgen.ot.estimate`) made of two independent
 half-samples, so that its own noise is measured, not guessed, and the stopping test accounts
 for it; the optimizers that step on it are :mod:`otgen.ot.optim`.
@@ -118,7 +118,7 @@ class SemiDiscreteOT(SemiDiscreteProblem):
 
     # -- the solve ------------------------------------------------------------
     def _fit_exact(self, tol, max_steps, h0, time_budget, callback, strict, warn, metric) -> BrenierMap:
-        """The exact 2-D path (:func:`otgen.ot.exact.solve_exact`), wrapped in the usual outputs."""
+        """The exact 2-D / 3-D path (:func:`otgen.ot.exact.solve_exact`), wrapped in the usual outputs."""
         if h0 is not None:
             h0 = np.asarray(h0, np.float64)
             if h0.shape != (self.num_targets,) or not np.all(np.isfinite(h0)):
@@ -169,8 +169,9 @@ class SemiDiscreteOT(SemiDiscreteProblem):
         the diagnostics still say so), and ``strict=True`` raises :class:`NotConvergedError`.
         Heights are never NaN: a non-finite step is rejected and noted.
 
-        ``exact``: in 2-D, with a ``UniformBox`` or ``Gaussian`` source, at least 4 non-collinear
-        targets and no ``optimizer`` or ``mesh`` given, ``fit`` computes the cells exactly
+        ``exact``: in 2-D with a ``UniformBox`` or ``Gaussian`` source (at least 4 non-collinear
+        targets) or in 3-D with a ``UniformBox`` (at least 5 non-coplanar), and no ``optimizer`` or
+        ``mesh`` given, ``fit`` computes the cells exactly
         (:mod:`otgen.ot.exact`: power diagram + damped Newton) and runs to exact L1 <=
         ``min(tol, EXACT_TOL)``; its diagnostics say so.  ``exact=False`` forces Monte Carlo,
         ``exact=True`` raises where the exact path does not apply.
