@@ -68,3 +68,13 @@ def test_report_lists_controls_first_then_samplers_in_order(tmp_path):
     table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert table[1:] == [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS)
     assert "kappa 1.50, jitter 0.80, acceptance 90%" in text and "| 50.00 |" in text
+
+
+def test_stacked_report_has_mode_columns_not_fid(tmp_path):
+    rec = {"modes_covered": 998, "kl_uniform": 0.071, "max_mode_fraction": 0.0023, "code_data_copying_ct": 2.3,
+           "fid": 99.0}
+    rows = {"aeot-spacing": dict(rec), f"*{CONTROL_ROWS[0]}*": dict(rec, modes_covered=1000)}
+    text = write_report({"rows": rows, "meta": {"dataset": "stacked", "n": 26000}}, tmp_path / "s.md", "cmd")
+    header = next(line for line in text.splitlines() if line.startswith("| row |"))
+    assert [c.strip() for c in header.split("|")[2:6]] == ["modes", "KL", "max share", "code C_T"]
+    assert "FID" not in header and "| 998 | 0.071 | 0.0023 | 2.3 |" in text and "fresh stacks of MNIST *test*" in text

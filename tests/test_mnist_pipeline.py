@@ -345,6 +345,29 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
         ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False, decoder="vae")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
+def test_ablation_on_a_tiny_stacked_run(tmp_path):
+    """Stacked MNIST in the ablation: rows scored by modes / KL and code novelty, the real control n fresh
+    stacks of test digits; no decoder GAN there (slow: the evaluation classifier, when not cached)."""
+    from otgen.experiments import ablation
+    from otgen.models.autoencoder import AEConfig
+
+    out = tmp_path / "stacked"
+    exp.run(tiny_config(out, dataset="stacked", ae=AEConfig(latent_dim=6, features=(4, 8), hidden=32), ae_epochs=1,
+                        stages=("train-ae", "encode", "fit-ot")))
+    res = ablation.run(str(out), data_dir=str(REAL_MNIST), n=300, rows=("gaussian", "aeot-spacing"), progress=False)
+    real, spacing = res["rows"]["*real (held-out test images)*"], res["rows"]["aeot-spacing"]
+    assert real["n_samples"] == spacing["n_samples"] == 300 and "fid" not in spacing
+    assert 0 < spacing["modes_covered"] <= 300 and spacing["code_copy_fraction"] == 0.0
+    assert res["rows"]["*replay (training images)*"]["code_copy_fraction"] == 1.0
+    text = ablation.write_report(res, tmp_path / "s.md", "cmd")
+    assert "| modes | KL | max share |" in text
+    assert ablation.plot_plane(res, tmp_path / "plane.png", quality="kl_uniform").stat().st_size > 0
+    with pytest.raises(ValueError, match="autoencoder only"):
+        ablation.run(str(out), data_dir=str(REAL_MNIST), n=300, rows=("gaussian",), progress=False, decoder="gan")
+
+
 def test_autoencoder_width_flags():
     import argparse
 

@@ -39,6 +39,7 @@ import zlib
 import jax
 import numpy as np
 
+from otgen.data.stacked import N_SAMPLES as N_STACKED_SAMPLES, load_stacked
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
 from otgen.experiments.mnist_aeot import decoder_gan_config, load_ae_params, tune_decoder
@@ -136,13 +137,14 @@ def _load_aeot(cfg, rule: ExtensionOptions) -> AEOT:
     return aeot
 
 
-def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER_ROWS, seed: int = 0,
+def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS, seed: int = 0,
         progress: bool = True, rescore=(), decoder: str = "autoencoder", decoder_gan=None, gan_runs=()) -> dict:
     """Score every sampler of ``rows`` and the controls on the AE-OT run in ``run_dir``; results are
     saved row by row in ``ablation.json`` there (a rerun skips the rows already scored with the same
     ``n`` and FID reference, and rescores the others and those named in ``rescore``).  ``n`` defaults
-    to the real control's size, so that every row's FID and precision / recall see as many images.
-    ``decoder="gan"``: decode with the decoder fine-tuned by :func:`gan_decoder` (``decoder_gan``: fields of
+    to the real control's size, so that every row's FID and precision / recall see as many images
+    (Stacked MNIST: 26,000, the protocol's, scored by modes and KL; its real control is as many fresh
+    stacks of test digits).  ``decoder="gan"``: decode with the decoder fine-tuned by :func:`gan_decoder` (``decoder_gan``: fields of
     its :class:`~otgen.training.decoder_gan.DecoderGANConfig` to change), results in ``ablation_decoder_gan.json``.
     ``gan_runs``: ``otgen mnist --model <gan family>`` run directories whose latest checkpoint (or carry) is
     sampled and scored beside the samplers (:func:`_gan_row`), the baseline a sampler must beat."""
@@ -159,8 +161,13 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     cfg = _stored_config(rd, data_dir, progress)
     if cfg.model != "aeot" or not rd.has(EXTENSION_FILE):
         raise ValueError(f"{run_dir}: needs a finished AE-OT fit-ot stage (autoencoder, codes, map)")
-    if cfg.dataset not in ("mnist", "fashion"):
-        raise ValueError(f"the ablation scores mnist or fashion runs, not {cfg.dataset}")
+    if cfg.dataset not in ("mnist", "fashion", "stacked"):
+        raise ValueError(f"the ablation scores mnist, fashion or stacked runs, not {cfg.dataset}")
+    stacked = cfg.dataset == "stacked"
+    if stacked and (decoder != "autoencoder" or gan_runs):
+        raise ValueError("on Stacked MNIST the ablation decodes with the autoencoder only (no decoder GAN, no GAN rows)")
+    if n is None:
+        n = N_STACKED_SAMPLES if stacked else len(REAL_CONTROL)
     model, params, _ = load_ae_params(rd, cfg)
     train_images = load_train_images(cfg)
     calibrated: dict = {}
@@ -170,7 +177,8 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     # which decoder a row was scored with: a decoder GAN trained on (more steps, other weights) rescores them all
     decoder_id = None if tuning is None else {k: v for k, v in tuning.items() if k not in ("history", "seconds")}
     results = rd.read_json(results_file) if rd.has(results_file) else {"rows": {}}
-    fixed_size = {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}  # the control half itself, and its reconstructions
+    # the control half itself, and its reconstructions (Stacked: n fresh stacks, like every row)
+    fixed_size = set() if stacked else {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}
     stale = [k for k, r in results["rows"].items()
              if k in rescore or r.get("fid_reference") != REFERENCE_NAME or r.get("decoder_gan") != decoder_id
              or r.get("n_samples") != (len(REAL_CONTROL) if k in fixed_size else n)]
@@ -183,7 +191,7 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
     test = load_images(cfg, "test")
     code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
-    real = test[REAL_CONTROL]
+    real = load_stacked("test", cfg.data_dir, n=n)[0] if stacked else test[REAL_CONTROL]
     idx = rng.integers(0, len(train_codes), n)
     real_codes = encode_batched(model, params, to_unit_float(real), 1000)
     controls = dict(zip(CONTROL_ROWS, [(real, real_codes), (train_images[idx], train_codes[idx]),
@@ -204,9 +212,10 @@ def run(run_dir: str, *, data_dir=None, n: int = len(REAL_CONTROL), rows=SAMPLER
         results["rows"][label] = record
         rd.write_json(results_file, results)
         if progress:
-            print(f"[otgen ablation] {label}: FID {record['fid']:.2f}, feature C_T {record['feature_data_copying_ct']:.1f}, "
-                  f"code C_T {record['code_data_copying_ct']:.1f}, code z {record['code_nn_global_z']:.1f} "
-                  f"({record['seconds']:.0f} s)", flush=True)
+            quality = (f"modes {record['modes_covered']}, KL {record['kl_uniform']:.3f}" if stacked else
+                       f"FID {record['fid']:.2f}, feature C_T {record['feature_data_copying_ct']:.1f}")
+            print(f"[otgen ablation] {label}: {quality}, code C_T {record['code_data_copying_ct']:.1f}, "
+                  f"code z {record['code_nn_global_z']:.1f} ({record['seconds']:.0f} s)", flush=True)
         if label == "aeot-spacing":
             from otgen.plotting import image_grid
 
@@ -285,8 +294,9 @@ def _sampled(name, cfg, train_codes, key, n, model, params, calibrated):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a finished otgen mnist AE-OT run directory (autoencoder, codes, map)")
     parser.add_argument("--data-dir", default=None, help="the dataset's IDX files (as otgen mnist)")
-    parser.add_argument("--n", type=int, default=len(REAL_CONTROL),
-                        help=f"samples per row (default {len(REAL_CONTROL):,}: the real control's size)")
+    parser.add_argument("--n", type=int, default=None,
+                        help=f"samples per row (default {len(REAL_CONTROL):,}: the real control's size; Stacked "
+                             f"MNIST {N_STACKED_SAMPLES:,})")
     parser.add_argument("--rows", default=",".join(SAMPLER_ROWS), help="comma-separated samplers "
                         f"(default {','.join(SAMPLER_ROWS)}; also {','.join(FLOW_ROWS)}, gmm<k>, kde@<scale>, "
                         "aeot-spacing@<f>)")
@@ -310,7 +320,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     rows = check_rows([r for r in args.rows.split(",") if r])
-    if args.n < 100:
+    if args.n is not None and args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
     tuning, gan_flags = None, ""
     if args.decoder == "gan":
@@ -321,12 +331,14 @@ def main(args: argparse.Namespace) -> int:
                   rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,
                   gan_runs=tuple(g for g in args.gan_runs.split(",") if g))
     if args.report:
-        cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR --n {args.n} --rows {','.join(rows)}{gan_flags}"
+        cmd = (f"otgen ablation {args.run_dir} --data-dir DATA_DIR" + (f" --n {args.n}" if args.n else "")
+               + f" --rows {','.join(rows)}{gan_flags}"
                + (f" --gan-runs {args.gan_runs}" if args.gan_runs else "")
                + f" --report {args.report}" + (f" --plot {args.plot}" if args.plot else ""))
         print(write_report(results, args.report, cmd))
     if args.plot:
         meta = results.get("meta", {})
         plot_plane(results, args.plot, title=f"{meta.get('dataset')}: latent samplers on one autoencoder "
-                                             f"({meta.get('n')} samples per point)")
+                                             f"({meta.get('n')} samples per point)",
+                   quality="kl_uniform" if meta.get("dataset") == "stacked" else "fid")
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 from otgen.eval.mnist import REFERENCE_NAME
 from otgen.experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, jitter_factor
 
-__all__ = ["write_report", "plot_plane", "COLUMNS"]
+__all__ = ["write_report", "plot_plane", "COLUMNS", "STACKED_COLUMNS"]
 
 COLUMNS = [("classes", "classes_covered", "{:.0f}"), ("KL", "kl_uniform", "{:.4f}"), ("FID", "fid", "{:.2f}"),
            ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
@@ -20,6 +20,9 @@ COLUMNS = [("classes", "classes_covered", "{:.0f}"), ("KL", "kl_uniform", "{:.4f
            ("pixel NN ratio", "pixel_nn_distance_ratio", "{:.2f}"),
            ("code C_T", "code_data_copying_ct", "{:.1f}"), ("code z", "code_nn_global_z", "{:.1f}"),
            ("code NN ratio", "code_nn_distance_ratio", "{:.2f}"), ("% code copies", "code_copy_fraction", "{:.2%}")]
+# Stacked MNIST is scored by its 1,000 modes (otgen.eval.stacked) and in code space
+STACKED_COLUMNS = [("modes", "modes_covered", "{:.0f}"), ("KL", "kl_uniform", "{:.3f}"),
+                   ("max share", "max_mode_fraction", "{:.4f}"), *COLUMNS[-4:]]
 
 
 def _cell(rec: dict, key: str, fmt: str) -> str:
@@ -41,9 +44,31 @@ def _describe_gan(rec: dict) -> str:
             "below, the reconstructions included, is decoded by the fine-tuned decoder.")
 
 
+def _metrics_text(dataset: str | None) -> str:
+    if dataset == "stacked":
+        return ("Metrics: *modes* (distinct digit triples the project's classifier reads in the three channels) / *KL* "
+                "(mode histogram vs uniform over 1,000) / *max share* (most frequent mode's fraction; uniform 0.001) "
+                "(`otgen.eval.stacked`), and novelty in the autoencoder's codes against the 128,000 training codes with "
+                "the codes of 5,000 stacked test images as held-out reference: *C_T* (Meehan et al., cell-wise; ~0 "
+                "like fresh data, << 0 copying), *z* (global Mann-Whitney z of nearest-training distances, generated vs "
+                "held-out), *NN ratio* (median nearest-training distance over the held-out one), *% code copies*. "
+                "Italic rows are controls scored by the same code: *real* is as many fresh stacks of MNIST *test* "
+                "digits as every row, *reconstructions of held-out test images* those stacks encoded and decoded.")
+    return ("Metrics (`otgen.eval`): classes / KL to uniform / FID / precision / recall in the project's classifier's "
+            f"features against {REFERENCE_NAME}, the *held-out* images; novelty against the 60,000 training images "
+            "with the held-out images as reference, in three spaces (classifier features, PCA-50 of pixels, the autoencoder's codes): "
+            "*C_T* (Meehan et al., cell-wise; ~0 like fresh data, << 0 copying), *z* (the global Mann-Whitney z of "
+            "nearest-training distances, generated vs held-out; |z| < 3 like fresh data), *NN ratio* (median "
+            "nearest-training distance over the held-out one), *% code copies* (codes within 1% of the training "
+            "spacing of a training code).  Italic rows are controls scored by the same code: *real* is the test "
+            "set's other half (as many images as every row), *reconstructions of held-out test images* that half "
+            "encoded and decoded (what a sampler of the true code distribution scores through this decoder).")
+
+
 def write_report(results: dict, path, command: str) -> str:
     """The markdown table of ``results`` (:func:`run`'s), written to ``path``."""
     meta = results.get("meta", {})
+    columns = STACKED_COLUMNS if meta.get("dataset") == "stacked" else COLUMNS
     lines = [f"# Latent samplers on one autoencoder: {meta.get('dataset')} ({meta.get('preset')} preset)", "",
              f"- Command: `{command}`",
              f"- Written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `otgen ablation` from "
@@ -52,17 +77,9 @@ def write_report(results: dict, path, command: str) -> str:
              f"- {meta.get('n')} samples per row, decoded by the run's autoencoder (test reconstruction MSE per pixel "
              f"{(meta.get('reconstruction') or {}).get('mse_per_pixel', float('nan')):.4f})"
              + (_describe_gan(meta["decoder_gan"]) if meta.get("decoder_gan") else ".") , "",
-             "Metrics (`otgen.eval`): classes / KL to uniform / FID / precision / recall in the project's classifier's "
-             f"features against {REFERENCE_NAME}, the *held-out* images; novelty against the 60,000 training images "
-             "with the held-out images as reference, in three spaces (classifier features, PCA-50 of pixels, the autoencoder's codes): "
-             "*C_T* (Meehan et al., cell-wise; ~0 like fresh data, << 0 copying), *z* (the global Mann-Whitney z of "
-             "nearest-training distances, generated vs held-out; |z| < 3 like fresh data), *NN ratio* (median "
-             "nearest-training distance over the held-out one), *% code copies* (codes within 1% of the training "
-             "spacing of a training code).  Italic rows are controls scored by the same code: *real* is the test "
-             "set's other half (as many images as every row), *reconstructions of held-out test images* that half "
-             "encoded and decoded (what a sampler of the true code distribution scores through this decoder).", "",
-             "| row | " + " | ".join(c[0] for c in COLUMNS) + " | notes |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
+             _metrics_text(meta.get("dataset")), "",
+             "| row | " + " | ".join(c[0] for c in columns) + " | notes |",
+             "|---" * (len(columns) + 2) + "|"]
     order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS) + list(FLOW_ROWS)
     for label, rec in sorted(results["rows"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
         notes = []
@@ -75,7 +92,7 @@ def write_report(results: dict, path, command: str) -> str:
             notes.append(f"bandwidth {rec['bandwidth']:.3f}")
         if "nfe" in rec:
             notes.append(f"{rec['steps']:,} training steps, NFE {rec['nfe']}")
-        lines.append(f"| {label} | " + " | ".join(_cell(rec, k, f) for _, k, f in COLUMNS) + f" | {'; '.join(notes)} |")
+        lines.append(f"| {label} | " + " | ".join(_cell(rec, k, f) for _, k, f in columns) + f" | {'; '.join(notes)} |")
     text = "\n".join(lines) + "\n"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
@@ -93,13 +110,13 @@ def _family(row: str) -> tuple[str, str]:
     return row, ""
 
 
-def plot_plane(results: dict, path, title: str = "") -> Path:
-    """FID against the code NN ratio (median nearest-training-code distance over held-out codes'; 0 a
-    replay, ~1 fresh data) of every row in ``results``; controls as black markers.  Rows with an FID
-    over 4x the decoder's ceiling (the held-out reconstructions) are named in the legend, not drawn."""
+def plot_plane(results: dict, path, title: str = "", quality: str = "fid") -> Path:
+    """``quality`` (FID; Stacked MNIST: ``kl_uniform``) against the code NN ratio (median nearest-training-code
+    distance over held-out codes'; 0 a replay, ~1 fresh data) of every row in ``results``; controls as black
+    markers.  Rows over 4x the decoder's ceiling (the held-out reconstructions) are named in the legend, not drawn."""
     from otgen.plotting import quality_novelty
 
-    x_key, y_key = "code_nn_distance_ratio", "fid"
+    x_key, y_key = "code_nn_distance_ratio", quality
     rows = {k: r for k, r in results["rows"].items()
             if np.isfinite(r.get(x_key, np.nan)) and np.isfinite(r.get(y_key, np.nan))}
     ceiling = next((r[y_key] for k, r in rows.items() if k == f"*{CONTROL_ROWS[3]}*"), np.inf)
@@ -111,7 +128,7 @@ def plot_plane(results: dict, path, title: str = "") -> Path:
                 controls[label.strip("*")] = (rec[x_key], rec[y_key])
             continue
         if rec[y_key] > 4 * ceiling:
-            off.append(f"{label} (FID {rec[y_key]:.0f})")
+            off.append(f"{label} ({'FID' if y_key == 'fid' else y_key} {rec[y_key]:.3g})")
             continue
         fam, lab = _family(label)
         families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
@@ -120,4 +137,5 @@ def plot_plane(results: dict, path, title: str = "") -> Path:
     families = {names.get(k, k): v for k, v in families.items()}
     return quality_novelty(families, controls, path, title=title + (f"\noff scale: {', '.join(off)}" if off else ""),
                            xlabel="code NN ratio: median nearest-training-code distance / held-out codes' "
-                                  "(0 = replay, ~1 = like fresh data)")
+                                  "(0 = replay, ~1 = like fresh data)",
+                           ylabel="FID" if y_key == "fid" else "KL of the modes to uniform")
