@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from otgen.ot.laguerre import Cells, DegenerateTargets
+from otgen.ot.laguerre import QHULL_OPTIONS, Cells, DegenerateTargets
 
 __all__ = ["laguerre_cells3"]
 
@@ -50,7 +50,7 @@ def _sites(y, h, mirrors):
 def _triangulate(sites, heights):
     """Lower tetrahedra ``(T, 4)``, their power centres ``(T, 3)`` and the neighbour table (-1: not lower)."""
     try:
-        hull = ConvexHull(np.column_stack([sites, -heights]))
+        hull = ConvexHull(np.column_stack([sites, -heights]), qhull_options=QHULL_OPTIONS)
     except QhullError as e:
         raise DegenerateTargets(f"no 4-D hull of the lifted targets (fewer than 5, or coplanar): {e}") from None
     eq = hull.equations
