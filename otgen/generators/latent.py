@@ -89,8 +89,9 @@ class KernelCodes:
     ``K^(-1/(d+4))``) with the highest mean log-likelihood of a random tenth of the codes under a KDE
     of the rest."""
 
-    def __init__(self, bandwidths=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0), validation: int = 2000,
-                 scale: float = 1.0):
+    # up to 2x Scott's factor: on Stacked MNIST's 128,000 32-d codes the best is above 1
+    def __init__(self, bandwidths=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0),
+                 validation: int = 2000, scale: float = 1.0):
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         self.bandwidths = tuple(float(b) for b in bandwidths)
