@@ -363,6 +363,8 @@ def test_ablation_on_a_tiny_stacked_run(tmp_path):
     assert res["rows"]["*replay (training images)*"]["code_copy_fraction"] == 1.0
     text = ablation.write_report(res, tmp_path / "s.md", "cmd")
     assert "| modes | KL | max share |" in text
+    again = ablation.run(str(out), data_dir=str(REAL_MNIST), n=300, rows=("gaussian", "aeot-spacing"), progress=False)
+    assert {k: r["seconds"] for k, r in again["rows"].items()} == {k: r["seconds"] for k, r in res["rows"].items()}
     assert ablation.plot_plane(res, tmp_path / "plane.png", quality="kl_uniform").stat().st_size > 0
     with pytest.raises(ValueError, match="autoencoder only"):
         ablation.run(str(out), data_dir=str(REAL_MNIST), n=300, rows=("gaussian",), progress=False, decoder="gan")

@@ -180,7 +180,8 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     # the control half itself, and its reconstructions (Stacked: n fresh stacks, like every row)
     fixed_size = set() if stacked else {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}
     stale = [k for k, r in results["rows"].items()
-             if k in rescore or r.get("fid_reference") != REFERENCE_NAME or r.get("decoder_gan") != decoder_id
+             if k in rescore or r.get("fid_reference") != (None if stacked else REFERENCE_NAME)  # Stacked: no FID
+             or r.get("decoder_gan") != decoder_id
              or r.get("n_samples") != (len(REAL_CONTROL) if k in fixed_size else n)]
     if stale and progress:
         print(f"[otgen ablation] rescoring {len(stale)} stored rows (asked, or other n, FID reference or decoder): "
