@@ -33,6 +33,15 @@ def _mc_masses(y, h, density, n, seed, moments=False):
     return (counts / total, first / total) if moments else counts / total
 
 
+def _assert_quadratic(errors, start, floor):
+    """Between ``start`` and the rounding ``floor``, each error about the square of the last (log ratio ~2;
+    linear convergence would give ~1)."""
+    tail = errors[(errors < start) & (errors > floor)]
+    assert len(tail) >= 2
+    ratios = np.log(tail[1:]) / np.log(tail[:-1])
+    assert np.all(ratios > 1.6), (errors, ratios)
+
+
 def test_rectangles_known_areas():
     # Corner targets with h = -(a s + b t): the cells are the four rectangles cut at x = a, y = b.
     # A fifth target far below the others' lifted plane keeps the hull 3-D; its cell is empty.
@@ -103,11 +112,7 @@ def test_newton_converges_quadratically():
     res = solve_exact(UniformBox(2), y, nu, tol=1e-12)
     assert res.converged
     e = np.array(res.l1)
-    tail = e[(e < 1e-2) & (e > 1e-11)]
-    assert len(tail) >= 2
-    # quadratic: each error about the square of the last (log ratio ~2; linear would be ~1)
-    ratios = np.log(tail[1:]) / np.log(tail[:-1])
-    assert np.all(ratios > 1.6), (e, ratios)
+    _assert_quadratic(e, 1e-2, 1e-11)
     assert np.all(np.array(res.step_size[:-1])[e[:-1] < 1e-2] == 1.0)  # full steps once close
 
 
@@ -217,9 +222,7 @@ def test_3d_newton_quadratic_and_default_fit_on_a_box():
     res = solve_exact(UniformBox(3), y, nu, tol=1e-11)
     assert res.converged
     # quadratic in the largest relative error of a cell's mass (the L1 error's constant grows with K)
-    e = np.array(res.max_rel)
-    tail = e[(e < 1e-1) & (e > 1e-11)]
-    assert len(tail) >= 2 and np.all(np.log(tail[1:]) / np.log(tail[:-1]) > 1.6), e
+    _assert_quadratic(np.array(res.max_rel), 1e-1, 1e-11)
     # the default fit on another box and clustered targets: exact path, checked with fresh i.i.d. samples
     source = UniformBox(3, low=[-1.0, 0.0, 2.0], high=[1.0, 0.5, 2.5])
     centres = rng.normal(size=(6, 3))

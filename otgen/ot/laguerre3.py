@@ -34,17 +34,16 @@ _MAX_ROUNDS = 6
 
 
 def _sites(y, h, mirrors):
-    """Targets followed by their mirrors: positions, heights, and each site's original target."""
+    """Targets followed by their mirrors (face by face): positions and heights."""
     r2 = np.sum(y * y, axis=1) + 2.0 * h  # the power radius, kept by a reflection
-    pos, hts, owner = [y], [h], [np.arange(len(y))]
+    pos, hts = [y], [h]
     for f, (axis, bound) in enumerate(_FACES):
         ids = np.flatnonzero(mirrors[:, f])
         m = y[ids].copy()
         m[:, axis] = 2.0 * bound - m[:, axis]
         pos.append(m)
         hts.append(0.5 * (r2[ids] - np.sum(m * m, axis=1)))
-        owner.append(ids)
-    return np.concatenate(pos), np.concatenate(hts), np.concatenate(owner)
+    return np.concatenate(pos), np.concatenate(hts)
 
 
 def _triangulate(sites, heights):
@@ -97,7 +96,7 @@ def laguerre_cells3(y: np.ndarray, h: np.ndarray, mirrors: np.ndarray | None = N
     mirrors = np.zeros((k, 6), bool) if mirrors is None else np.array(mirrors, bool)
     margin = 2.0 * k ** (-1 / 3)  # about a cell
     for _ in range(_MAX_ROUNDS):
-        sites, heights, _ = _sites(y, h, mirrors)
+        sites, heights = _sites(y, h, mirrors)
         tets, centre, nbr = _triangulate(sites, heights)
         need, near = _missing_mirrors(k, tets, centre, nbr, mirrors, 1e-12, margin)
         if not need.any():
