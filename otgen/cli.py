@@ -1,8 +1,11 @@
 """The ``otgen`` command line.
 
-Each subcommand lives in its own experiment module exposing
-``add_arguments(parser)`` and ``main(args) -> int``; modules are imported only
-when their subcommand runs, so ``otgen --help`` stays fast.
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``main(args) -> int``; modules are imported only when their subcommand runs, so
+``otgen --help`` stays fast.  ``toy`` and ``mnist`` are the package's own pipelines
+(``otgen.pipelines``); ``compare``, ``ablation`` and ``reproduce`` are the research
+harness in the repository's ``experiments/`` folder, found next to the package in a
+clone (``pip install -e .``) and named as repository-only elsewhere.
 """
 
 from __future__ import annotations
@@ -10,19 +13,38 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from otgen import __version__
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "toy": ("otgen.experiments.toy", "train AE-OT or a GAN baseline on a 2D toy distribution or a .npy file"),
-    "mnist": ("otgen.experiments.mnist", "train AE-OT (or a GAN baseline) on MNIST, stage by stage, resumable"),
-    "compare": ("otgen.experiments.compare", "compare mode coverage of AE-OT and the GAN family; writes a report"),
-    "ablation": ("otgen.experiments.ablation",
+    "toy": ("otgen.pipelines.toy", "train AE-OT or a GAN baseline on a 2D toy distribution or a .npy file"),
+    "mnist": ("otgen.pipelines.mnist", "train AE-OT (or a GAN baseline) on MNIST, stage by stage, resumable"),
+    "compare": ("experiments.compare", "compare mode coverage of AE-OT and the GAN family; writes a report"),
+    "ablation": ("experiments.ablation",
                  "every latent sampler (Gaussian, GMM, KDE, AE-OT's rules) on one AE-OT run's codes; one table"),
-    "reproduce": ("otgen.experiments.reproduce",
+    "reproduce": ("experiments.reproduce",
                   "the GAN baselines at their authors' toy settings and budgets (resumable); writes a report"),
 }
+
+
+HARNESS = "experiments."
+# A clone's root: the folder holding both the package and the harness (an editable install points here).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_command(name: str):
+    """The module behind subcommand ``name``; a harness command is imported from the clone's
+    ``experiments/``, with a clear error where the package was installed without its repository."""
+    module = COMMANDS[name][0]
+    if module.startswith(HARNESS):
+        if not (REPO_ROOT / "experiments" / "__init__.py").is_file():
+            raise SystemExit(f"otgen {name}: part of the research harness in the repository's experiments/ "
+                             "folder, which this installation lacks; clone the repository and pip install -e . there")
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module(module)
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -35,7 +57,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         # Only the chosen subcommand's module is imported (its arguments are needed for parsing).
         if name == chosen:
-            importlib.import_module(module).add_arguments(p)
+            load_command(name).add_arguments(p)
     return parser
 
 
@@ -46,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = load_command(args.command)
     try:
         return int(module.main(args) or 0)
     except (ValueError, FileNotFoundError) as e:  # bad input: a clear message, not a traceback

@@ -52,7 +52,9 @@ import argparse
 import dataclasses
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -283,7 +285,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="1: one core, as an otgen reproduce --threads 1 worker")
     args = p.parse_args(argv)
     if args.threads == 1:  # before JAX creates its CPU client (the first computation below), as otgen reproduce does
-        from otgen.experiments.reproduce import pin_to_one_core
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the harness
+        from experiments.reproduce import pin_to_one_core
 
         pin_to_one_core(0)
     if args.stacked:

@@ -11,20 +11,24 @@ Each variant is a set of ``otgen.ot.extension.spacing_rule`` keywords (``budget`
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import jax
 
 from otgen.data.mnist import to_unit_float
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, prefixed_novelty
-from otgen.experiments import ablation as ab
-from otgen.experiments.mnist_aeot import load_ae_params
-from otgen.experiments.mnist_evaluate import code_reference
-from otgen.experiments.mnist_rundir import LATENTS_FILE, load_images
 from otgen.generators.aeot import ExtensionOptions
 from otgen.models.autoencoder import encode_batched
 from otgen.ot.spacing import spacing_rule
+from otgen.pipelines.mnist_aeot import load_ae_params
+from otgen.pipelines.mnist_evaluate import code_reference
+from otgen.pipelines.mnist_rundir import LATENTS_FILE, load_images
 from otgen.rundir import RunDir
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the harness, experiments/
+from experiments import ablation as ab  # noqa: E402
 
 FIELDS = ("fid", "kl_uniform", "precision", "recall", "feature_data_copying_ct", "feature_nn_global_z",
           "code_data_copying_ct", "code_nn_global_z", "pixel_nn_global_z")

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from otgen.data import draw_toy, toys
 from otgen.eval import evaluate
-from otgen.experiments.controls import toy_controls
-from otgen.experiments.toy import TOY_TRAIN_SIZE, _keys, held_out_set
 from otgen.generators.aeot import AEOT, ExtensionOptions
+from otgen.pipelines.toy import TOY_TRAIN_SIZE, _keys, held_out_set
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the harness, experiments/
+from experiments.controls import toy_controls  # noqa: E402
 
 DISTS = ("ring8", "grid25", "ring8_unequal", "nested_rings")
 COLUMNS = (("modes", "modes_captured", "{:.1f}"), ("HQ %", "high_quality_fraction", "{:.1%}"),

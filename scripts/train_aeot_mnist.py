@@ -7,7 +7,7 @@
 import argparse
 import sys
 
-from otgen.experiments import mnist
+from otgen.pipelines import mnist
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,7 @@ def test_unknown_command_is_an_argparse_error(capsys):
 
 
 def test_interrupt_is_a_message_and_exit_130_not_a_traceback(capsys, monkeypatch):
-    import otgen.experiments.reproduce as reproduce
+    import experiments.reproduce as reproduce
 
     def interrupted(args):
         raise KeyboardInterrupt("signal 15")
@@ -35,3 +35,15 @@ def test_interrupt_is_a_message_and_exit_130_not_a_traceback(capsys, monkeypatch
     assert main(["reproduce", "--report-only"]) == 130
     err = capsys.readouterr().err
     assert "interrupted (signal 15)" in err and "rerun the same command to resume" in err
+
+
+def test_harness_commands_come_from_the_clone_and_say_so_where_it_is_missing(tmp_path, monkeypatch, capsys):
+    import otgen.cli as cli
+
+    harness = [name for name, (module, _) in COMMANDS.items() if module.startswith(cli.HARNESS)]
+    assert sorted(harness) == ["ablation", "compare", "reproduce"]
+    assert cli.load_command("compare").__name__ == "experiments.compare"  # found next to the package
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # an installation without its repository
+    with pytest.raises(SystemExit, match="research harness in the repository's experiments/"):
+        main(["reproduce", "--help"])
+    assert cli.load_command("toy").__name__ == "otgen.pipelines.toy"  # the package's own pipelines still load

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from otgen.eval import evaluate
-from otgen.experiments import compare, compare_runs, report_common, report_images
+from experiments import compare, compare_runs, report_common, report_images
 from otgen.rundir import RunDir
 
 RING = 2.0 * np.stack([np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], axis=1)
@@ -257,7 +257,7 @@ def test_real_toy_runner_and_collected_metrics_agree(tmp_path):
 def test_image_flows_decode_through_aeots_autoencoder_of_the_same_seed(tmp_path, monkeypatch):
     """In an image suite a latent flow takes AE-OT's autoencoder (--ae-from) once AE-OT's run has encoded
     its codes; GANs never do, and without a finished AE-OT run the flow trains its own."""
-    from otgen.experiments import mnist
+    from otgen.pipelines import mnist
 
     seen = {}
     monkeypatch.setattr(mnist, "run", lambda cfg: seen.__setitem__(cfg.model, cfg.ae_from))

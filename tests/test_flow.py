@@ -111,7 +111,7 @@ def test_between_modes_fraction_counts_samples_off_every_mode():
 
 
 def test_toy_run_of_a_flow_records_bridges_against_ode_steps(tmp_path):
-    from otgen.experiments.toy import ODE_SWEEP, ToyRunConfig, run
+    from otgen.pipelines.toy import ODE_SWEEP, ToyRunConfig, run
 
     out = tmp_path / "sdfm"
     metrics = run(ToyRunConfig(model="sdfm", dist="ring8", out=str(out), steps=300, n_train=400, n_samples=500,

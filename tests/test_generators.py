@@ -14,7 +14,7 @@ def _ring(n, seed=0):
 
 
 def test_registry_names_every_model_and_nothing_else():
-    from otgen.experiments.toy import MODELS
+    from otgen.pipelines.toy import MODELS
     from otgen.generators.flow import COUPLINGS
     from otgen.training import GAN_MODELS
 

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from otgen.experiments.ablation_report import write_report
-from otgen.experiments.ablation_rows import CONTROL_ROWS, SAMPLER_ROWS
+from experiments.ablation_report import write_report
+from experiments.ablation_rows import CONTROL_ROWS, SAMPLER_ROWS
 from otgen.generators.latent import GaussianCodes, KernelCodes, MixtureCodes, make_sampler
 
 

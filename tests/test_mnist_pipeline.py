@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otgen.experiments import mnist as exp
-from otgen.experiments import mnist_aeot, mnist_baselines, mnist_config, mnist_rundir
 from otgen.generators.aeot import EXTENSION_FILE, MAP_FILE
+from otgen.pipelines import mnist as exp
+from otgen.pipelines import mnist_aeot, mnist_baselines, mnist_config, mnist_rundir
 
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 
@@ -312,7 +312,7 @@ def test_tiny_latent_flow_on_fashion_mnist(tmp_path, model):
 def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     """otgen ablation on a tiny AE-OT run: every control and two samplers scored, resumable row by row
     (slow: trains the evaluation classifier when it is not cached)."""
-    from otgen.experiments import ablation
+    from experiments import ablation
 
     out = tmp_path / "run"
     exp.run(tiny_config(out, stages=("train-ae", "encode", "fit-ot"), flow_steps=300))
@@ -350,7 +350,7 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
 def test_ablation_on_a_tiny_stacked_run(tmp_path):
     """Stacked MNIST in the ablation: rows scored by modes / KL and code novelty, the real control n fresh
     stacks of test digits; no decoder GAN there (slow: the evaluation classifier, when not cached)."""
-    from otgen.experiments import ablation
+    from experiments import ablation
     from otgen.models.autoencoder import AEConfig
 
     out = tmp_path / "stacked"

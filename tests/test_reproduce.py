@@ -5,14 +5,15 @@ Presets are checked against the values read off the authors' code (cited in
 """
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from otgen.experiments import reproduce, reproduce_collect, reproduce_jobs, reproduce_report
-from otgen.experiments.toy import TOY_TRAIN_SIZE, ToyRunConfig, run
+from experiments import reproduce, reproduce_collect, reproduce_jobs, reproduce_report
+from otgen.pipelines.toy import TOY_TRAIN_SIZE, ToyRunConfig, run
 from otgen.training import TOY_PRESETS, GANConfig, curve_steps, load_gan, make_optimizer, train_gan
 
 TINY = dict(g_hidden=16, g_layers=2, d_hidden=8, batch_size=16, log_every=5)
@@ -119,7 +120,7 @@ def test_toy_run_with_the_published_preset_records_it_and_its_curve(tmp_path):
 
 
 def test_a_running_job_is_sampled_from_its_checkpoint_as_the_run_samples(tmp_path):
-    from otgen.experiments.toy import checkpoint_samples
+    from otgen.pipelines.toy import checkpoint_samples
 
     runs = tmp_path / "runs"
     cfg = ToyRunConfig(model="wgan-gp", dist="grid25", out=str(runs / "grid25_wgan-gp_s0"), preset="published",
@@ -149,7 +150,7 @@ def test_published_gans_are_sampled_after_pacgans_batch_norm_refresh():
 
 
 def test_rescore_resamples_an_old_run_under_the_refresh_and_keeps_its_scores(tmp_path):
-    from otgen.experiments.toy import checkpoint_samples, rescore
+    from otgen.pipelines.toy import checkpoint_samples, rescore
 
     runs = tmp_path / "runs"
     out = runs / "ring8_pacgan2_s0"
@@ -192,7 +193,7 @@ def test_rescore_resamples_an_old_run_under_the_refresh_and_keeps_its_scores(tmp
 
 
 def test_jobs_run_the_published_preset_and_aeot_its_default(tmp_path, monkeypatch):
-    import otgen.experiments.toy as toy
+    import otgen.pipelines.toy as toy
 
     seen = []
     monkeypatch.setattr(toy, "run", lambda cfg: seen.append(cfg) or {})
@@ -204,7 +205,7 @@ def test_jobs_run_the_published_preset_and_aeot_its_default(tmp_path, monkeypatc
 
 def test_a_finished_job_without_its_checkpoint_is_skipped_not_restarted(tmp_path, monkeypatch):
     """Committed finished runs keep metrics, samples and curves but no checkpoint: a worker skips them."""
-    import otgen.experiments.toy as toy
+    import otgen.pipelines.toy as toy
 
     monkeypatch.setattr(toy, "run", lambda cfg: pytest.fail(f"{cfg.out} was trained again"))
     _fake_run(tmp_path / "ring8_gan_s1", modes=5, hq=0.99)
@@ -295,15 +296,17 @@ def test_one_core_worker_is_pinned_to_its_shards_core():
     import subprocess
     import sys
 
-    code = ("import os; from otgen.experiments.reproduce import pin_to_one_core; "
+    code = ("import os; from experiments.reproduce import pin_to_one_core; "
             "c = pin_to_one_core(1); print(c, sorted(os.sched_getaffinity(0)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    root = str(Path(__file__).resolve().parents[1])  # the harness is imported from the repository root
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root).stdout.split(" ", 1)
     cores = sorted(os.sched_getaffinity(0))
     assert int(out[0]) == cores[1 % len(cores)] and out[1].strip() == f"[{cores[1 % len(cores)]}]"
 
 
 def test_image_presets_carry_the_authors_budgets(tmp_path):
-    from otgen.experiments.mnist import make_config
+    from otgen.pipelines.mnist import make_config
     from otgen.generators import make
 
     # gan_mnist.py: ITERS 200000 at BATCH_SIZE 50; PacGAN VEEGAN_experiment/config.py: 50 epochs x 128,000 / 64

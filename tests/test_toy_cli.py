@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from otgen.generators.aeot import AEOT, OTOptions, fit_whitening
 from otgen.cli import main
+from otgen.generators.aeot import AEOT, OTOptions, fit_whitening
 from otgen.ot import NotConvergedWarning
 
 
@@ -143,7 +143,7 @@ def test_aeot_only_flags_are_refused_for_a_gan(tmp_path, capsys):
 
 
 def test_gan_identity_ignores_aeot_options_so_older_run_directories_resume():
-    from otgen.experiments.toy import ToyRunConfig
+    from otgen.pipelines.toy import ToyRunConfig
 
     gan = ToyRunConfig(model="gan", dist="ring8", out="x").identity()
     assert "ot_tol" not in gan and "steps" not in gan and gan["model"] == "gan"

@@ -77,7 +77,7 @@ RULES = ("spacing", "angle")
 # Radians, on standardised targets.  Measured on the 2-D toys (tests/test_extension.py): any two
 # points of one mode of ring8 / grid25 meet at < 0.1 (max 0.084), points of different modes at
 # >= 0.2 (min 0.23 on grid25, 0.49 on ring8); neighbouring cells inside a mode at ~0.02.  High-dimensional codes need a larger value (the
-# MNIST presets set their own; see otgen/experiments/mnist.py).
+# MNIST presets set their own; see otgen/pipelines/mnist.py).
 DEFAULT_ANGLE_THRESHOLD = 0.1
 
 

@@ -208,7 +208,7 @@ class GANConfig:
 #   and 2DGrid_GAN&PacGAN/config.py: num_epoch 400, num_sample 100000, batch_size 100
 #   (so 400 x 1000 = 400,000 generator steps), learning_rate 1e-4, beta1 0.8, nets 4 x 400
 #   (batch-norm ReLU) / 3 maxout x 200 x 5 pieces, N(0, 0.02^2) init; updates simultaneous
-#   (ali_algorithm).  The training-set size lives in otgen.experiments.toy.TOY_TRAIN_SIZE.
+#   (ali_algorithm).  The training-set size lives in otgen.pipelines.toy.TOY_TRAIN_SIZE.
 #   Evaluation (pacgan_task.py, pacgan/extensions.py): after each epoch a DataStreamMonitoring
 #   pass over the train stream's first 50 batches of 100 updates the generator's batch-norm
 #   population statistics at the current parameters, then the samples are drawn with them:

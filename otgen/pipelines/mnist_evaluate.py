@@ -16,9 +16,9 @@ from otgen.eval import evaluate
 from otgen.eval.classifier import classify
 from otgen.eval.mnist import HELD_OUT, load_classifier_cached, prefixed_novelty, train_features
 from otgen.eval.novelty import novelty_reference
-from otgen.experiments.mnist_aeot import load_ae_params, load_decoder_params
-from otgen.experiments.mnist_config import MnistConfig
-from otgen.experiments.mnist_rundir import (GEN_LATENTS_FILE, GENERATION_FILE, LATENTS_FILE, METRICS_FILE,
+from otgen.pipelines.mnist_aeot import load_ae_params, load_decoder_params
+from otgen.pipelines.mnist_config import MnistConfig
+from otgen.pipelines.mnist_rundir import (GEN_LATENTS_FILE, GENERATION_FILE, LATENTS_FILE, METRICS_FILE,
                                             NEIGHBOURS_FIGURE, OT_CHECK_FILE, SAMPLES_FILE, STAGES_FILE, load_images,
                                             log, to_uint8)
 from otgen.generators.aeot import MAP_FILE

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from otgen.eval.mnist import REFERENCE_NAME
-from otgen.experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, jitter_factor
+from experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, jitter_factor
 
 __all__ = ["write_report", "plot_plane", "COLUMNS", "STACKED_COLUMNS"]
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from otgen.experiments.report_toy import CONTROLS
+from experiments.report_toy import CONTROLS
 
 __all__ = ["toy_controls", "MNIST_CONTROLS", "run_mnist_controls", "run_stacked_reference"]
 
@@ -32,7 +32,7 @@ def toy_controls(dist: str, seed: int, train: np.ndarray, n: int, get_toy: Calla
     """The two control rows of a (toy, seed), scored by the models' own function:
     *real* (fresh draws of the toy) and *replay* (the training set resampled with replacement)."""
     from otgen.eval import evaluate
-    from otgen.experiments.toy import held_out_set
+    from otgen.pipelines.toy import held_out_set
 
     toy = get_toy(dist)
     held = held_out_set(toy, seed, n)
@@ -79,7 +79,7 @@ def run_mnist_controls(runs_dir: Path, data_dir, n: int, aeot_cfg=None, log=prin
                 train = load(dataset, "train", data_dir)
                 images = train[np.random.default_rng(0).integers(0, len(train), n)]
             else:
-                from otgen.experiments.mnist import replay_reconstructions
+                from otgen.pipelines.mnist import replay_reconstructions
 
                 images, extra = replay_reconstructions(aeot_cfg, n)
             rd.write_json("metrics.json", {**evaluate(dataset, images, data_dir=data_dir), **extra})

@@ -42,18 +42,18 @@ import numpy as np
 from otgen.data.stacked import N_SAMPLES as N_STACKED_SAMPLES, load_stacked
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
-from otgen.experiments.mnist_aeot import decoder_gan_config, load_ae_params, tune_decoder
-from otgen.experiments.mnist_config import MnistConfig, ot_options
-from otgen.experiments.mnist_evaluate import code_reference
-from otgen.experiments.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
-from otgen.experiments.ablation_report import plot_plane, write_report
-from otgen.experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_rows,
+from otgen.pipelines.mnist_aeot import decoder_gan_config, load_ae_params, tune_decoder
+from otgen.pipelines.mnist_config import MnistConfig, ot_options
+from otgen.pipelines.mnist_evaluate import code_reference
+from otgen.pipelines.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
+from experiments.ablation_report import plot_plane, write_report
+from experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_rows,
                                              jitter_factor)
+from otgen.checkpoint import load_metadata
 from otgen.generators.aeot import AEOT, EXTENSION_FILE, ExtensionOptions
 from otgen.generators.latent import is_sampler, make_sampler
 from otgen.models.autoencoder import decode_batched
 from otgen.rundir import RunDir
-from otgen.checkpoint import load_metadata
 from otgen.training import GAN_MODELS
 from otgen.training.decoder_gan import DecoderGANConfig
 from otgen.training.loop import resume_path
@@ -242,7 +242,7 @@ def _spacing_aeot(cfg, calibrated: dict) -> AEOT:
 def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, train_u8=None,
                 progress: bool = True) -> tuple[dict, dict]:
     """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on the
-    calibrated spacing rule's codes (:func:`~otgen.experiments.mnist_aeot.tune_decoder`: read from
+    calibrated spacing rule's codes (:func:`~otgen.pipelines.mnist_aeot.tune_decoder`: read from
     ``decoder_gan/``, else trained or resumed there on ``train_u8``), and the training record."""
     # the run's own tune-decoder settings when it has them, else DecoderGANConfig's; ``overrides`` win
     tuning = dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
@@ -261,7 +261,7 @@ def _gan_row(run_dir, data_dir, n: int, model, params) -> tuple[np.ndarray, np.n
     """``n`` images of the GAN-family run in ``run_dir`` at its latest checkpoint, drawn as its ``generate``
     stage draws them; their codes are this autoencoder's encodings of them (a GAN has no codes)."""
     from otgen.data.mnist import to_unit_float
-    from otgen.experiments.mnist_baselines import gan_config
+    from otgen.pipelines.mnist_baselines import gan_config
     from otgen.generators.gan import GAN
     from otgen.models.autoencoder import encode_batched
 
@@ -276,7 +276,7 @@ def _gan_row(run_dir, data_dir, n: int, model, params) -> tuple[np.ndarray, np.n
 
 
 def _stored_config(rd, data_dir, progress: bool):
-    """The run's own :class:`~otgen.experiments.mnist.MnistConfig`, as its config.json recorded it."""
+    """The run's own :class:`~otgen.pipelines.mnist.MnistConfig`, as its config.json recorded it."""
     from otgen.models.autoencoder import AEConfig
 
     stored = rd.read_json("config.json")["config"]

@@ -3,9 +3,9 @@
 Every generated report opens with :func:`header` (the command that wrote it, the date, the machine
 and the package versions) and quotes its numbers as mean ± sample std over seeds
 (:func:`mean_and_std`, :func:`mean_std_cell`, :func:`table_row`).  The writers are
-:mod:`otgen.experiments.report_toy` (``otgen compare --suite toy``) and
-:mod:`otgen.experiments.report_images` (the MNIST, Fashion-MNIST and Stacked MNIST suites);
-:mod:`otgen.experiments.reproduce_collect` takes :func:`mean_and_std` too.
+:mod:`experiments.report_toy` (``otgen compare --suite toy``) and
+:mod:`experiments.report_images` (the MNIST, Fashion-MNIST and Stacked MNIST suites);
+:mod:`experiments.reproduce_collect` takes :func:`mean_and_std` too.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 which the latent flows share, then ``fit-ot`` (semi-discrete OT onto the codes and the extension,
 :class:`otgen.generators.aeot.AEOT`, with an independent check of the map) and ``generate`` (new codes
 by the extension, decoded).  Each stage reads and writes the run directory
-(:mod:`otgen.experiments.mnist_rundir`).
+(:mod:`otgen.pipelines.mnist_rundir`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import optax
 
 from otgen.checkpoint import load_pytree, save_pytree
 from otgen.data.mnist import to_unit_float
-from otgen.experiments.mnist_config import MnistConfig, extension_options, ot_options
-from otgen.experiments.mnist_rundir import (AE_FILE, AE_STATE_FILE, DECODER_GAN_DIR, GEN_LATENTS_FILE,
+from otgen.pipelines.mnist_config import MnistConfig, extension_options, ot_options
+from otgen.pipelines.mnist_rundir import (AE_FILE, AE_STATE_FILE, DECODER_GAN_DIR, GEN_LATENTS_FILE,
                                             GENERATION_FILE, LATENTS_FILE, OT_CHECK_FILE, STAGES_FILE, keys,
                                             load_images, load_train_images, log, stage_done, to_uint8)
 from otgen.generators.aeot import AEOT, EXTENSION_FILE

@@ -3,8 +3,8 @@
 Toy jobs (``--suite toy``) are (toy, model, seed) triples over :data:`DISTS` and :data:`JOBS`, each in its
 own run directory ``<runs_dir>/<toy>_<model>_s<seed>`` (:func:`run_dir`); image jobs (``--suite images``)
 are the (dataset, model) pairs of :data:`IMAGE_JOBS`, configured by :func:`image_config`.  How a job runs
-is :mod:`otgen.experiments.reproduce`'s; how its run directory is read back,
-:mod:`otgen.experiments.reproduce_collect`'s.
+is :mod:`experiments.reproduce`'s; how its run directory is read back,
+:mod:`experiments.reproduce_collect`'s.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def run_dir(runs_dir: Path, dist: str, model: str, seed: int) -> Path:
 def image_config(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=None, progress: bool = False):
     """The ``otgen mnist`` configuration of one image job: ``--preset paper`` for a GAN (its authors'
     budget), :data:`IMAGE_REFERENCE_PRESET` for AE-OT's reference row."""
-    from otgen.experiments.mnist import make_config  # imports JAX: loaded on use (see otgen.experiments.reproduce)
+    from otgen.pipelines.mnist import make_config  # imports JAX: loaded on use (see experiments.reproduce)
 
     preset = IMAGE_REFERENCE_PRESET if model == "aeot" else "paper"
     return make_config(preset, model=model, dataset=dataset, seed=seed, data_dir=data_dir, progress=progress,

@@ -1,10 +1,10 @@
 """``otgen mnist``: AE-OT (or a GAN or latent-flow baseline) on MNIST, Fashion-MNIST or Stacked MNIST,
 stage by stage, resumable.
 
-(The command's parts: :mod:`~otgen.experiments.mnist_config`, the config, its presets and flags;
-:mod:`~otgen.experiments.mnist_rundir`, the run directory's files, the stage ledger, keys and images;
-:mod:`~otgen.experiments.mnist_aeot`, AE-OT's stages; :mod:`~otgen.experiments.mnist_baselines`, the GANs'
-and latent flows' stages; :mod:`~otgen.experiments.mnist_evaluate`, the evaluate stage and its novelty and
+(The command's parts: :mod:`~otgen.pipelines.mnist_config`, the config, its presets and flags;
+:mod:`~otgen.pipelines.mnist_rundir`, the run directory's files, the stage ledger, keys and images;
+:mod:`~otgen.pipelines.mnist_aeot`, AE-OT's stages; :mod:`~otgen.pipelines.mnist_baselines`, the GANs'
+and latent flows' stages; :mod:`~otgen.pipelines.mnist_evaluate`, the evaluate stage and its novelty and
 nearest-neighbour figure.  This module runs the stages in order.  The AE-OT pipeline itself is
 :mod:`otgen.generators.aeot`.)
 
@@ -39,18 +39,18 @@ import time
 
 import numpy as np
 
-from otgen.experiments.mnist_aeot import (adopt_ae_stage, stage_encode, stage_fit_ot, stage_generate_aeot,
+from otgen.pipelines.mnist_aeot import (adopt_ae_stage, stage_encode, stage_fit_ot, stage_generate_aeot,
                                           stage_train_ae, stage_tune_decoder)
-from otgen.experiments.mnist_baselines import (stage_generate_flow, stage_generate_gan, stage_train_flow,
+from otgen.pipelines.mnist_baselines import (stage_generate_flow, stage_generate_gan, stage_train_flow,
                                                stage_train_gan)
-from otgen.experiments.mnist_config import (AEOT_STAGES, FLOWS, GAN_STAGES, PRESETS, MnistConfig, add_arguments,
+from otgen.pipelines.mnist_config import (AEOT_STAGES, FLOWS, GAN_STAGES, PRESETS, MnistConfig, add_arguments,
                                             config_from_args, make_config)
-from otgen.experiments.mnist_evaluate import replay_reconstructions, stage_evaluate
-from otgen.experiments.mnist_rundir import (METRICS_FILE, SAMPLES_FILE, STAGES_FILE, claim_run_dir,
+from otgen.pipelines.mnist_evaluate import replay_reconstructions, stage_evaluate
+from otgen.pipelines.mnist_rundir import (METRICS_FILE, SAMPLES_FILE, STAGES_FILE, claim_run_dir,
                                             load_train_images, log, record_stage, stage_done)
 
 # run and main are this module's (with add_arguments, the ``otgen mnist`` subcommand); the other names are
-# re-exported from the modules that own them, as the documented API of ``otgen.experiments.mnist``.
+# re-exported from the modules that own them, as the documented API of ``otgen.pipelines.mnist``.
 __all__ = ["MnistConfig", "PRESETS", "AEOT_STAGES", "GAN_STAGES", "make_config", "run", "add_arguments", "main",
            "replay_reconstructions"]
 

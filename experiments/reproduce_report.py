@@ -1,7 +1,7 @@
 """The report of ``otgen reproduce``: our numbers beside the published ones, with a verdict per row.
 
 :func:`write_report` writes ``reproduction.md`` with ``reproduction_curves_<toy>.png`` and
-``reproduction_samples.png`` from the records of :mod:`otgen.experiments.reproduce_collect`: each toy job
+``reproduction_samples.png`` from the records of :mod:`experiments.reproduce_collect`: each toy job
 beside PacGAN's Table 1 (:data:`PUBLISHED`), judged by :func:`verdict` (*reproduced* when the mean HQ
 is >= 90% and the mean mode count is within the published mean +- :data:`MODE_TOLERANCE`), with the
 progress of jobs still running; and, once image jobs exist, an images section (published Stacked rows:
@@ -17,9 +17,9 @@ import numpy as np
 
 from otgen.data import load
 from otgen.eval.modes import mode_coverage_for_toy
-from otgen.experiments.reproduce_collect import (IMAGE_CONTROL_FILES, collect, collect_image_controls,
+from experiments.reproduce_collect import (IMAGE_CONTROL_FILES, collect, collect_image_controls,
                                                  collect_images)
-from otgen.experiments.reproduce_jobs import DISTS, IMAGE_JOBS, IMAGE_REFERENCE_PRESET, image_config
+from experiments.reproduce_jobs import DISTS, IMAGE_JOBS, IMAGE_REFERENCE_PRESET, image_config
 
 __all__ = ["PUBLISHED", "PUBLISHED_IMAGES", "MODE_TOLERANCE", "FID_BAR", "verdict", "fid_verdict", "write_report"]
 
@@ -221,7 +221,7 @@ def _progress(name: str, meta: dict, budget: int | None = None) -> str:
 
 def _budget(model: str) -> int | None:
     """A toy job's step budget at its published preset (None for AE-OT, whose steps are the solver's)."""
-    from otgen.training import GANConfig  # imports JAX: loaded on use (see otgen.experiments.reproduce)
+    from otgen.training import GANConfig  # imports JAX: loaded on use (see experiments.reproduce)
 
     return None if model == "aeot" else GANConfig.for_toy(model, preset="published").steps
 
@@ -283,7 +283,7 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
               "not committed): the time of its last call only. AE-OT's steps are OT solver steps; AE-OT, the "
               "reference row, trains in `otgen toy`'s default setting, on 2,000 points of the same toy (not the GANs' 100,000: its 2-D "
               "solve onto 100,000 targets does not converge in hours on this machine, see "
-              "`otgen.experiments.reproduce.AEOT_PRESET`), and its train time includes the OT solve.", ""]
+              "`experiments.reproduce.AEOT_PRESET`), and its train time includes the OT solve.", ""]
 
     curves = {f"{r['dist']} {r['model']}": next(iter(c for c in r["curves"].values() if c), [])
               for r in records if any(r["curves"].values())}
@@ -326,8 +326,8 @@ def write_report(runs_dir: Path, report_dir: Path, command: str) -> Path:
 def _sample_panels(records: list[dict]) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     """(toy, title, samples, training data) per (toy, model): the first finished seed's samples, else the
     first running seed's samples at its latest checkpoint."""
-    from otgen.data import toys  # these import JAX: loaded on use (see otgen.experiments.reproduce)
-    from otgen.experiments.toy import ToyRunConfig, checkpoint_samples
+    from otgen.data import toys  # these import JAX: loaded on use (see experiments.reproduce)
+    from otgen.pipelines.toy import ToyRunConfig, checkpoint_samples
 
     panels = []
     for rec in records:

@@ -2,9 +2,9 @@
 what they change on Stacked MNIST), :func:`make_config`, the config's translation into the AE-OT
 generator's options, and the command-line arguments generated from its fields.
 
-The stages that consume a config are :mod:`otgen.experiments.mnist_aeot` (AE-OT),
-:mod:`otgen.experiments.mnist_baselines` (GANs and latent flows) and
-:mod:`otgen.experiments.mnist_evaluate`; :mod:`otgen.experiments.mnist` runs them.
+The stages that consume a config are :mod:`otgen.pipelines.mnist_aeot` (AE-OT),
+:mod:`otgen.pipelines.mnist_baselines` (GANs and latent flows) and
+:mod:`otgen.pipelines.mnist_evaluate`; :mod:`otgen.pipelines.mnist` runs them.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ import numpy as np
 
 from otgen.data.mnist import to_unit_float
 from otgen.eval import image_curve_point
-from otgen.experiments.mnist_aeot import load_ae_params
-from otgen.experiments.mnist_config import MnistConfig
-from otgen.experiments.mnist_rundir import (CURVES_FILE, FLOW_DIR, GAN_DIR, GEN_LATENTS_FILE, GENERATION_FILE,
+from otgen.pipelines.mnist_aeot import load_ae_params
+from otgen.pipelines.mnist_config import MnistConfig
+from otgen.pipelines.mnist_rundir import (CURVES_FILE, FLOW_DIR, GAN_DIR, GEN_LATENTS_FILE, GENERATION_FILE,
                                             LATENTS_FILE, STAGES_FILE, keys, log, stage_done, to_uint8)
 from otgen.generators import make
 from otgen.generators.aeot import MAP_FILE, WHITENING_FILE

@@ -1,8 +1,8 @@
 """The toy report of ``otgen compare --suite toy``: ``<name>.md`` and its figures, from collected records.
 
-:func:`write_toy_report` takes the records :mod:`otgen.experiments.compare_runs` collects from the run
+:func:`write_toy_report` takes the records :mod:`experiments.compare_runs` collects from the run
 directories (each run's own ``metrics.json``) and the *real* / *replay* control rows
-(:data:`CONTROLS`, scored by :func:`otgen.experiments.controls.toy_controls`), and writes one table
+(:data:`CONTROLS`, scored by :func:`experiments.controls.toy_controls`), and writes one table
 per toy, the verdicts ("What the numbers say"), the metrics a replay of the training set scores as
 well as real data (blind to copying), PacGAN's published rows for orientation, and the figures:
 samples over data, and, when flows ran, their between-modes fraction against ODE and training steps.
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from otgen.experiments.report_common import WALL_TIME_NOTE, atomic_text, header, mean_std_cell
+from experiments.report_common import WALL_TIME_NOTE, atomic_text, header, mean_std_cell
 
 __all__ = ["PUBLISHED_TOY", "CONTROLS", "FLOW_MODELS", "write_toy_report"]
 
@@ -27,7 +27,7 @@ PUBLISHED_TOY = {
     "ring8": "PacGAN paper (10 trials): GAN 6.3 modes / 98.2% HQ / KL 0.45; PacGAN2 7.9 / 95.6% / 0.07",
     "grid25": "PacGAN paper (10 trials): GAN 17.3 modes / 94.8% HQ / KL 0.70; PacGAN4 24.8 / 93.6% / 0.04",
 }
-# The toys' control rows, in table order (scored by otgen.experiments.controls.toy_controls).
+# The toys' control rows, in table order (scored by experiments.controls.toy_controls).
 CONTROLS = ("real", "replay")
 # The flow models (otgen compare's runners know them too): the toy report gains a bridges section for them.
 FLOW_MODELS = ("fm", "otcfm", "sdfm")

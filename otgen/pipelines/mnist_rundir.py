@@ -17,8 +17,8 @@ except ImportError:  # not on POSIX
     resource = None
 
 from otgen.data import load
-from otgen.experiments.mnist_config import MnistConfig
 from otgen.generators.aeot import EXTENSION_FILE
+from otgen.pipelines.mnist_config import MnistConfig
 from otgen.rundir import claim_run_dir as _claim_dir  # this module's claim_run_dir is the mnist one
 from otgen.training.decoder_gan import PARAMS_FILE as DECODER_GAN_FILE
 

@@ -4,9 +4,9 @@ MNIST (``stacked.md``), with their sample figures, from collected records.
 :func:`write_mnist_report` tabulates class coverage, FID, precision / recall and novelty of each model;
 :func:`write_stacked_report` the modes and KL of each model's 26,000 samples beside real data (the
 ceiling).  Both put the control rows (*real*, *replay*, *replay (reconstructions)*, scored by
-:mod:`otgen.experiments.controls`) above the models and say in their verdicts which metrics a replay
+:mod:`experiments.controls`) above the models and say in their verdicts which metrics a replay
 of the training set wins (blind to copying).  The records come from
-:mod:`otgen.experiments.compare_runs`; nothing in a report is typed by hand.
+:mod:`experiments.compare_runs`; nothing in a report is typed by hand.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otgen.experiments.report_common import WALL_TIME_NOTE, atomic_text, header, mean_std_cell, table_row
+from experiments.report_common import WALL_TIME_NOTE, atomic_text, header, mean_std_cell, table_row
 
 __all__ = ["PUBLISHED_STACKED", "write_mnist_report", "write_stacked_report"]
 

@@ -33,8 +33,8 @@ verdict per row: *reproduced* when the mean HQ is >= 90% and the mean mode count
 is within the published mean +- 1.5 (ring8) / +- 3 (grid25).  Jobs still running
 are reported with the step they reached.
 
-The queue itself (jobs, presets, run directories) is :mod:`otgen.experiments.reproduce_jobs`; reading the run
-directories back, :mod:`otgen.experiments.reproduce_collect`; the report, :mod:`otgen.experiments.reproduce_report`.
+The queue itself (jobs, presets, run directories) is :mod:`experiments.reproduce_jobs`; reading the run
+directories back, :mod:`experiments.reproduce_collect`; the report, :mod:`experiments.reproduce_report`.
 JAX-backed modules (``otgen toy``, ``otgen mnist``, training, checkpoints, plotting) are imported inside the
 functions that use them, here and in those modules, so ``otgen --help`` stays fast. ``--threads 1`` pins the
 worker to one core (its shard's: shards 0 and 1 of two take cores 0 and 1): XLA's CPU client sizes its thread
@@ -51,10 +51,10 @@ import signal
 import time
 from pathlib import Path
 
-from otgen.experiments.controls import run_mnist_controls, run_stacked_reference
-from otgen.experiments.reproduce_jobs import (DISTS, IMAGE_DATASETS, IMAGE_JOBS, IMAGE_MODELS, JOBS, image_config, jobs,
+from experiments.controls import run_mnist_controls, run_stacked_reference
+from experiments.reproduce_jobs import (DISTS, IMAGE_DATASETS, IMAGE_JOBS, IMAGE_MODELS, JOBS, image_config, jobs,
                                               run_dir)
-from otgen.experiments.reproduce_report import write_report
+from experiments.reproduce_report import write_report
 
 __all__ = ["AEOT_PRESET", "run_job", "run_image_job", "image_controls", "rescore_jobs", "carry_jobs", "pin_to_one_core",
            "add_arguments", "main"]
@@ -68,7 +68,7 @@ AEOT_PRESET = "default"
 
 def run_job(runs_dir: Path, dist: str, model: str, seed: int, progress: bool = False) -> dict:
     """Run (or resume, or skip when finished) one job; returns its metrics."""
-    from otgen.experiments.toy import ToyRunConfig, run  # JAX: imported on use (module docstring)
+    from otgen.pipelines.toy import ToyRunConfig, run  # JAX: imported on use (module docstring)
 
     out = run_dir(runs_dir, dist, model, seed)
     if (out / "metrics.json").exists():
@@ -79,10 +79,10 @@ def run_job(runs_dir: Path, dist: str, model: str, seed: int, progress: bool = F
 
 def image_controls(runs_dir: Path, dataset: str, data_dir, log=print) -> None:
     """Score (once; cached in ``runs_dir``) the controls of ``dataset``'s rows, by the code that scores
-    the models (:mod:`otgen.experiments.controls`): *real* held-out images (Stacked: 26,000 real stacked
+    the models (:mod:`experiments.controls`): *real* held-out images (Stacked: 26,000 real stacked
     digits), a *replay* of the training set and, once AE-OT's reference run has its codes, its
     *reconstructions* of training images. The report reads them back
-    (:func:`otgen.experiments.reproduce_collect.collect_image_controls`)."""
+    (:func:`experiments.reproduce_collect.collect_image_controls`)."""
     aeot = image_config(runs_dir, dataset, "aeot", 0, data_dir)
     if dataset == "stacked":
         run_stacked_reference(runs_dir, data_dir, [0], log)
@@ -92,7 +92,7 @@ def image_controls(runs_dir: Path, dataset: str, data_dir, log=print) -> None:
 def run_image_job(runs_dir: Path, dataset: str, model: str, seed: int, data_dir=None) -> dict:
     """Run (or resume, or skip when finished) one image job, after scoring its dataset's controls;
     returns its metrics."""
-    from otgen.experiments.mnist import run  # JAX: imported on use (module docstring)
+    from otgen.pipelines.mnist import run  # JAX: imported on use (module docstring)
 
     out = run_dir(runs_dir, dataset, model, seed)
     if (out / "metrics.json").exists():
@@ -110,8 +110,8 @@ def carry_jobs(runs_dir: Path, selected, dest: Path, images: bool, data_dir=None
     into ``dest``'s copy of its run directory (with the run's ``config.json``); returns the carries written."""
     import shutil
 
-    from otgen.experiments.mnist_baselines import gan_config  # these import JAX: loaded on use (module docstring)
-    from otgen.experiments.toy import ToyRunConfig, _gan_config
+    from otgen.pipelines.mnist_baselines import gan_config  # these import JAX: loaded on use (module docstring)
+    from otgen.pipelines.toy import ToyRunConfig, _gan_config
     from otgen.training import CARRY_NAME, CHECKPOINT_NAME, save_carry
 
     written = []
@@ -132,10 +132,10 @@ def carry_jobs(runs_dir: Path, selected, dest: Path, images: bool, data_dir=None
 
 
 def rescore_jobs(runs_dir: Path, selected, log=print) -> None:
-    """:func:`otgen.experiments.toy.rescore` every finished GAN job of ``selected``; one that cannot be
+    """:func:`otgen.pipelines.toy.rescore` every finished GAN job of ``selected``; one that cannot be
     (no checkpoint kept) is named and left as it is."""
     from otgen.checkpoint import CheckpointError  # these import JAX: loaded on use (module docstring)
-    from otgen.experiments.toy import rescore
+    from otgen.pipelines.toy import rescore
 
     for dist, model, seed in selected:
         out = run_dir(runs_dir, dist, model, seed)
@@ -182,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "its run directory (what a session commits, e.g. experiments/reproduction)")
     parser.add_argument("--rescore", action="store_true",
                         help="toy: first re-sample and re-score the finished GAN jobs sampled under another protocol "
-                        "than their preset's now (batch-norm refresh, otgen.experiments.toy.rescore); old scores kept")
+                        "than their preset's now (batch-norm refresh, otgen.pipelines.toy.rescore); old scores kept")
 
 
 def pin_to_one_core(index: int = 0) -> int:

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from otgen.eval.modes import with_between_modes_fraction
-from otgen.experiments.report_common import mean_and_std
-from otgen.experiments.reproduce_jobs import DISTS, IMAGE_JOBS, JOBS
+from experiments.report_common import mean_and_std
+from experiments.reproduce_jobs import DISTS, IMAGE_JOBS, JOBS
 
 __all__ = ["IMAGE_CONTROL_FILES", "collect", "collect_images", "collect_image_controls"]
 
@@ -32,7 +32,7 @@ IMAGE_CONTROL_FILES = {
 
 def collect_image_controls(runs_dir: Path, dataset: str) -> dict[str, dict]:
     """control -> metrics of the control rows of ``dataset`` scored so far
-    (:func:`otgen.experiments.reproduce.image_controls`)."""
+    (:func:`experiments.reproduce.image_controls`)."""
     found = {name: _read(Path(runs_dir) / sub / "metrics.json") for name, (_, sub) in IMAGE_CONTROL_FILES[dataset].items()}
     return {name: m for name, m in found.items() if m is not None}
 
@@ -84,7 +84,7 @@ def _checkpoint_meta(out: Path) -> dict | None:
     found = [p for p in (out / "checkpoint.npz", out / "carry.npz") if p.exists()]
     if not found:
         return None
-    from otgen.checkpoint import load_metadata  # imports JAX: loaded on use (see otgen.experiments.reproduce)
+    from otgen.checkpoint import load_metadata  # imports JAX: loaded on use (see experiments.reproduce)
 
     return max((load_metadata(p) for p in found), key=lambda m: m.get("step", 0))
 
@@ -126,6 +126,6 @@ def collect(runs_dir: Path, models=JOBS, dists=DISTS) -> list[dict]:
 
 def _refreshes(model: str) -> bool:
     """Whether a toy job's published preset refreshes batch-norm statistics before sampling (PacGAN's nets)."""
-    from otgen.training import GANConfig  # imports JAX: loaded on use (see otgen.experiments.reproduce)
+    from otgen.training import GANConfig  # imports JAX: loaded on use (see experiments.reproduce)
 
     return model != "aeot" and GANConfig.for_toy(model, preset="published").eval_bn_refresh > 0

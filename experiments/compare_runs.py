@@ -3,10 +3,10 @@
 :func:`plan` gives each (distribution, model, seed) of a suite a :class:`RunSpec` and its own run directory,
 ``<runs_dir>/<suite>/<dist>/<model>/seed<seed>``; a run is done when its ``metrics.json`` exists
 (:func:`is_done`), and a failed one keeps its error in :data:`ERROR_FILE`.  The collectors turn those
-directories into the records the report writers (:mod:`otgen.experiments.report_toy`,
-:mod:`otgen.experiments.report_images`) read: :func:`collect_toy` (with the toys' control rows),
+directories into the records the report writers (:mod:`experiments.report_toy`,
+:mod:`experiments.report_images`) read: :func:`collect_toy` (with the toys' control rows),
 :func:`collect_mnist` (the image suites), :func:`collect_published_baselines` (the finished jobs of an
-``otgen reproduce`` runs directory).  Running the plan is :mod:`otgen.experiments.compare`'s.
+``otgen reproduce`` runs directory).  Running the plan is :mod:`experiments.compare`'s.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from otgen.eval.modes import with_between_modes_fraction
-from otgen.experiments.controls import toy_controls
-from otgen.experiments.reproduce_jobs import JOBS
+from experiments.controls import toy_controls
+from experiments.reproduce_jobs import JOBS
 
 __all__ = ["ERROR_FILE", "RunSpec", "plan", "is_done", "get_toy", "collect_toy", "BASELINE_TAG",
            "collect_published_baselines", "collect_mnist"]
@@ -103,7 +103,7 @@ BASELINE_TAG = " (published budget)"
 
 def collect_published_baselines(runs_dir: Path, dists: Iterable[str]) -> list[dict]:
     """The finished GAN-family jobs of an ``otgen reproduce`` runs directory (each in its authors' setting
-    and budget, :mod:`otgen.experiments.reproduce`) as toy-report records, scored by the same
+    and budget, :mod:`experiments.reproduce`) as toy-report records, scored by the same
     :func:`otgen.eval.evaluate` when they ran; the model is named ``"<model> (published budget)"``."""
     records = []
     for dist in dists:

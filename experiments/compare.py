@@ -5,11 +5,11 @@
     otgen compare --suite stacked [--preset quick|paper] [--models ...] [--seeds 1] --data-dir DIR
 
 Every (model, distribution, seed) run gets its own run directory under
-``--runs-dir`` (planned and read back by :mod:`otgen.experiments.compare_runs`); a run whose
+``--runs-dir`` (planned and read back by :mod:`experiments.compare_runs`); a run whose
 ``metrics.json`` exists is skipped, so an interrupted comparison resumes where it stopped.
 Each run scores itself once, with :func:`otgen.eval.evaluate`, into its ``metrics.json``
 (wall time included); the report (``<report-dir>/<suite>.md`` and PNG figures,
-:mod:`otgen.experiments.report_toy`, :mod:`otgen.experiments.report_images`) only reads those
+:mod:`experiments.report_toy`, :mod:`experiments.report_images`) only reads those
 records and the control rows, scored by the same function.
 What differs between suites is one row of :data:`SUITES`.  Nothing in a report
 is typed by hand; its header names the command and the date.
@@ -31,11 +31,11 @@ from typing import Any, Callable, Iterable
 
 from otgen.cliargs import add_arguments as _add_config_arguments
 from otgen.cliargs import option
-from otgen.experiments.compare_runs import (ERROR_FILE, RunSpec, collect_mnist, collect_published_baselines,
+from experiments.compare_runs import (ERROR_FILE, RunSpec, collect_mnist, collect_published_baselines,
                                             collect_toy, get_toy, is_done, plan)
-from otgen.experiments.controls import run_mnist_controls, run_stacked_reference
-from otgen.experiments.report_images import write_mnist_report, write_stacked_report
-from otgen.experiments.report_toy import FLOW_MODELS, write_toy_report
+from experiments.controls import run_mnist_controls, run_stacked_reference
+from experiments.report_images import write_mnist_report, write_stacked_report
+from experiments.report_toy import FLOW_MODELS, write_toy_report
 from otgen.generators import names as generator_names
 
 __all__ = ["TOY_MODELS", "DEFAULT_TOY_DISTS", "execute", "toy_runner", "mnist_runner", "SUITES", "add_arguments",
@@ -100,10 +100,10 @@ def _filtered_kwargs(cls, **kwargs) -> dict:
 
 
 def toy_runner(n_samples: int, steps: int | None) -> Callable[[RunSpec], Any]:
-    """Each toy run is ``otgen toy`` (:func:`otgen.experiments.toy.run`) with the spec's model, toy and seed."""
+    """Each toy run is ``otgen toy`` (:func:`otgen.pipelines.toy.run`) with the spec's model, toy and seed."""
 
     def run_one(spec: RunSpec):
-        from otgen.experiments.toy import ToyRunConfig, run  # JAX: loaded when a run is made
+        from otgen.pipelines.toy import ToyRunConfig, run  # JAX: loaded when a run is made
 
         return run(ToyRunConfig(**_filtered_kwargs(ToyRunConfig, model=spec.model, dist=spec.dist, out=str(spec.out),
                                                    seed=spec.seed, n_samples=n_samples, steps=steps,
@@ -114,10 +114,10 @@ def toy_runner(n_samples: int, steps: int | None) -> Callable[[RunSpec], Any]:
 
 def mnist_runner(preset: str, data_dir, n_samples: int | None, gan_steps: int | None,
                  progress: bool, dataset: str = "mnist") -> Callable[[RunSpec], Any]:
-    """Each image run is ``otgen mnist`` (:func:`otgen.experiments.mnist.run`) on ``dataset``."""
+    """Each image run is ``otgen mnist`` (:func:`otgen.pipelines.mnist.run`) on ``dataset``."""
 
     def run_one(spec: RunSpec):
-        from otgen.experiments.mnist import make_config, run  # JAX: loaded when a run is made
+        from otgen.pipelines.mnist import make_config, run  # JAX: loaded when a run is made
 
         # --gan-steps is the GANs' budget only: the other models' configurations (and run directories)
         # stay the preset's.
@@ -179,7 +179,7 @@ def _aeot_config(specs: list[RunSpec], args: argparse.Namespace, dataset: str):
     aeot = next((sp for sp in specs if sp.model == "aeot"), None)
     if aeot is None:
         return None
-    from otgen.experiments.mnist import make_config  # imports JAX: loaded on use
+    from otgen.pipelines.mnist import make_config  # imports JAX: loaded on use
 
     return make_config(args.preset, model="aeot", dataset=dataset, out=str(aeot.out), data_dir=args.data_dir)
 
