@@ -5,8 +5,9 @@ semi-discrete map) and samples new codes from each of:
 
 * ``gaussian``, ``gmm10``, ``gmm100``, ``kde`` -- ex-post densities of the codes
   (:mod:`otgen.generators.latent`; Ghosh et al. 2020); any ``gmm<k>`` and ``kde@<scale>`` too;
-* ``aeot-spacing`` -- AE-OT with the spacing rule (:mod:`otgen.ot.spacing`, the default);
-  ``aeot-spacing@<f>`` with ``f`` times its calibrated jitter;
+* ``aeot-spacing`` -- AE-OT with the spacing rule (:mod:`otgen.ot.spacing`, the default: noise with the
+  codes' local covariance); ``aeot-edges`` the same rule with its earlier noise along the admissible edges;
+  ``aeot-spacing@<f>`` / ``aeot-edges@<f>`` with ``f`` times the calibrated jitter;
 * ``aeot-angle`` -- AE-OT with the paper's dihedral-angle rule (the run's ``--angle-threshold``);
 * ``sd-map`` -- the pure semi-discrete map (every sample a training code: a replay through OT's cells);
 * ``fm``, ``sdfm`` -- latent flow matching (:mod:`otgen.generators.flow`, ``otgen mnist``'s settings for
@@ -48,7 +49,7 @@ from otgen.pipelines.mnist_evaluate import code_reference
 from otgen.pipelines.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
 from experiments.ablation_report import plot_plane, write_report
 from experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_rows,
-                                             jitter_factor)
+                                       jitter_factor, spacing_noise)
 from otgen.checkpoint import load_metadata
 from otgen.generators.aeot import AEOT, EXTENSION_FILE, ExtensionOptions
 from otgen.generators.latent import is_sampler, make_sampler
@@ -76,16 +77,15 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
         return sampler.sample(jax.random.fold_in(key, 2), n), sampler.info()
     if name in FLOW_ROWS:
         return _flow_codes(name, cfg, train_codes, key, n)
-    factor = jitter_factor(name)
-    if factor == 1.0:
-        aeot = _spacing_aeot(cfg, calibrated)
+    factor, noise = jitter_factor(name), spacing_noise(name)
+    if factor is not None:
+        aeot = _spacing_aeot(cfg, calibrated, noise)
+        if factor != 1.0:
+            jitter = factor * aeot.latent_map.spacing_rule.jitter
+            aeot = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k, jitter=jitter, noise=noise))
     else:
-        if factor is not None:
-            jitter = factor * _spacing_aeot(cfg, calibrated).latent_map.spacing_rule.jitter
-            rule = ExtensionOptions(rule="spacing", top_k=cfg.top_k, jitter=jitter)
-        else:
-            rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
-                    "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
+        rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
+                "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
         aeot = _load_aeot(cfg, rule)  # the run's map and barycentres; only the rule is set up anew
     codes, moved = aeot.sample_codes(keys(cfg.seed)["generate"], n, return_interpolated=True)
     info = {k: v for k, v in aeot.info().items() if k.startswith("rule") or k in ("angle_threshold",)}
@@ -232,11 +232,11 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     return results
 
 
-def _spacing_aeot(cfg, calibrated: dict) -> AEOT:
-    """The run's AE-OT with the calibrated spacing rule, set up once and kept in ``calibrated``."""
-    if "aeot" not in calibrated:
-        calibrated["aeot"] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k))
-    return calibrated["aeot"]
+def _spacing_aeot(cfg, calibrated: dict, noise: str = "local") -> AEOT:
+    """The run's AE-OT with the calibrated spacing rule (its ``noise``), set up once and kept in ``calibrated``."""
+    if noise not in calibrated:
+        calibrated[noise] = _load_aeot(cfg, ExtensionOptions(rule="spacing", top_k=cfg.top_k, noise=noise))
+    return calibrated[noise]
 
 
 def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, train_u8=None,

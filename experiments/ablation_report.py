@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from otgen.eval.mnist import REFERENCE_NAME
-from experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, jitter_factor
+from experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, jitter_factor, spacing_noise
 
 __all__ = ["write_report", "plot_plane", "COLUMNS", "STACKED_COLUMNS"]
 
@@ -106,7 +106,8 @@ def _family(row: str) -> tuple[str, str]:
     if row.startswith("kde"):
         return "KDE (bandwidth x)", row[4:] or "1"
     if jitter_factor(row) is not None:
-        return "AE-OT spacing rule (jitter x)", f"{jitter_factor(row):g}"
+        noise = "local covariance" if spacing_noise(row) == "local" else "edge noise"
+        return f"AE-OT spacing rule, {noise} (jitter x)", f"{jitter_factor(row):g}"
     return row, ""
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from otgen.generators.latent import is_sampler
 
-__all__ = ["SAMPLER_ROWS", "FLOW_ROWS", "CONTROL_ROWS", "RESULTS_FILE", "DECODERS", "jitter_factor", "check_rows"]
+__all__ = ["SAMPLER_ROWS", "FLOW_ROWS", "CONTROL_ROWS", "RESULTS_FILE", "DECODERS", "SPACING_ROWS", "jitter_factor",
+           "spacing_noise", "check_rows"]
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
 FLOW_ROWS = ("fm", "sdfm")  # asked for by name: each trains a network (minutes), see ablation._flow_codes
@@ -14,17 +15,34 @@ RESULTS_FILE = "ablation.json"
 DECODERS = {"autoencoder": RESULTS_FILE, "gan": "ablation_decoder_gan.json"}  # decoder -> its results file
 
 
+# AE-OT's spacing rule, by its noise: "aeot-spacing" the local covariance (the default), "aeot-edges" along
+# the admissible edges (the rule's noise before it); "<row>@<f>" at f times the calibrated jitter
+SPACING_ROWS = {"aeot-spacing": "local", "aeot-edges": "edges"}
+
+
+def _spacing_parts(name: str) -> tuple[str, float] | None:
+    base, _, f = name.partition("@")
+    if base not in SPACING_ROWS:
+        return None
+    if not f:
+        return SPACING_ROWS[base], 1.0
+    try:
+        factor = float(f)
+    except ValueError:
+        return None
+    return (SPACING_ROWS[base], factor) if factor >= 0 else None
+
+
 def jitter_factor(name: str) -> float | None:
-    """``f`` of a row ``aeot-spacing@<f>`` (1 for ``aeot-spacing``), None for other rows."""
-    if name == "aeot-spacing":
-        return 1.0
-    if name.startswith("aeot-spacing@"):
-        try:
-            f = float(name[len("aeot-spacing@"):])
-        except ValueError:
-            return None
-        return f if f >= 0 else None
-    return None
+    """``f`` of a row ``aeot-spacing@<f>`` / ``aeot-edges@<f>`` (1 without ``@``), None for other rows."""
+    parts = _spacing_parts(name)
+    return None if parts is None else parts[1]
+
+
+def spacing_noise(name: str) -> str | None:
+    """The spacing rule's noise (``local`` / ``edges``) of an AE-OT spacing row, None for other rows."""
+    parts = _spacing_parts(name)
+    return None if parts is None else parts[0]
 
 
 def check_rows(rows) -> tuple[str, ...]:
@@ -32,5 +50,5 @@ def check_rows(rows) -> tuple[str, ...]:
     unknown = [r for r in rows if not (r in SAMPLER_ROWS + FLOW_ROWS or is_sampler(r) or jitter_factor(r) is not None)]
     if unknown:
         raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS + FLOW_ROWS)}, gmm<k>, "
-                         "kde@<scale>, aeot-spacing@<jitter factor>")
+                         "kde@<scale>, aeot-spacing[@<jitter factor>], aeot-edges[@<jitter factor>]")
     return tuple(rows)

@@ -107,6 +107,10 @@ def test_bad_rule_settings_are_rejected(two_clusters):
         ExtensionOptions(budget=1.5)
     with pytest.raises(ValueError, match="jitter"):
         ExtensionOptions(jitter=-1.0)
+    with pytest.raises(ValueError, match="noise must be"):
+        ExtensionOptions(noise="isotropic")
+    with pytest.raises(ValueError, match="noise must be"):
+        spacing_rule(ext, jax.random.key(0), noise="isotropic")
     with pytest.raises(ValueError, match="metric"):
         spacing_rule(ext, jax.random.key(0), metric=np.eye(3))
     with pytest.raises(ValueError, match="key"):
@@ -125,6 +129,11 @@ def test_the_rule_is_saved_with_the_map_and_resumed(tmp_path):
     np.testing.assert_array_equal(loaded.sample(jax.random.key(9), 64), first.sample(jax.random.key(9), 64))
     with pytest.raises(ValueError, match="holds the spacing rule"):
         AEOT.load(tmp_path, extension=ExtensionOptions(rule="angle"))
+    assert first.latent_map.spacing_rule.noise == "local" and first.info()["rule_noise"] == "local"
+    # the earlier edge noise is asked for by name, set up anew on the same barycentres, and saved as such
+    edges = AEOT(extension=ExtensionOptions(noise="edges")).fit(y, jax.random.key(0), tmp_path)
+    assert edges.resumed == ("fit-ot",) and edges.latent_map.spacing_rule.local is None
+    assert AEOT.load(tmp_path).latent_map.spacing_rule.noise == "edges"
     # another rule in the same workdir: the barycentres are reused, the rule replaced and saved
     angle = AEOT(extension=ExtensionOptions(rule="angle")).fit(y, jax.random.key(0), tmp_path)
     assert angle.latent_map.rule == "angle" and angle.resumed == ("fit-ot",)
@@ -162,3 +171,28 @@ def test_generation_keeps_the_cells_masses_where_densities_differ():
     old = ext._replace(spacing_rule=ext.spacing_rule._replace(neighbours=None))
     _, ok = old.map_with_info(bmap._require_source().sample(jax.random.key(3), 4000), key=jax.random.key(4))
     assert np.mean(np.asarray(ok)) < ext.spacing_rule.acceptance
+
+
+def test_local_noise_has_the_covariance_of_the_own_code_and_its_nearest_codes():
+    """Known answer: the noise of a sample whose own target is i is N(0, jitter^2 C_i), C_i the biased
+    covariance of y_i and its LOCAL_K - 1 nearest other targets (brute force), checked on 2^16 draws
+    against the sampling error of a covariance estimate."""
+    import jax.numpy as jnp
+
+    from otgen.ot.spacing import LOCAL_K, local_noise, nearest_k_targets
+
+    rng = np.random.default_rng(3)
+    y = (rng.normal(size=(400, 3)) * np.array([1.0, 0.3, 0.05])).astype(np.float32)
+    near, dist = nearest_k_targets(y, LOCAL_K - 1)
+    brute = np.argsort(np.linalg.norm(y[:, None] - y[None], axis=-1) + np.diag(np.full(len(y), np.inf)), axis=1)
+    np.testing.assert_array_equal(near[:, :5], brute[:, :5])
+    for i in (0, 123):
+        pts = y[np.concatenate([[i], near[i]])].astype(np.float64)
+        want = 0.7 ** 2 * np.cov(pts.T, bias=True)
+        n = 1 << 16
+        draws = np.asarray(local_noise(jax.random.key(i), jnp.full(n, i), jnp.asarray(y), jnp.asarray(near),
+                                       jnp.float32(0.7)), np.float64)
+        got = draws.T @ draws / n  # mean 0 by construction
+        se = np.sqrt((np.diag(want)[:, None] * np.diag(want)[None, :] + want ** 2) / n)  # Gaussian 2nd moments
+        assert np.all(np.abs(got - want) <= 5 * se + 1e-12), (got, want)
+        assert np.abs(draws.mean(axis=0)).max() <= 5 * np.sqrt(np.diag(want).max() / n)

@@ -28,7 +28,7 @@ from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, sa
 from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend
 from otgen.ot.exact import why_not_exact
-from otgen.ot.spacing import DEFAULT_BUDGET, SpacingRule, admissible_neighbours, spacing_rule
+from otgen.ot.spacing import DEFAULT_BUDGET, NOISES, SpacingRule, admissible_neighbours, spacing_rule
 from otgen.generators.whitening import Whitening, fit_whitening
 
 INIT_KINDS = ("auto", "discrete", "multiscale", "voronoi", "zero")
@@ -105,7 +105,8 @@ class ExtensionOptions:
     top_k: int | None = None  # neighbour candidates incl. the own cell (None: min(d + 2, 20))
     num_samples: int | None = None  # source samples for the cell barycentres (None: 16 per cell)
     budget: float = DEFAULT_BUDGET  # spacing rule: fraction of codes left with no admissible neighbour
-    jitter: float | None = None  # spacing rule: tangent noise relative to the admissible edges (None: calibrated)
+    jitter: float | None = None  # spacing rule: noise scale relative to the local covariance (None: calibrated)
+    noise: str = "local"  # spacing rule: "local" (the codes' local covariance) or "edges" (along admissible edges)
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -114,12 +115,15 @@ class ExtensionOptions:
             raise ValueError(f"budget must be in [0, 1), got {self.budget}")
         if self.jitter is not None and not self.jitter >= 0:
             raise ValueError(f"jitter must be >= 0, got {self.jitter}")
+        if self.noise not in NOISES:
+            raise ValueError(f"noise must be one of {', '.join(NOISES)}, got {self.noise!r}")
 
     def matches(self, rule: SpacingRule | None) -> bool:
         """Whether a saved extension's rule is the one these options ask for."""
         if self.rule == "angle":
             return rule is None
-        return rule is not None and rule.budget == self.budget and (self.jitter is None or rule.jitter == self.jitter)
+        return (rule is not None and rule.budget == self.budget and rule.noise == self.noise
+                and (self.jitter is None or rule.jitter == self.jitter))
 
 
 def merge_duplicates(z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -171,7 +175,7 @@ def set_rule(ext: ExtendedMap, opts: ExtensionOptions, whitening: Whitening, key
     set up and calibrated with ``key`` in the codes' own frame (``whitening``'s inverse)."""
     if opts.rule == "angle":
         return ext._replace(spacing_rule=None)
-    return spacing_rule(ext, key, metric=whitening.unproj, budget=opts.budget, jitter=opts.jitter)
+    return spacing_rule(ext, key, metric=whitening.unproj, budget=opts.budget, jitter=opts.jitter, noise=opts.noise)
 
 
 def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
@@ -183,6 +187,8 @@ def _save_extension(path, ext: ExtendedMap, codes_digest: str) -> None:
         arrays.update({f"rule_{k}": np.asarray(getattr(ext.spacing_rule, k)) for k in _RULE_ARRAYS})
         if ext.spacing_rule.neighbours is not None:
             arrays["rule_neighbours"] = np.asarray(ext.spacing_rule.neighbours, np.int32)
+        if ext.spacing_rule.local is not None:
+            arrays["rule_local"] = np.asarray(ext.spacing_rule.local, np.int32)
         meta["spacing_rule"] = ext.spacing_rule.as_dict()
     save_pytree(path, arrays, meta)
 
@@ -215,7 +221,12 @@ def _load_extension(path, bmap: BrenierMap) -> tuple[ExtendedMap, dict]:
         else:  # written before the rule kept them: recomputed from the targets (deterministic)
             nbrs = admissible_neighbours(np.asarray(bmap.targets, np.float32) @ arrays["metric"], rule.radius,
                                          int(meta["top_k"]) - 1)
-        rule = rule._replace(neighbours=nbrs)
+        local = None  # files written before the local noise existed hold the edge noise
+        if "['rule_local']" in flat:
+            local = np.asarray(flat["['rule_local']"], np.int32)
+            if local.ndim != 2 or local.shape[0] != k or local.min(initial=0) < 0 or local.max(initial=0) >= k:
+                raise CheckpointError(f"{path}: the spacing rule's local neighbours do not fit the map's {k} targets")
+        rule = rule._replace(neighbours=nbrs, local=local)
     return ExtendedMap(bmap, bary, counts, normals, meta["angle_threshold"], meta["top_k"], rule), meta
 
 
@@ -329,7 +340,8 @@ class AEOT:
         """The fit's diagnostics as flat metrics (OT convergence, extension settings)."""
         ext = self._require_fit()
         diag = ext.bmap.diagnostics
-        rule = {} if ext.spacing_rule is None else {f"rule_{k}": v for k, v in ext.spacing_rule.as_dict().items()}
+        rule = {} if ext.spacing_rule is None else {**{f"rule_{k}": v for k, v in ext.spacing_rule.as_dict().items()},
+                                                    "rule_noise": ext.spacing_rule.noise}
         return {**diag.as_metrics(), "ot_summary": diag.summary(), "top_k": int(ext.top_k),
                 "angle_threshold": float(ext.angle_threshold), "rule": ext.rule, **rule}
 

@@ -328,14 +328,15 @@ def _check_threshold(angle_threshold) -> float:
 def extend(bmap: BrenierMap, key: jax.Array, *, rule: str = "angle", angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
            top_k: int | None = None, num_samples: int | None = None, progress: bool | None = None,
            metric=None, budget: float = DEFAULT_BUDGET, kappa: float | None = None,
-           spread: float = 1.0, jitter: float | None = None, reference=None) -> ExtendedMap:
+           spread: float = 1.0, jitter: float | None = None, noise: str = "local", reference=None) -> ExtendedMap:
     """Build AE-OT's extension of a fitted map: estimate cell barycentres, then set up its rule.
 
     Args:
       bmap: a fitted :class:`BrenierMap` with a source measure.
       key: PRNG key for the barycentre estimate (and the spacing rule's calibration).
       rule: ``"angle"`` (the AE-OT paper's dihedral-angle test, ``angle_threshold``) or
-        ``"spacing"`` (:mod:`otgen.ot.spacing`: ``metric``, ``budget``, ``kappa``, ``spread``).
+        ``"spacing"`` (:mod:`otgen.ot.spacing`: ``metric``, ``budget``, ``kappa``, ``spread``, ``jitter``,
+        ``noise``).
       angle_threshold: radians, on standardised targets; neighbours whose planes meet at
         a smaller angle are interpolated with, others never (0: the pure semi-discrete map).
       top_k: neighbour candidates per sample, including its own cell (default
@@ -358,5 +359,5 @@ def extend(bmap: BrenierMap, key: jax.Array, *, rule: str = "angle", angle_thres
     ext = ExtendedMap(bmap, bary, counts, unit_normals(y_std), threshold, k)
     if rule == "spacing":
         ext = spacing_rule(ext, k_rule, metric=metric, budget=budget, kappa=kappa, spread=spread, jitter=jitter,
-                           reference=reference)
+                           noise=noise, reference=reference)
     return ext

@@ -12,9 +12,15 @@ codes in 2, 16 or 100 dimensions: their nearest-neighbour spacing scales like
   (``kappa = quantile(s_i, 1 - budget) / s``).  On standardised codes the dihedral
   angle of two facets is ``|y_i - y_j| / sqrt(1 + r^2)`` to first order, so this is
   the angle test with its threshold measured in the codes' own resolution.
-* **jitter** -- the piecewise-linear map's image is moved by noise along the own
-  target's admissible edges, ``jitter * sum_j g_j (y_j - y_i) / sqrt(m)`` with
-  ``g ~ N(0, 1)`` (along the codes' local manifold, not off it).  ``jitter`` is
+* **jitter** -- the piecewise-linear map's image is moved by noise with the *local
+  covariance* of the codes: ``jitter * sum_j g_j (y_j - ybar_i) / sqrt(k)`` over the own
+  target and its ``k - 1`` nearest other targets (``ybar_i`` their mean, ``g ~ N(0, 1)``;
+  ``LOCAL_K = 16``), a draw from ``N(0, jitter^2 C_i)`` with ``C_i`` the covariance of the
+  codes around ``y_i`` (along the codes' local manifold, not off it).  Rules saved before
+  this noise existed draw ``jitter * sum_j g_j (y_j - y_i) / sqrt(m)`` along the own target's
+  ``m`` admissible edges (:func:`tangent_noise`; ``noise="edges"``): on the MNIST quick
+  autoencoder's codes, at the same calibrated novelty, the local covariance gives FID 11.3
+  against 12.6 and precision 0.87 against 0.82 (docs/generation.md).  ``jitter`` is
   calibrated on the training targets alone so that generated points sit as far
   from their nearest target as a target sits from its nearest *other* target (the
   leave-one-out distances: for i.i.d. data, distributed like a fresh held-out
@@ -47,11 +53,16 @@ import numpy as np
 
 from otgen.stats import mann_whitney_z
 
-__all__ = ["SpacingRule", "spacing_rule", "nearest_targets", "admissible_neighbours", "leave_one_out_spacing", "kappa_for_budget", "regular_by_spacing",
-           "tangent_noise", "jittered", "DEFAULT_BUDGET"]
+__all__ = ["SpacingRule", "spacing_rule", "nearest_targets", "nearest_k_targets", "admissible_neighbours",
+           "leave_one_out_spacing", "kappa_for_budget", "regular_by_spacing", "tangent_noise", "local_noise", "jittered",
+           "DEFAULT_BUDGET", "LOCAL_K", "NOISES"]
 
 # Fraction of targets allowed to have no admissible neighbour (their cells are never sampled).
 DEFAULT_BUDGET = 0.02
+# Codes whose covariance shapes the local noise: the own target and its 15 nearest others (16 and 32 gave
+# MNIST FID 11.28 / 11.27 at the same novelty; 16 is cheaper to store and to gather).
+LOCAL_K = 16
+NOISES = ("local", "edges")
 
 
 class SpacingRule(NamedTuple):
@@ -61,10 +72,15 @@ class SpacingRule(NamedTuple):
     spacing: float  # median nearest-other-target distance s, in the metric frame
     kappa: float  # admissible: |y_i - y_j| <= kappa * s
     spread: float  # scale of the piecewise-linear step (1: the AE-OT map)
-    jitter: float  # scale of the tangent noise, relative to the admissible edges (calibrated)
+    jitter: float  # scale of the noise, relative to the local covariance (or the admissible edges): calibrated
     budget: float  # the kappa budget (fraction of targets without an admissible neighbour)
     acceptance: float  # fraction of source samples whose image is kept (measured at calibration)
     neighbours: np.ndarray | None = None  # (K, m) int32: each target's nearest admissible targets, -1 padded
+    local: np.ndarray | None = None  # (K, LOCAL_K - 1) int32: nearest other targets (local noise); None: edge noise
+
+    @property
+    def noise(self) -> str:
+        return "edges" if self.local is None else "local"
 
     @property
     def radius(self) -> float:
@@ -113,20 +129,28 @@ def _nearest_k_block(q, ref, ref_sq, offset, k):
     return j, jnp.sqrt(jnp.maximum(-neg, 0.0))
 
 
-def admissible_neighbours(metric_targets, radius: float, k: int, block: int = 2048) -> np.ndarray:
-    """(K, k) int32: each target's ``k`` nearest *other* targets in the metric frame, -1 where one is
-    farther than ``radius`` (not admissible).  The neighbours a sample falls back on when none of its
-    cell's neighbours in the source is admissible."""
+def nearest_k_targets(metric_targets, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx, dist)``, (K, k) each: every target's ``k`` nearest *other* targets in the metric frame
+    (nearest first; ``k`` capped at K - 1)."""
     r = jnp.asarray(metric_targets, jnp.float32)
     k = int(min(k, r.shape[0] - 1))
     r_sq = jnp.sum(r * r, axis=1)
-    out = []
+    idx, dist = [], []
     for s in range(0, r.shape[0], block):
         qb = r[s:s + block]
         pad = block - qb.shape[0]
         j, d = _nearest_k_block(jnp.pad(qb, ((0, pad), (0, 0))), r, r_sq, jnp.int32(s), k)
-        out.append(np.where(np.asarray(d[:block - pad]) <= radius, np.asarray(j[:block - pad]), -1))
-    return np.concatenate(out).astype(np.int32)
+        idx.append(np.asarray(j[:block - pad]))
+        dist.append(np.asarray(d[:block - pad]))
+    return np.concatenate(idx).astype(np.int32), np.concatenate(dist)
+
+
+def admissible_neighbours(metric_targets, radius: float, k: int, block: int = 2048) -> np.ndarray:
+    """(K, k) int32: each target's ``k`` nearest *other* targets in the metric frame, -1 where one is
+    farther than ``radius`` (not admissible).  The neighbours a sample falls back on when none of its
+    cell's neighbours in the source is admissible."""
+    idx, dist = nearest_k_targets(metric_targets, k, block)
+    return np.where(dist <= radius, idx, -1).astype(np.int32)
 
 
 def leave_one_out_spacing(points) -> np.ndarray:
@@ -163,9 +187,27 @@ def tangent_noise(key, idx, targets, regular, jitter):
     return jitter * jnp.einsum("nk,nkd->nd", g, edges) / jnp.sqrt(m)[:, None]
 
 
+@jax.jit
+def local_noise(key, own, targets, local, jitter):
+    """``jitter * sum_j g_j (y_j - ybar) / sqrt(k)`` over the own target ``own`` (n,) and its nearest other
+    targets ``local[own]``, ``ybar`` their mean, ``g ~ N(0, 1)``: a draw from ``N(0, jitter^2 C)``, ``C`` the
+    (biased) covariance of those ``k`` codes -- the codes' local spread in every direction they vary in."""
+    near = targets[jnp.concatenate([own[:, None], local[own]], axis=1)]  # (n, k, d)
+    centred = near - jnp.mean(near, axis=1, keepdims=True)
+    g = jax.random.normal(key, near.shape[:2], jnp.float32)
+    return jitter * jnp.einsum("nk,nkd->nd", g, centred) / jnp.sqrt(near.shape[1])
+
+
+def _noise(key, idx, regular, targets, rule: SpacingRule):
+    jitter = jnp.float32(rule.jitter)
+    if rule.local is None:
+        return tangent_noise(key, idx, targets, regular, jitter)
+    return local_noise(key, idx[:, 0], targets, jnp.asarray(rule.local), jitter)
+
+
 def jittered(key, z, moved, idx, regular, targets, metric_targets, rule: SpacingRule, tries: int = 4,
              shrink=(0.5, 0.25, 0.125)):
-    """Images ``z`` plus tangent noise, and whether each is kept: it moved off its target and its nearest
+    """Images ``z`` plus the rule's noise, and whether each is kept: it moved off its target and its nearest
     target is an admissible neighbour of its own (no landing across a singular facet).  A landing that
     fails is given new noise up to ``tries`` times, then pulled back towards its own target (its step
     times each of ``shrink`` in turn) before the sample is given up.  Giving a sample up moves its mass
@@ -183,7 +225,7 @@ def jittered(key, z, moved, idx, regular, targets, metric_targets, rule: Spacing
 
     cand = z
     for t in range(tries):
-        cand = z + tangent_noise(jax.random.fold_in(key, t), idx, targets, regular, jnp.float32(rule.jitter))
+        cand = z + _noise(jax.random.fold_in(key, t), idx, regular, targets, rule)
         good = lands(cand)
         out, ok = jnp.where((good & ~ok)[:, None], cand, out), ok | good
         if rule.jitter == 0 or bool(jnp.all(ok | ~moved)):
@@ -199,14 +241,15 @@ def jittered(key, z, moved, idx, regular, targets, metric_targets, rule: Spacing
 
 def spacing_rule(ext, key: jax.Array, *, metric=None, budget: float = DEFAULT_BUDGET,
                  kappa: float | None = None, spread: float = 1.0, jitter: float | None = None,
-                 reference=None, num_samples: int = 4096):
+                 noise: str = "local", reference=None, num_samples: int = 4096):
     """``ext`` (an :class:`~otgen.ot.extension.ExtendedMap`) with the spacing rule, its parameters set on
     the targets.
 
     ``metric`` (d, d): the frame distances are measured in (default identity).  ``kappa``: the
     admissible radius in units of the median spacing (default: from ``budget``).  ``spread``: scale
-    of the piecewise-linear step (1: the AE-OT map).  ``jitter``: scale of the tangent noise relative to the
-    admissible edges (default: calibrated on ``num_samples`` source samples so that the
+    of the piecewise-linear step (1: the AE-OT map).  ``noise``: ``"local"`` (the codes' local covariance) or
+    ``"edges"`` (along the admissible edges).  ``jitter``: the noise's scale relative to that covariance or
+    those edges (default: calibrated on ``num_samples`` source samples so that the
     distances of generated points to their nearest target are distributed like ``reference``:
     Mann-Whitney z = 0).  ``reference``: points *not* among the targets, in the targets' frame (a
     validation split); default the targets' own leave-one-out distances, which for i.i.d. data are
@@ -229,8 +272,12 @@ def spacing_rule(ext, key: jax.Array, *, metric=None, budget: float = DEFAULT_BU
         kappa = kappa_for_budget(loo, budget)
     if not kappa > 0 or not spread > 0 or (jitter is not None and not jitter >= 0):
         raise ValueError(f"need kappa > 0, spread > 0, jitter >= 0; got {kappa}, {spread}, {jitter}")
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {', '.join(NOISES)}, got {noise!r}")
+    near, dist = nearest_k_targets(ym, max(ext.top_k - 1, LOCAL_K - 1))  # one pass serves both arrays
+    neighbours = np.where(dist[:, :ext.top_k - 1] <= float(kappa) * s, near[:, :ext.top_k - 1], -1).astype(np.int32)
     rule = SpacingRule(metric, s, float(kappa), float(spread), 0.0 if jitter is None else float(jitter),
-                       float(budget), 1.0, admissible_neighbours(ym, float(kappa) * s, ext.top_k - 1))
+                       float(budget), 1.0, neighbours, near[:, :LOCAL_K - 1] if noise == "local" else None)
     k_x, k_j = jax.random.split(key)
     x = ext.bmap._require_source().sample(k_x, int(num_samples))
 
