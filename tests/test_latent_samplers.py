@@ -6,7 +6,7 @@ import pytest
 
 from experiments.ablation_report import write_report
 from experiments.ablation_rows import CONTROL_ROWS, SAMPLER_ROWS
-from otgen.generators.latent import GaussianCodes, KernelCodes, MixtureCodes, make_sampler
+from otgen.generators.latent import GaussianCodes, KernelCodes, LocalCodes, MixtureCodes, make_sampler
 
 
 def _codes(n=3000, seed=0):
@@ -42,6 +42,21 @@ def test_kde_chooses_an_interior_bandwidth_by_held_out_likelihood():
     assert d.min() > 0 and np.median(d) < 1.0
 
 
+def test_local_windows_sit_as_far_from_the_codes_as_fresh_draws_do():
+    """Independent check of the calibration: fresh draws of the codes' own distribution (not the codes'
+    leave-one-out distances the fit used) are as far from the codes as the samples are."""
+    from otgen.ot.spacing import nearest_targets
+    from otgen.stats import mann_whitney_z
+
+    z = _codes(3000).astype(np.float32)
+    local = LocalCodes().fit(z, jax.random.key(0))
+    x = local.sample(jax.random.key(1), 3000)
+    fresh = _codes(3000, seed=9).astype(np.float32)
+    assert abs(mann_whitney_z(nearest_targets(x, z)[1], nearest_targets(fresh, z)[1])) < 4
+    assert np.mean(np.abs(x[:, 0]) < 1.5) < 0.002  # the local covariance keeps samples in their cluster
+    assert local.info()["local_k"] == 16 and 0 < local.scale < 4
+
+
 def test_samplers_reject_bad_codes_and_are_reproducible():
     with pytest.raises(ValueError, match="codes"):
         GaussianCodes().fit(np.array([[np.nan, 1.0], [0.0, 1.0]]))
@@ -51,7 +66,7 @@ def test_samplers_reject_bad_codes_and_are_reproducible():
         with pytest.raises(ValueError, match="unknown latent sampler"):
             make_sampler(bad)
     z = _codes(500)
-    for name in ("gaussian", "gmm10", "kde", "kde@0.5"):
+    for name in ("gaussian", "gmm10", "kde", "kde@0.5", "local"):
         s = make_sampler(name).fit(z, jax.random.key(0))
         assert s.name == name
         np.testing.assert_array_equal(s.sample(jax.random.key(3), 50), s.sample(jax.random.key(3), 50))

@@ -10,9 +10,14 @@ the samplers a fair reader sets beside AE-OT on the same codes:
 * :class:`KernelCodes` -- a Gaussian KDE in the codes' whitened frame, its bandwidth
   chosen by the log-likelihood of a held-out tenth of the codes (times ``scale``, to trace
   how quality and novelty move with it).
+* :class:`LocalCodes` -- manifold Parzen windows (Vincent & Bengio 2003): a random code plus
+  Gaussian noise with the covariance of its nearest codes, the noise AE-OT's spacing rule adds
+  to its piecewise-linear images (:func:`otgen.ot.spacing.local_noise`), its scale calibrated
+  the same way (the samples' nearest-code distances distributed like the codes' leave-one-out
+  ones).  AE-OT without the OT map: the control that says what the map itself adds.
 
 Each has ``fit(codes, key)`` and ``sample(key, n)`` and works in the codes' own coordinates;
-:func:`make_sampler` builds one from its name (``gaussian``, ``gmm<k>``, ``kde``, ``kde@<scale>``).
+:func:`make_sampler` builds one from its name (``gaussian``, ``gmm<k>``, ``kde``, ``kde@<scale>``, ``local``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-__all__ = ["GaussianCodes", "MixtureCodes", "KernelCodes", "make_sampler", "is_sampler"]
+__all__ = ["GaussianCodes", "MixtureCodes", "KernelCodes", "LocalCodes", "make_sampler", "is_sampler"]
 
 
 def _seed(key) -> int:
@@ -133,6 +138,58 @@ class KernelCodes:
                 "validation_log_likelihood": {str(k): v for k, v in self.scores.items()}}
 
 
+class LocalCodes:
+    """``z = y_j + c * sum_l g_l (y_l - ybar_j) / sqrt(k)`` over ``y_j`` and its ``k - 1`` nearest codes
+    (``k`` = :data:`~otgen.ot.spacing.LOCAL_K`), ``j`` uniform; ``c`` by bisection so that the Mann-Whitney
+    z of the samples' nearest-code distances against the codes' leave-one-out distances is 0."""
+
+    name = "local"
+
+    def fit(self, codes, key, num_samples: int = 4096) -> "LocalCodes":
+        import jax
+
+        from otgen.ot.spacing import LOCAL_K, leave_one_out_spacing, nearest_k_targets, nearest_targets
+        from otgen.stats import mann_whitney_z
+
+        self.codes = _check_codes(codes).astype(np.float32)
+        self.near = nearest_k_targets(self.codes, LOCAL_K - 1)[0]
+        loo = leave_one_out_spacing(self.codes)
+        k_j, k_g = jax.random.split(key)
+        j = np.random.default_rng(_seed(k_j)).integers(0, len(self.codes), int(num_samples))
+        base, noise = self.codes[j], self._noise(k_g, j, 1.0)
+
+        def z_of(c):  # common random numbers at every scale
+            return mann_whitney_z(nearest_targets(base + c * noise, self.codes)[1], loo)
+
+        lo, hi = 0.0, 4.0
+        if z_of(hi) < 0:
+            raise RuntimeError("local: even 4x the local covariance leaves the samples nearer the codes than "
+                               "the codes are to each other")
+        for _ in range(12):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if z_of(mid) < 0 else (lo, mid)
+        self.scale = 0.5 * (lo + hi)
+        return self
+
+    def _noise(self, key, j, scale) -> np.ndarray:
+        import jax.numpy as jnp
+
+        from otgen.ot.spacing import local_noise
+
+        return np.asarray(local_noise(key, jnp.asarray(j), jnp.asarray(self.codes), jnp.asarray(self.near),
+                                      jnp.float32(scale)))
+
+    def sample(self, key, n: int) -> np.ndarray:
+        import jax
+
+        k_j, k_g = jax.random.split(key)
+        j = np.random.default_rng(_seed(k_j)).integers(0, len(self.codes), int(n))
+        return (self.codes[j] + self._noise(k_g, j, self.scale)).astype(np.float32)
+
+    def info(self) -> dict:
+        return {"local_scale": self.scale, "local_k": int(self.near.shape[1]) + 1}
+
+
 def _parse(name: str):
     """(class, kwargs) of a sampler name, or None if ``name`` names none."""
     if name == "gaussian":
@@ -141,6 +198,8 @@ def _parse(name: str):
         return MixtureCodes, {"components": int(name[3:])}
     if name == "kde":
         return KernelCodes, {}
+    if name == "local":
+        return LocalCodes, {}
     if name.startswith("kde@"):
         try:
             scale = float(name[4:])
@@ -157,9 +216,11 @@ def is_sampler(name: str) -> bool:
 
 def make_sampler(name: str):
     """An unfitted sampler from its name: ``gaussian``, ``gmm<k>`` (k components, e.g. ``gmm100``),
-    ``kde`` (held-out bandwidth) or ``kde@<scale>`` (that bandwidth times ``scale``, e.g. ``kde@0.5``)."""
+    ``kde`` (held-out bandwidth), ``kde@<scale>`` (that bandwidth times ``scale``, e.g. ``kde@0.5``) or
+    ``local`` (manifold Parzen windows)."""
     parsed = _parse(name)
     if parsed is None:
-        raise ValueError(f"unknown latent sampler {name!r}: use gaussian, gmm<k> (e.g. gmm100), kde or kde@<scale>")
+        raise ValueError(f"unknown latent sampler {name!r}: use gaussian, gmm<k> (e.g. gmm100), kde, kde@<scale> "
+                         "or local")
     cls, kwargs = parsed
     return cls(**kwargs)
