@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from otgen.eval.mnist import REFERENCE_NAME
-from experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, jitter_factor, spacing_noise
+from experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, REPORT_ORDER, jitter_factor, spacing_noise
 
 __all__ = ["write_report", "plot_plane", "COLUMNS", "STACKED_COLUMNS"]
 
@@ -80,12 +80,15 @@ def write_report(results: dict, path, command: str) -> str:
              _metrics_text(meta.get("dataset")), "",
              "| row | " + " | ".join(c[0] for c in columns) + " | notes |",
              "|---" * (len(columns) + 2) + "|"]
-    order = [f"*{c}*" for c in CONTROL_ROWS] + list(SAMPLER_ROWS) + list(FLOW_ROWS)
+    order = [f"*{c}*" for c in CONTROL_ROWS] + list(REPORT_ORDER) + list(FLOW_ROWS)
     for label, rec in sorted(results["rows"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
         notes = []
         if "rule_kappa" in rec:
-            notes.append(f"kappa {rec['rule_kappa']:.2f}, jitter {rec['rule_jitter']:.2f}, "
+            noise = f"{rec['rule_noise']} noise, " if rec.get("rule_jitter") and "rule_noise" in rec else ""
+            notes.append(f"kappa {rec['rule_kappa']:.2f}, {noise}jitter {rec['rule_jitter']:.2f}, "
                          f"acceptance {rec['rule_acceptance']:.0%}")
+        if "local_scale" in rec:
+            notes.append(f"local covariance of {rec['local_k']} codes x {rec['local_scale']:.2f}")
         if "interpolated_fraction" in rec:
             notes.append(f"{rec['interpolated_fraction']:.0%} interpolated")
         if "bandwidth" in rec:
@@ -134,6 +137,7 @@ def plot_plane(results: dict, path, title: str = "", quality: str = "fid") -> Pa
         fam, lab = _family(label)
         families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
     names = {"sd-map": "sd-map (the semi-discrete map: a replay)", "aeot-angle": "AE-OT, angle rule",
+             "local": "manifold Parzen windows (local)",
              "fm": "flow matching (fm)", "sdfm": "semi-discrete flow matching (sdfm)"}
     families = {names.get(k, k): v for k, v in families.items()}
     return quality_novelty(families, controls, path, title=title + (f"\noff scale: {', '.join(off)}" if off else ""),

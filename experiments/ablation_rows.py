@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from otgen.generators.latent import is_sampler
 
-__all__ = ["SAMPLER_ROWS", "FLOW_ROWS", "CONTROL_ROWS", "RESULTS_FILE", "DECODERS", "SPACING_ROWS", "jitter_factor",
+__all__ = ["SAMPLER_ROWS", "REPORT_ORDER", "FLOW_ROWS", "CONTROL_ROWS", "RESULTS_FILE", "DECODERS", "SPACING_ROWS", "jitter_factor",
            "spacing_noise", "check_rows"]
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
+# the order of a report's rows (SAMPLER_ROWS keeps its order: a row's index there salts its random draws)
+REPORT_ORDER = ("gaussian", "gmm10", "gmm100", "kde", "local", "sd-map", "aeot-angle", "aeot-edges", "aeot-spacing")
 FLOW_ROWS = ("fm", "sdfm")  # asked for by name: each trains a network (minutes), see ablation._flow_codes
 CONTROL_ROWS = ("real (held-out test images)", "replay (training images)", "reconstructions of training images",
                 "reconstructions of held-out test images")
