@@ -148,12 +148,12 @@ class LocalCodes:
     def fit(self, codes, key, num_samples: int = 4096) -> "LocalCodes":
         import jax
 
-        from otgen.ot.spacing import LOCAL_K, leave_one_out_spacing, nearest_k_targets, nearest_targets
+        from otgen.ot.spacing import LOCAL_K, bisect_increasing, nearest_k_targets, nearest_targets
         from otgen.stats import mann_whitney_z
 
         self.codes = _check_codes(codes).astype(np.float32)
-        self.near = nearest_k_targets(self.codes, LOCAL_K - 1)[0]
-        loo = leave_one_out_spacing(self.codes)
+        self.near, dist = nearest_k_targets(self.codes, LOCAL_K - 1)
+        loo = dist[:, 0].astype(np.float64)  # the leave-one-out spacing: each code's nearest other code
         k_j, k_g = jax.random.split(key)
         j = np.random.default_rng(_seed(k_j)).integers(0, len(self.codes), int(num_samples))
         base, noise = self.codes[j], self._noise(k_g, j, 1.0)
@@ -161,14 +161,10 @@ class LocalCodes:
         def z_of(c):  # common random numbers at every scale
             return mann_whitney_z(nearest_targets(base + c * noise, self.codes)[1], loo)
 
-        lo, hi = 0.0, 4.0
-        if z_of(hi) < 0:
+        if z_of(4.0) < 0:
             raise RuntimeError("local: even 4x the local covariance leaves the samples nearer the codes than "
                                "the codes are to each other")
-        for _ in range(12):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if z_of(mid) < 0 else (lo, mid)
-        self.scale = 0.5 * (lo + hi)
+        self.scale = bisect_increasing(z_of, 4.0, 12)
         return self
 
     def _noise(self, key, j, scale) -> np.ndarray:

@@ -53,7 +53,7 @@ import numpy as np
 
 from otgen.stats import mann_whitney_z
 
-__all__ = ["SpacingRule", "spacing_rule", "nearest_targets", "nearest_k_targets", "admissible_neighbours",
+__all__ = ["SpacingRule", "spacing_rule", "nearest_targets", "nearest_k_targets", "admissible_neighbours", "bisect_increasing",
            "leave_one_out_spacing", "kappa_for_budget", "regular_by_spacing", "tangent_noise", "local_noise", "jittered",
            "DEFAULT_BUDGET", "LOCAL_K", "NOISES"]
 
@@ -149,8 +149,22 @@ def admissible_neighbours(metric_targets, radius: float, k: int, block: int = 20
     """(K, k) int32: each target's ``k`` nearest *other* targets in the metric frame, -1 where one is
     farther than ``radius`` (not admissible).  The neighbours a sample falls back on when none of its
     cell's neighbours in the source is admissible."""
-    idx, dist = nearest_k_targets(metric_targets, k, block)
+    return _within(*nearest_k_targets(metric_targets, k, block), radius)
+
+
+def _within(idx, dist, radius: float) -> np.ndarray:
+    """``idx`` with -1 where ``dist`` exceeds ``radius`` (the admissible-neighbour mask)."""
     return np.where(dist <= radius, idx, -1).astype(np.int32)
+
+
+def bisect_increasing(f, hi: float, steps: int) -> float:
+    """The midpoint of ``[lo, hi]`` after ``steps`` halvings from ``[0, hi]`` that keep ``f(lo) < 0 <= f(hi)``:
+    the root of a nondecreasing ``f`` (the calibrations of a noise scale by a Mann-Whitney z)."""
+    lo = 0.0
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def leave_one_out_spacing(points) -> np.ndarray:
@@ -258,8 +272,12 @@ def spacing_rule(ext, key: jax.Array, *, metric=None, budget: float = DEFAULT_BU
     metric = np.eye(d, dtype=np.float32) if metric is None else np.asarray(metric, np.float32)
     if metric.shape != (d, d) or not np.all(np.isfinite(metric)):
         raise ValueError(f"metric must be a finite ({d}, {d}) matrix, got shape {metric.shape}")
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {', '.join(NOISES)}, got {noise!r}")
     ym = np.asarray(ext.bmap.targets, np.float32) @ metric
-    loo = leave_one_out_spacing(ym)
+    # one nearest-k pass: the leave-one-out spacing (its first column), the admissible and the local neighbours
+    near, dist = nearest_k_targets(ym, max(ext.top_k - 1, LOCAL_K - 1))
+    loo = dist[:, 0].astype(np.float64)
     s = float(np.median(loo))
     if reference is None:
         ref_dist = loo
@@ -272,12 +290,10 @@ def spacing_rule(ext, key: jax.Array, *, metric=None, budget: float = DEFAULT_BU
         kappa = kappa_for_budget(loo, budget)
     if not kappa > 0 or not spread > 0 or (jitter is not None and not jitter >= 0):
         raise ValueError(f"need kappa > 0, spread > 0, jitter >= 0; got {kappa}, {spread}, {jitter}")
-    if noise not in NOISES:
-        raise ValueError(f"noise must be one of {', '.join(NOISES)}, got {noise!r}")
-    near, dist = nearest_k_targets(ym, max(ext.top_k - 1, LOCAL_K - 1))  # one pass serves both arrays
-    neighbours = np.where(dist[:, :ext.top_k - 1] <= float(kappa) * s, near[:, :ext.top_k - 1], -1).astype(np.int32)
+    m = ext.top_k - 1
     rule = SpacingRule(metric, s, float(kappa), float(spread), 0.0 if jitter is None else float(jitter),
-                       float(budget), 1.0, neighbours, near[:, :LOCAL_K - 1] if noise == "local" else None)
+                       float(budget), 1.0, _within(near[:, :m], dist[:, :m], float(kappa) * s),
+                       near[:, :LOCAL_K - 1] if noise == "local" else None)
     k_x, k_j = jax.random.split(key)
     x = ext.bmap._require_source().sample(k_x, int(num_samples))
 
@@ -289,12 +305,6 @@ def spacing_rule(ext, key: jax.Array, *, metric=None, budget: float = DEFAULT_BU
         return mann_whitney_z(nearest_targets(np.asarray(z)[ok] @ metric, ym)[1], ref_dist), float(ok.mean())
 
     if jitter is None:  # bisection: the generated points' distances grow with the jitter
-        lo, hi = 0.0, 4.0
-        if trial(lo)[0] >= 0:
-            hi = 0.0
-        for _ in range(10 if hi > 0 else 0):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if trial(mid)[0] < 0 else (lo, mid)
-        jitter = 0.5 * (lo + hi)
+        jitter = 0.0 if trial(0.0)[0] >= 0 else bisect_increasing(lambda j: trial(j)[0], 4.0, 10)
     acceptance = trial(float(jitter))[1]
     return ext._replace(spacing_rule=rule._replace(jitter=float(jitter), acceptance=acceptance))
