@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -80,5 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script.  After an interrupt every checkpoint is already on disk (atomically), and
+    XLA's CPU client can hang in its thread pool's destructor when the interpreter tears down mid-step
+    (seen after SIGTERM of a training job), so an interrupted run leaves without that teardown."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -10,8 +10,9 @@ import optax
 import pytest
 
 from otgen.checkpoint import load_pytree, save_pytree
+from otgen.training.autoencoder import fit_autoencoder
 from otgen.models.autoencoder import (AEConfig, Autoencoder, ae_loss, decode_batched, encode_batched,
-                                      fit_autoencoder, init_train_state, make_autoencoder, reconstruction_mse)
+                                      init_train_state, make_autoencoder, reconstruction_mse)
 
 CFG = AEConfig(latent_dim=5, features=(4, 8), hidden=16)
 

@@ -237,6 +237,7 @@ def test_tiny_gan_baseline_through_the_same_command(tmp_path):
     assert exp.run(cfg)["ran"] == []
 
 
+@pytest.mark.heavy  # 30 s: the quick preset's full-size DCGAN; the curve mechanism is in test_reproduce
 @pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not present next to the repo")
 def test_gan_learning_curve_ends_on_the_runs_own_samples(tmp_path, monkeypatch):
     """The curve's records score the generate stage's draw: at the last step, samples.npy itself."""
@@ -283,6 +284,7 @@ def test_tiny_stacked_mnist_aeot(tmp_path):
 REAL_FASHION = REAL_MNIST.parent / "fashion-mnist"
 
 
+@pytest.mark.heavy  # 20 s; flows: test_flow, test_generators
 @pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="real Fashion-MNIST not present next to the repo")
 @pytest.mark.parametrize("model", ["sdfm"])  # the flow with the most parts: an OT solve, then the flow
 def test_tiny_latent_flow_on_fashion_mnist(tmp_path, model):

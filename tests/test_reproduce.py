@@ -149,6 +149,7 @@ def test_published_gans_are_sampled_after_pacgans_batch_norm_refresh():
     assert GANConfig.for_toy("wgan-gp", preset="published").eval_bn_refresh == 0  # no batch norm
 
 
+@pytest.mark.heavy  # 11 s
 def test_rescore_resamples_an_old_run_under_the_refresh_and_keeps_its_scores(tmp_path):
     from otgen.pipelines.toy import checkpoint_samples, rescore
 

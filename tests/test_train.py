@@ -320,14 +320,14 @@ def test_same_noise_feeds_the_critic_the_generator_updates_draw(monkeypatch, sam
     seen = []
     real_generate = steps_mod.generate_in_training_mode
 
-    def spy(g_net, g_params, g_stats, z):
-        seen.append(np.asarray(z))
+    def spy(g_net, g_params, g_stats, z):  # traced under jit: the draws come back in program order
+        jax.debug.callback(lambda v: seen.append(np.asarray(v)), z, ordered=True)
         return real_generate(g_net, g_params, g_stats, z)
 
     monkeypatch.setattr(steps_mod, "generate_in_training_mode", spy)
     cfg = tiny("gan", simultaneous=False, g_updates=2, same_noise=same_noise)
-    with jax.disable_jit():
-        make_fit_step(cfg)(init_state(cfg), jax.numpy.asarray(ring_data()))
+    jax.block_until_ready(make_fit_step(cfg)(init_state(cfg), jax.numpy.asarray(ring_data())))
+    jax.effects_barrier()
     critic, *generator = seen
     assert len(generator) == 2 and np.array_equal(generator[0], generator[1])
     assert np.array_equal(critic, generator[0]) == same_noise

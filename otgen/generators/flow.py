@@ -54,7 +54,7 @@ from otgen.models.ode import STAGES, integrate, nfe
 from otgen.models.velocity import VelocityMLP
 from otgen.ot import BrenierMap
 from otgen.ot.couplings import minibatch_ot_pairs
-from otgen.training.progress import curve_steps, progress_bar
+from otgen.training.driver import curve_steps, drive
 
 __all__ = ["COUPLINGS", "PRESETS", "FlowConfig", "Flow", "FlowDivergedError", "make"]
 
@@ -268,43 +268,34 @@ class Flow:
             self.state = self._init_state(x.shape[1], k_init)
         y = jnp.asarray(self.whitening.apply(x))
         run_chunk = _make_chunk_runner(self.net, self.tx, cfg.sigma)
-        eval_at = sorted(s for s in curve_steps(cfg.steps) if self.evaluate is not None)
-        checkpoint_every = max(_CHUNK, min(5000, cfg.steps // 10))
-        step, last_saved = int(self.state.step), int(self.state.step)
         t0, before = time.perf_counter(), self.train_seconds
-        bar = progress_bar(cfg.model, cfg.steps, step, self.progress)
-        try:
-            while step < cfg.steps:
-                nxt = next((s for s in eval_at if s > step), cfg.steps)
-                n = min(_CHUNK, nxt - step)
-                x0s, x1s = self._pairs(y, step, n)
-                state, losses = run_chunk(self.state, x0s, x1s)
-                losses = np.asarray(losses)
-                if not np.all(np.isfinite(losses)):
-                    raise FlowDivergedError(f"{cfg.model}: non-finite loss at step {step + 1 + int(np.argmin(np.isfinite(losses)))}; "
-                                            f"the last checkpoint (step {last_saved}) is kept. Try a smaller lr "
-                                            f"(lr={cfg.lr:g}).")
-                self.state, step = state, step + n
-                self.train_seconds = before + time.perf_counter() - t0
-                self.history.setdefault("step", []).append(step)
-                self.history.setdefault("loss", []).append(float(losses.mean()))
-                bar.update(n)
-                bar.set_postfix(loss=f"{losses.mean():.4f}")
-                if self.evaluate is not None and step in eval_at and all(r["step"] != step for r in self.curve):
-                    self.curve.append({"step": step, **self.evaluate(self)})
-                    self._save(workdir)
-                    last_saved = step
-                elif step - last_saved >= checkpoint_every:
-                    self._save(workdir)
-                    last_saved = step
-        except KeyboardInterrupt:
-            if step > last_saved:
-                self._save(workdir)
-            raise
-        finally:
-            bar.close()
-        if last_saved != step or (ckpt is not None and not ckpt.exists()):
+        restored = ckpt is not None and ckpt.exists()
+
+        def advance(state, step, n):
+            state, losses = run_chunk(state, *self._pairs(y, step, n))
+            return state, {"loss": losses}
+
+        def save(state, step):
+            self.state, self.train_seconds = state, before + time.perf_counter() - t0
             self._save(workdir)
+
+        def diverged(at, metrics, saved):
+            kept = f"the last checkpoint (step {saved}) is kept" if saved is not None else "no checkpoint was written"
+            return FlowDivergedError(f"{cfg.model}: non-finite loss at step {at}; {kept}. Try a smaller lr "
+                                     f"(lr={cfg.lr:g}).")
+
+        def evaluate(state):
+            self.state = state
+            return self.evaluate(self)
+
+        step = int(self.state.step)
+        # checkpoints on multiples of the chunk, so every chunk has one of two compiled lengths at most
+        every = _CHUNK * max(1, min(5000, cfg.steps // 10) // _CHUNK)
+        self.state = drive(self.state, step, cfg.steps, advance, save=save, diverged=diverged, log_every=_CHUNK,
+                           checkpoint_every=every, history=self.history, last_saved=step if restored else None,
+                           curve=self.curve, eval_steps=curve_steps(cfg.steps) if self.evaluate is not None else (),
+                           evaluate=evaluate if self.evaluate is not None else None, name=cfg.model,
+                           progress=self.progress)
         return self
 
     # -- sampling ------------------------------------------------------------------

@@ -21,11 +21,12 @@ from otgen.pipelines.mnist_rundir import (AE_FILE, AE_STATE_FILE, DECODER_GAN_DI
                                             GENERATION_FILE, LATENTS_FILE, OT_CHECK_FILE, STAGES_FILE, keys,
                                             load_images, load_train_images, log, stage_done, to_uint8)
 from otgen.generators.aeot import AEOT, EXTENSION_FILE
-from otgen.models.autoencoder import (decode_batched, encode_batched, fit_autoencoder, init_train_state,
+from otgen.models.autoencoder import (decode_batched, encode_batched, init_train_state,
                                       make_autoencoder, reconstruction_mse)
 from otgen.ot.optim import chi2_noise_at
 from otgen.ot.problems import independent_error
 from otgen.rundir import RunDir
+from otgen.training.autoencoder import fit_autoencoder
 from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder, load_finetuned
 
 __all__ = ["load_ae_params", "load_decoder_params", "stage_train_ae", "adopt_ae_stage", "stage_encode",
@@ -207,9 +208,9 @@ def stage_tune_decoder(rd, cfg: MnistConfig, train_u8: np.ndarray) -> float:
     """AE-OT-GAN's decoder: fine-tuned for ``cfg.decoder_gan_steps`` on the run's own generation; returns its
     training seconds summed over every call."""
     _, record = tune_decoder(rd, cfg, lambda: fitted_aeot(rd, cfg), decoder_gan_config(cfg), train_u8, cfg.progress)
-    last = record["history"][-1] if record["history"] else {}
+    hist = record["history"]
     log(cfg, f"tune-decoder: {record['steps']} decoder GAN steps ({record['seconds']:.0f} s); last 100 steps: "
-             + ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "step"))
+             + ", ".join(f"{k} {v[-1]:.3f}" for k, v in hist.items() if k != "step" and v))
     return float(record["seconds"])
 
 

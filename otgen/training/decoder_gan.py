@@ -39,12 +39,14 @@ from otgen.checkpoint import array_fingerprint, check_training_metadata, load_me
 from otgen.models.autoencoder import Autoencoder, Decoder, image_shape
 from otgen.models.gan import DCGANDiscriminator
 from otgen.models.gan_losses import gan_discriminator_loss, gan_generator_loss
+from otgen.training.driver import drive
 
 __all__ = ["DecoderGANConfig", "DecoderGANState", "finetune_decoder", "load_finetuned", "STATE_FILE", "PARAMS_FILE"]
 
 STATE_FILE = "decoder_gan_state.npz"  # the training state (resumable)
 PARAMS_FILE = "decoder_gan.npz"  # the autoencoder's parameters with the fine-tuned decoder (the result)
 _KIND = "otgen-decoder-gan"
+LOG_EVERY = 100  # steps per row of the loss history
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +152,6 @@ def finetune_decoder(model: Autoencoder, ae_params: dict, codes: np.ndarray, ima
     data); the result is also saved there as :data:`PARAMS_FILE`.  ``record``: the loss history (every 100
     steps), steps and training seconds.
     """
-    from tqdm.auto import tqdm
-
     codes, generated = np.asarray(codes, np.float32), np.asarray(generated, np.float32)
     images = np.asarray(images, np.float32)
     d = model.latent_dim
@@ -166,7 +166,7 @@ def finetune_decoder(model: Autoencoder, ae_params: dict, codes: np.ndarray, ima
 
     state = init_state(model, ae_params, cfg)
     digest = array_fingerprint(codes) + array_fingerprint(generated)
-    meta = {"kind": _KIND, "config": _config_record(cfg), "data": digest, "history": [], "seconds": 0.0}
+    meta = {"kind": _KIND, "config": _config_record(cfg), "data": digest, "history": {}, "seconds": 0.0}
     path = None if workdir is None else Path(workdir) / STATE_FILE
     if path is not None and path.exists():
         check_training_metadata(path, load_metadata(path), kind=_KIND, what="decoder-GAN", config=_config_record(cfg),
@@ -176,36 +176,40 @@ def finetune_decoder(model: Autoencoder, ae_params: dict, codes: np.ndarray, ima
     if start > cfg.steps:
         raise ValueError(f"{path} is at step {start:,}, past the {cfg.steps:,} asked; ask for more steps or use "
                          "another directory")
-    step = make_step(model, cfg)
+    step_fn = make_step(model, cfg)
     key = jax.random.key(cfg.seed)
     b = cfg.batch_size
     t0, before = time.perf_counter(), float(meta["seconds"])
+    history = meta["history"]
+    if isinstance(history, list):  # states written before the shared loop kept one dict per 100 steps
+        history = {k: [r[k] for r in history] for k in (history[0] if history else {})}
+    meta["history"] = history
 
-    def save(st):
-        save_pytree(path, st, {**meta, "seconds": before + time.perf_counter() - t0})
+    def advance(state, first, n):
+        rows = []
+        for t in range(first, first + n):  # each step's batches from its own key: resumable anywhere
+            kg, kp, kr = jax.random.split(jax.random.fold_in(key, t), 3)
+            gi = np.asarray(jax.random.randint(kg, (b,), 0, len(generated)))
+            pi = np.asarray(jax.random.randint(kp, (b,), 0, len(codes)))
+            ri = np.asarray(jax.random.randint(kr, (b,), 0, len(codes)))
+            state, m = step_fn(state, generated[gi], codes[pi], images[pi], images[ri])
+            rows.append(m)
+        return state, {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
 
-    sums = {"d_loss": 0.0, "g_adv": 0.0, "content_bce": 0.0}
-    bar = tqdm(range(start, cfg.steps), desc="decoder GAN", disable=None if progress else True, leave=False)
-    for t in bar:
-        kg, kp, kr = jax.random.split(jax.random.fold_in(key, t), 3)
-        gi = np.asarray(jax.random.randint(kg, (b,), 0, len(generated)))
-        pi = np.asarray(jax.random.randint(kp, (b,), 0, len(codes)))
-        ri = np.asarray(jax.random.randint(kr, (b,), 0, len(codes)))
-        state, m = step(state, generated[gi], codes[pi], images[pi], images[ri])
-        for k in sums:
-            sums[k] += float(m[k])
-        if (t + 1) % 100 == 0:
-            if not all(np.isfinite(v) for v in sums.values()):
-                raise FloatingPointError(f"decoder GAN diverged at step {t + 1} (losses {sums}); "
-                                         "the last checkpoint is kept")
-            meta["history"].append({"step": t + 1, **{k: v / 100 for k, v in sums.items()}})
-            bar.set_postfix({k: f"{v / 100:.3f}" for k, v in sums.items()})
-            sums = dict.fromkeys(sums, 0.0)
-        if path is not None and ((t + 1) % cfg.checkpoint_every == 0 or t + 1 == cfg.steps):
-            save(state)
-    bar.close()
+    def save(st, at):
+        if path is not None:
+            save_pytree(path, st, {**meta, "seconds": before + time.perf_counter() - t0})
+
+    def diverged(at, metrics, saved):
+        kept = f"the last checkpoint (step {saved}) is kept" if saved is not None else "no checkpoint was written"
+        return FloatingPointError(f"decoder GAN diverged at step {at} (losses {metrics}); {kept}")
+
+    state = drive(state, start, cfg.steps, advance, save=save, diverged=diverged, log_every=LOG_EVERY,
+                  checkpoint_every=cfg.checkpoint_every, history=history,
+                  last_saved=start if path is not None and path.exists() else None, name="decoder GAN",
+                  progress=progress)
     params = {**ae_params, "decoder": jax.device_get(state.g_params)}
-    record = {"steps": cfg.steps, "seconds": before + time.perf_counter() - t0, "history": meta["history"],
+    record = {"steps": cfg.steps, "seconds": before + time.perf_counter() - t0, "history": history,
               **_config_record(cfg)}
     if workdir is not None:
         save_pytree(Path(workdir) / PARAMS_FILE, params, {"kind": "otgen-autoencoder", "decoder_gan": record})

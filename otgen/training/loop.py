@@ -6,9 +6,10 @@ Usage::
     result = train_gan(cfg, data, run_dir, resume=False, checkpoint_every=1000)
     samples = result.sample(jax.random.key(1), 2500)
 
-The loop runs the jitted chunks of :func:`otgen.training.steps.make_chunk_runner`.  Chunk ends fall
-on multiples of ``log_every`` and ``checkpoint_every`` (and on the learning curve's steps), so
-checkpoints land on the same steps in a resumed and an uninterrupted run.  A checkpoint
+The jitted chunks of :func:`otgen.training.steps.make_chunk_runner` run in the one training loop,
+:func:`otgen.training.driver.drive` (chunk ends on multiples of ``log_every`` and ``checkpoint_every``
+and on the learning curve's steps, so checkpoints land on the same steps in a resumed and an
+uninterrupted run).  A checkpoint
 (``checkpoint.npz``, :mod:`otgen.checkpoint`) holds the whole :class:`~otgen.training.steps.GANState`
 with the configuration, data fingerprint, loss history, learning curve and training time in its
 metadata; it is refused for another model, configuration (``steps`` aside) or data set.
@@ -34,7 +35,7 @@ from otgen.checkpoint import (CheckpointError, array_fingerprint, check_training
                               save_pytree)
 from otgen.rundir import RunDir
 from otgen.training.config import GANConfig
-from otgen.training.progress import progress_bar
+from otgen.training.driver import drive
 from otgen.training.sampling import GANResult
 from otgen.training.steps import GANState, init_state, make_chunk_runner
 
@@ -235,14 +236,13 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
     step = int(state.step)
 
     def save(s, at):
-        nonlocal last_saved
+        nonlocal last_saved, seconds
         if not bool(_all_finite((s.g_params, s.g_stats, s.d_params))):
             raise _diverged(cfg, at, {"parameters": float("nan")}, last_saved)
-        if ckpt is None:
-            return
-        save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale,
-                                                before + time.perf_counter() - t0, carried))
-        last_saved = at
+        last_saved, seconds = at, time.perf_counter() - t0  # the time a resume will continue from
+        if ckpt is not None:
+            save_pytree(ckpt, s, metadata=_metadata(cfg, at, digest, history, curve, scale, before + seconds,
+                                                    carried))
 
     def result(s, seconds=0.0):
         return GANResult(cfg, s, history, seconds, data_scale=scale, curve=tuple(curve), data_digest=digest,
@@ -250,45 +250,14 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
 
     run_chunk = make_chunk_runner(cfg)
     data_dev = jnp.asarray(x / np.float32(scale) if scale != 1.0 else x)
-    t0 = time.perf_counter()
-    bar = progress_bar(cfg.model, cfg.steps, step, progress)
-    try:
-        while step < cfg.steps:
-            next_eval = next((e for e in eval_steps if e > step), cfg.steps)
-            end = min(_next_multiple(step, cfg.log_every), _next_multiple(step, checkpoint_every), next_eval,
-                      cfg.steps)
-            new_state, metrics = run_chunk(state, data_dev, end - step)
-            metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-            finite = np.all([np.isfinite(v) for v in metrics.values()], axis=0)
-            if not finite.all():
-                first = int(np.argmin(finite))
-                raise _diverged(cfg, step + first + 1, {k: float(v[first]) for k, v in metrics.items()},
-                                last_saved)
-            state, step = new_state, end
-            history.setdefault("step", []).append(step)
-            for k, v in metrics.items():
-                history.setdefault(k, []).append(float(v.mean()))
-            bar.update(end - bar.n)
-            bar.set_postfix({k: f"{history[k][-1]:.3f}" for k in metrics})
-            if evaluate is not None and step in eval_steps and all(r["step"] != step for r in curve):
-                curve.append({"step": step, **evaluate(result(state))})
-                save(state, step)
-            elif step % checkpoint_every == 0:
-                save(state, step)
-    except KeyboardInterrupt:
-        if step > (last_saved or 0):
-            save(state, step)
-        raise
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    if last_saved != step:
-        save(state, step)
+    t0, seconds = time.perf_counter(), 0.0
+    state = drive(state, step, cfg.steps, lambda s, _, n: run_chunk(s, data_dev, n), save=save,
+                  diverged=lambda at, metrics, saved: _diverged(cfg, at, metrics, saved), log_every=cfg.log_every,
+                  checkpoint_every=checkpoint_every, history=history, last_saved=last_saved, curve=curve,
+                  eval_steps=eval_steps, evaluate=None if evaluate is None else lambda s: evaluate(result(s)),
+                  name=cfg.model, progress=progress)
     if history and run is not None:
         loss_curves({k: v for k, v in history.items()}, run.file(LOSS_PLOT_NAME),
                     title=f"{cfg.model} losses (mean per {cfg.log_every} steps)")
     return result(state, seconds)
 
-
-def _next_multiple(step: int, every: int) -> int:
-    return (step // every + 1) * every
