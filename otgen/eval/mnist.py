@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from otgen.data.mnist import load_mnist
 from otgen.eval.fid import fid_from_features, gaussian_stats, frechet_distance, precision_recall
 from otgen.eval.modes import kl_divergence
+from otgen.eval.classifier import classify, load_or_train
+from otgen.eval.novelty import novelty, novelty_reference
 
 __all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached", "train_features",
            "HELD_OUT", "REAL_CONTROL", "test_split", "REFERENCE_NAME", "feature_novelty_reference", "pixel_novelty_reference", "project_pixels", "prefixed_novelty"]
@@ -81,8 +84,6 @@ def digit_metrics(logits, features, reference_features, *, strict_fraction: floa
 @functools.lru_cache(maxsize=4)
 def load_classifier_cached(data_dir=None, cache_dir=None, dataset: str = "mnist"):
     """(params, metadata) of the dataset's cached classifier, training it once if absent; memoised."""
-    from otgen.eval.classifier import load_or_train
-
     return load_or_train(data_dir, cache_dir, dataset=dataset)
 
 
@@ -90,9 +91,6 @@ def load_classifier_cached(data_dir=None, cache_dir=None, dataset: str = "mnist"
 def reference_features(data_dir=None, cache_dir=None, dataset: str = "mnist") -> tuple[np.ndarray, float]:
     """Classifier features of the held-out test images (:data:`HELD_OUT`, the FID reference), and the
     FID of as many training images to them (what a sampler of the training distribution scores; memoised)."""
-    from otgen.data.mnist import load_mnist
-    from otgen.eval.classifier import classify
-
     params, _ = load_classifier_cached(data_dir, cache_dir, dataset)
     test_x = load_mnist("test", data_dir, dataset=dataset)[0][HELD_OUT]
     train_x, _ = load_mnist("train", data_dir, dataset=dataset)
@@ -107,9 +105,6 @@ def reference_features(data_dir=None, cache_dir=None, dataset: str = "mnist") ->
 @functools.lru_cache(maxsize=4)
 def train_features(data_dir=None, cache_dir=None, dataset: str = "mnist") -> np.ndarray:
     """Classifier features of all 60,000 training images (memoised)."""
-    from otgen.data.mnist import load_mnist
-    from otgen.eval.classifier import classify
-
     params, _ = load_classifier_cached(data_dir, cache_dir, dataset)
     return classify(params, load_mnist("train", data_dir, dataset=dataset)[0])[1]
 
@@ -118,8 +113,6 @@ def train_features(data_dir=None, cache_dir=None, dataset: str = "mnist") -> np.
 def feature_novelty_reference(data_dir=None, cache_dir=None, dataset: str = "mnist"):
     """:func:`otgen.eval.novelty.novelty_reference` of the training images' features with test images
     of :data:`HELD_OUT` held out (memoised: every generator of a suite is scored against it)."""
-    from otgen.eval.novelty import novelty_reference
-
     return novelty_reference(train_features(data_dir, cache_dir, dataset),
                              reference_features(data_dir, cache_dir, dataset)[0])
 
@@ -130,8 +123,6 @@ PIXEL_COMPONENTS = 50  # the pixel-space projection of the novelty metrics: PCA-
 @functools.lru_cache(maxsize=4)
 def pixel_projection(data_dir=None, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """(mean (784,), components (784, 50)) of the training images' PCA, pixels in [0, 1] (memoised)."""
-    from otgen.data.mnist import load_mnist
-
     x = load_mnist("train", data_dir, dataset=dataset)[0].reshape(-1, 784).astype(np.float64) / 255.0
     mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
@@ -150,9 +141,6 @@ def project_pixels(images, data_dir=None, dataset: str = "mnist") -> np.ndarray:
 def pixel_novelty_reference(data_dir=None, cache_dir=None, dataset: str = "mnist"):
     """The novelty reference in pixel space (PCA-50 of the training images; the test images of
     :data:`HELD_OUT` held out)."""
-    from otgen.data.mnist import load_mnist
-    from otgen.eval.novelty import novelty_reference
-
     train = load_mnist("train", data_dir, dataset=dataset)[0]
     test = load_mnist("test", data_dir, dataset=dataset)[0][HELD_OUT]
     return novelty_reference(project_pixels(train, data_dir, dataset), project_pixels(test, data_dir, dataset))
@@ -161,8 +149,6 @@ def pixel_novelty_reference(data_dir=None, cache_dir=None, dataset: str = "mnist
 def prefixed_novelty(prefix: str, samples, reference) -> dict[str, float]:
     """:func:`otgen.eval.novelty.novelty` against ``reference`` (a
     :class:`~otgen.eval.novelty.NoveltyReference`), every key prefixed (``feature_``, ``code_``)."""
-    from otgen.eval.novelty import novelty
-
     return {prefix + k: v for k, v in novelty(samples, reference).items()}
 
 
@@ -175,8 +161,6 @@ def evaluate_digits(images, data_dir=None, cache_dir=None, *, pr_k: int | None =
     ``~/.cache/otgen/classifier``) or trained there on first use.  ``pr_k=None`` and
     ``novelty=False`` skip the costly parts (precision / recall, nearest training features).
     """
-    from otgen.eval.classifier import classify
-
     data_dir = None if data_dir is None else str(data_dir)
     cache_dir = None if cache_dir is None else str(cache_dir)
     params, meta = load_classifier_cached(data_dir, cache_dir, dataset)

@@ -25,10 +25,21 @@ import datetime
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
+from scipy.spatial import cKDTree
 
 from otgen.cliargs import add_arguments as _add_config_arguments
 from otgen.cliargs import from_args, option
+from otgen.data import TOY_SPLITS, draw_toy, toys
+from otgen.eval import evaluate
+from otgen.eval.modes import mode_coverage_for_toy
+from otgen.generators import make
+from otgen.generators.gan import GAN
+from otgen.ot.exact import standard_frame, why_not_exact
+from otgen.ot.laguerre import laguerre_cells
+from otgen.plotting import learning_curves, power_diagram, scatter_over_data
+from otgen.rundir import RunDir, claim_run_dir
 
 __all__ = ["ToyRunConfig", "MODELS", "run", "checkpoint_samples", "rescore", "add_arguments", "main", "held_out_set"]
 
@@ -51,8 +62,6 @@ FLOW_ONLY_FIELDS = ("ode_steps",)
 
 
 def _toy_names() -> tuple[str, ...]:
-    from otgen.data import toys
-
     return toys.names()
 
 
@@ -132,8 +141,6 @@ class ToyRunConfig:
 
 
 def _keys(seed: int) -> dict:
-    import jax
-
     names = ("data", "fit", "sample")  # "data" is otgen.data.load's "train" key
     return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
 
@@ -144,15 +151,11 @@ def held_out_set(toy, seed: int, n: int, stream: int = 1) -> np.ndarray | None:
     ``stream`` 1 is the held-out set every run is scored against; ``otgen compare``'s
     *real* control row draws stream 2 (:data:`otgen.data.TOY_SPLITS`).
     """
-    from otgen.data import TOY_SPLITS, draw_toy
-
     return None if toy is None else draw_toy(toy, TOY_SPLITS[stream], n, seed)
 
 
 def _training_data(cfg: ToyRunConfig):
     """(toy or None, training points (n, d) float32)."""
-    from otgen.data import draw_toy, toys
-
     if cfg.data is not None:
         return None, toys.load_npy(cfg.data)
     toy = toys.get(cfg.dist)
@@ -161,15 +164,11 @@ def _training_data(cfg: ToyRunConfig):
 
 def _scores(cfg: ToyRunConfig, toy, data: np.ndarray, samples: np.ndarray) -> dict:
     """Every metric of the toy suite for ``samples`` (one call, shared by :func:`run` and :func:`rescore`)."""
-    from otgen.eval import evaluate
-
     return evaluate("toy", samples, toy=toy, train=data, held_out=held_out_set(toy, cfg.seed, cfg.n_samples),
                     seed=cfg.seed)
 
 
 def _plot_samples(cfg: ToyRunConfig, rd, samples: np.ndarray, data: np.ndarray, metrics: dict) -> None:
-    from otgen.plotting import scatter_over_data
-
     if samples.shape[1] != 2:
         return
     title = f"{cfg.model} on {metrics['dist']}"
@@ -184,18 +183,12 @@ def _mode_labels(toy, points: np.ndarray) -> np.ndarray:
     if toy is None:
         return np.zeros(len(points), int)
     ref, lab = (toy.centres, np.arange(len(toy.centres))) if toy.centres is not None else (toy.curve, toy.component)
-    from scipy.spatial import cKDTree
-
     return lab[cKDTree(ref).query(points)[1]]
 
 
 def _plot_power_diagram(rd, gen, toy, data: np.ndarray, samples: np.ndarray, title: str) -> bool:
     """``power_diagram.png``: the exact cells in the source domain, coloured by the mode each maps to,
     the extension's singular facets in black, beside the samples (2-D box or Gaussian sources only)."""
-    from otgen.ot.exact import standard_frame, why_not_exact
-    from otgen.ot.laguerre import laguerre_cells
-    from otgen.plotting import power_diagram
-
     ext = gen.latent_map
     bmap = ext.bmap
     if why_not_exact(bmap.source, bmap.targets) is not None:
@@ -215,9 +208,6 @@ def _plot_power_diagram(rd, gen, toy, data: np.ndarray, samples: np.ndarray, tit
 
 def run(cfg: ToyRunConfig) -> dict:
     """Train, sample, score; write the run directory; return the metrics."""
-    from otgen.generators import make
-    from otgen.rundir import claim_run_dir
-
     toy, data = _training_data(cfg)  # bad data fails here, before any directory is made
     rd = claim_run_dir(cfg.out, cfg.identity(), lambda doc: doc.get("config", {}).get("run", {}), cfg.overwrite)
     keys = _keys(cfg.seed)
@@ -228,8 +218,6 @@ def run(cfg: ToyRunConfig) -> dict:
 
     curve_record = None
     if toy is not None:  # a GAN's learning curve: the run's own metrics at log-spaced steps
-        from otgen.eval.modes import mode_coverage_for_toy
-
         def curve_record(result):
             scores = mode_coverage_for_toy(result.sample(keys["sample"], cfg.n_samples), toy)
             record = {k: scores[k] for k in CURVE_FIELDS}
@@ -257,8 +245,6 @@ def run(cfg: ToyRunConfig) -> dict:
         if cfg.model in FLOWS and toy is not None:  # the bridge against the ODE's resolution
             info["ode_sweep"] = ode_sweep(gen, toy, keys["sample"], cfg.n_samples)
         if gen.curve:
-            from otgen.plotting import learning_curves
-
             rd.write_json("curves.json", gen.curve)
             learning_curves(gen.curve, rd.file("curves.png"), title=f"{cfg.model} on {cfg.dist}")
     samples = np.asarray(samples, np.float32)
@@ -276,8 +262,6 @@ def run(cfg: ToyRunConfig) -> dict:
 
 def _gan_config(cfg: ToyRunConfig):
     """The GANConfig a GAN-family toy run trains with (from its preset, as :func:`run` builds it)."""
-    from otgen.generators import make
-
     dim = 2 if cfg.data is None else int(np.load(cfg.data, mmap_mode="r").shape[1])
     return make(cfg.model, "toy", shape=(dim,), preset=cfg.preset, steps=cfg.steps, seed=cfg.seed).config
 
@@ -289,8 +273,6 @@ def checkpoint_samples(cfg: ToyRunConfig) -> tuple[np.ndarray, int]:
     Refused (``ValueError`` / ``CheckpointError``) for a model without a checkpoint or one written by another
     configuration.
     """
-    from otgen.generators.gan import GAN
-
     if cfg.model in FLOWS or cfg.model == "aeot":
         raise ValueError(f"{cfg.model} keeps no training checkpoint to sample (only the GAN family does)")
     gan = GAN.load(cfg.out, _gan_config(cfg))
@@ -307,8 +289,6 @@ def rescore(out) -> dict | None:
     (the curve's points keep the protocol they were scored under).  Refused for a run that is not finished
     or has no checkpoint.
     """
-    from otgen.rundir import RunDir
-
     rd = RunDir(out)
     if not rd.has("metrics.json") or not rd.has("config.json"):
         raise ValueError(f"{rd.path} holds no finished run (metrics.json / config.json missing)")
@@ -347,8 +327,6 @@ def rescore(out) -> dict | None:
 def ode_sweep(flow, toy, key, n: int) -> list[dict]:
     """A flow's mode coverage and between-modes fraction at each ODE step count of :data:`ODE_SWEEP`
     (same noise for every count)."""
-    from otgen.eval.modes import mode_coverage_for_toy
-
     rows = []
     for steps in ODE_SWEEP:
         scores = mode_coverage_for_toy(flow.sample(key, n, ode_steps=steps), toy)
