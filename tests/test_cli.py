@@ -37,6 +37,23 @@ def test_interrupt_is_a_message_and_exit_130_not_a_traceback(capsys, monkeypatch
     assert "interrupted (signal 15)" in err and "rerun the same command to resume" in err
 
 
+def test_the_console_script_leaves_an_interrupted_run_at_once_with_its_message():
+    """``entry`` skips the interpreter's teardown after an interrupt (XLA's CPU client can hang there) but
+    keeps the exit code and flushes the message."""
+    import subprocess
+    import sys
+
+    code = ("import jax.numpy as jnp, otgen.cli as c\n"
+            "jnp.ones(3).sum().block_until_ready()\n"  # an XLA client exists, as in a training run
+            "def interrupted(argv=None):\n"
+            "    print('saved at step 7', flush=False)\n"
+            "    return 130\n"
+            "c.main = interrupted\n"
+            "c.entry()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "saved at step 7" in done.stdout
+
+
 def test_harness_commands_come_from_the_clone_and_say_so_where_it_is_missing(tmp_path, monkeypatch, capsys):
     import otgen.cli as cli
 
