@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from otgen.data.mnist import load_mnist
+from otgen.eval.classifier import classify, load_or_train
 from otgen.eval.fid import fid_from_features, gaussian_stats, frechet_distance, precision_recall
 from otgen.eval.modes import kl_divergence
-from otgen.eval.classifier import classify, load_or_train
 from otgen.eval.novelty import novelty, novelty_reference
 
 __all__ = ["digit_metrics", "evaluate_digits", "reference_features", "load_classifier_cached", "train_features",

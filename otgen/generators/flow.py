@@ -54,7 +54,7 @@ from otgen.models.ode import STAGES, integrate, nfe
 from otgen.models.velocity import VelocityMLP
 from otgen.ot import BrenierMap
 from otgen.ot.couplings import minibatch_ot_pairs
-from otgen.training.driver import curve_steps, drive
+from otgen.training.driver import curve_steps, drive, kept_checkpoint
 
 __all__ = ["COUPLINGS", "PRESETS", "FlowConfig", "Flow", "FlowDivergedError", "make"]
 
@@ -280,8 +280,7 @@ class Flow:
             self._save(workdir)
 
         def diverged(at, metrics, saved):
-            kept = f"the last checkpoint (step {saved}) is kept" if saved is not None else "no checkpoint was written"
-            return FlowDivergedError(f"{cfg.model}: non-finite loss at step {at}; {kept}. Try a smaller lr "
+            return FlowDivergedError(f"{cfg.model}: non-finite loss at step {at}; {kept_checkpoint(saved)}. Try a smaller lr "
                                      f"(lr={cfg.lr:g}).")
 
         def evaluate(state):

@@ -39,7 +39,7 @@ from otgen.checkpoint import array_fingerprint, check_training_metadata, load_me
 from otgen.models.autoencoder import Autoencoder, Decoder, image_shape
 from otgen.models.gan import DCGANDiscriminator
 from otgen.models.gan_losses import gan_discriminator_loss, gan_generator_loss
-from otgen.training.driver import drive
+from otgen.training.driver import drive, kept_checkpoint
 
 __all__ = ["DecoderGANConfig", "DecoderGANState", "finetune_decoder", "load_finetuned", "STATE_FILE", "PARAMS_FILE"]
 
@@ -201,8 +201,7 @@ def finetune_decoder(model: Autoencoder, ae_params: dict, codes: np.ndarray, ima
             save_pytree(path, st, {**meta, "seconds": before + time.perf_counter() - t0})
 
     def diverged(at, metrics, saved):
-        kept = f"the last checkpoint (step {saved}) is kept" if saved is not None else "no checkpoint was written"
-        return FloatingPointError(f"decoder GAN diverged at step {at} (losses {metrics}); {kept}")
+        return FloatingPointError(f"decoder GAN diverged at step {at} (losses {metrics}); {kept_checkpoint(saved)}")
 
     state = drive(state, start, cfg.steps, advance, save=save, diverged=diverged, log_every=LOG_EVERY,
                   checkpoint_every=cfg.checkpoint_every, history=history,

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["curve_steps", "progress_bar", "drive"]
+__all__ = ["curve_steps", "progress_bar", "drive", "kept_checkpoint"]
 
 
 def curve_steps(total: int) -> tuple[int, ...]:
@@ -33,6 +33,11 @@ def progress_bar(desc: str, total: int, done: int, enabled: bool) -> tqdm:
                 dynamic_ncols=True, leave=False)
 
 
+def kept_checkpoint(last_saved: int | None) -> str:
+    """What a divergence leaves on disk, for the model's ``diverged`` message."""
+    return f"the last checkpoint (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was written"
+
+
 def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
@@ -45,8 +50,9 @@ def drive(state: Any, start: int, total: int, advance: Callable[[Any, int, int],
     """Train from step ``start`` to ``total``; returns the final state.
 
     ``save(state, step)`` writes a checkpoint: every ``checkpoint_every`` steps, after each curve
-    evaluation (chunks also end on ``eval_steps`` when ``evaluate`` is None), at the end when the last save was earlier, and on Ctrl-C (then re-raised).  ``last_saved``:
-    the step of the checkpoint the run resumed from (None when it starts fresh).  A non-finite metric
+    evaluation (chunks also end on ``eval_steps`` when ``evaluate`` is None), at the end when the last save
+    was earlier, and on Ctrl-C (then re-raised).  ``last_saved``: the step of the checkpoint the run resumed
+    from (None when it starts fresh).  A non-finite metric
     raises ``diverged(step, metrics at that step, last_saved)``.  ``history`` (name -> list; ``"step"``: the
     chunk ends) and ``curve`` (``{"step": s, **evaluate(state)}`` at each of ``eval_steps``, skipped
     where the resumed curve has it already) are appended to in place.

@@ -35,7 +35,7 @@ from otgen.checkpoint import (CheckpointError, array_fingerprint, check_training
                               save_pytree)
 from otgen.rundir import RunDir
 from otgen.training.config import GANConfig
-from otgen.training.driver import drive
+from otgen.training.driver import drive, kept_checkpoint
 from otgen.training.sampling import GANResult
 from otgen.training.steps import GANState, init_state, make_chunk_runner
 
@@ -181,10 +181,8 @@ def save_carry(run_dir: str | Path, cfg: GANConfig, to: str | Path | None = None
 
 def _diverged(cfg: GANConfig, step: int, metrics: dict, last_saved: int | None) -> TrainingDivergedError:
     losses = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-    kept = (f"the last checkpoint (step {last_saved}) is kept" if last_saved is not None
-            else "no checkpoint was written")
     return TrainingDivergedError(
-        f"{cfg.model}: non-finite loss at step {step} ({losses}); training stopped and {kept}. "
+        f"{cfg.model}: non-finite loss at step {step} ({losses}); training stopped and {kept_checkpoint(last_saved)}. "
         f"Try a smaller learning rate (lr={cfg.lr:g}) or check the data scale.")
 
 
@@ -219,7 +217,6 @@ def train_gan(cfg: GANConfig, data, run_dir: str | Path | None, resume: bool = F
     scale = _data_scale(cfg, x)
     run = None if run_dir is None else RunDir(run_dir)
     ckpt = None if run is None else run.file(CHECKPOINT_NAME)
-    eval_steps = sorted({int(s) for s in eval_steps if 0 < int(s) <= cfg.steps})
 
     state, history, curve, last_saved, before, carried = None, {}, [], None, 0.0, []
     source = None if run is None else resume_path(run)
