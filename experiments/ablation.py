@@ -27,6 +27,10 @@ parameter moves.
 (:mod:`otgen.training.decoder_gan`, trained in ``decoder_gan/`` on the spacing rule's codes, resumable)
 and keeps them apart, in ``ablation_decoder_gan.json``: every sampler and the reconstruction controls see
 the same tuned decoder, so the table says what the sampler adds once the decoder is sharpened.
+``--decoder gan-own`` is the fair form of that comparison: each sampler row is decoded by a decoder GAN
+tuned (same settings) on *its own* sampler's codes (``decoder_gan_own/<row>/``; AE-OT's spacing row reuses
+``decoder_gan/``, whose pool is the same draw), the controls by AE-OT's; results in
+``ablation_decoder_gan_own.json``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import numpy as np
 from otgen.data.stacked import N_SAMPLES as N_STACKED_SAMPLES, load_stacked
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
-from otgen.pipelines.mnist_aeot import decoder_gan_config, load_ae_params, tune_decoder
+from otgen.data.mnist import to_unit_float
+from otgen.pipelines.mnist_aeot import GAN_POOL, decoder_gan_config, load_ae_params, tune_decoder
 from otgen.pipelines.mnist_config import MnistConfig, ot_options
 from otgen.pipelines.mnist_evaluate import code_reference
 from otgen.pipelines.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
@@ -56,27 +61,31 @@ from otgen.generators.latent import is_sampler, make_sampler
 from otgen.models.autoencoder import decode_batched
 from otgen.rundir import RunDir
 from otgen.training import GAN_MODELS
-from otgen.training.decoder_gan import DecoderGANConfig
+from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder, load_finetuned
 from otgen.training.loop import resume_path
 
 __all__ = ["run", "gan_decoder", "main", "add_arguments"]
 
 FLOWS_DIR = "ablation_flows"
+OWN_DECODERS_DIR = "decoder_gan_own"  # --decoder gan-own: one decoder GAN per sampler row, in <row>/
+EVAL_DRAW, POOL_DRAW = 2, 7  # salts of a sampler's scored codes and of a decoder GAN's pool (tune_decoder's 7)
 
 
 def _decode(model, params, codes) -> np.ndarray:
     return to_uint8(decode_batched(model, params, np.asarray(codes, np.float32), 1000))
 
 
-def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dict) -> tuple[np.ndarray, dict]:
+def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dict,
+           draw: int = EVAL_DRAW) -> tuple[np.ndarray, dict]:
     """``n`` new codes from sampler ``name`` and what it reports of itself.  ``calibrated`` holds the run's
     AE-OT with the calibrated spacing rule once it has been set up (one calibration serves every
-    ``aeot-spacing@<f>`` row)."""
+    ``aeot-spacing@<f>`` row).  ``draw`` salts the draw: :data:`EVAL_DRAW` the scored samples,
+    :data:`POOL_DRAW` a decoder GAN's pool (the same fitted sampler, other codes)."""
     if is_sampler(name):
         sampler = make_sampler(name).fit(train_codes, jax.random.fold_in(key, 1))
-        return sampler.sample(jax.random.fold_in(key, 2), n), sampler.info()
+        return sampler.sample(jax.random.fold_in(key, draw), n), sampler.info()
     if name in FLOW_ROWS:
-        return _flow_codes(name, cfg, train_codes, key, n)
+        return _flow_codes(name, cfg, train_codes, key, n, draw)
     factor, noise = jitter_factor(name), spacing_noise(name)
     if factor is not None:
         aeot = _spacing_aeot(cfg, calibrated, noise)
@@ -87,13 +96,16 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
         rule = {"aeot-angle": ExtensionOptions(rule="angle", angle_threshold=cfg.angle_threshold, top_k=cfg.top_k),
                 "sd-map": ExtensionOptions(rule="angle", angle_threshold=0.0, top_k=cfg.top_k)}[name]
         aeot = _load_aeot(cfg, rule)  # the run's map and barycentres; only the rule is set up anew
-    codes, moved = aeot.sample_codes(keys(cfg.seed)["generate"], n, return_interpolated=True)
+    # AE-OT draws as the run's generate stage does; its pool as the run's tune-decoder stage does
+    generate = keys(cfg.seed)["generate"]
+    codes, moved = aeot.sample_codes(generate if draw == EVAL_DRAW else jax.random.fold_in(generate, draw), n,
+                                     return_interpolated=True)
     info = {k: v for k, v in aeot.info().items() if k.startswith("rule") or k in ("angle_threshold",)}
     extra = {"rule_jitter_factor": factor} if factor is not None else {}
     return codes, {**info, **extra, "interpolated_fraction": float(np.mean(moved))}
 
 
-def _flow_codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[np.ndarray, dict]:
+def _flow_codes(name: str, cfg, train_codes: np.ndarray, key, n: int, draw: int = 2) -> tuple[np.ndarray, dict]:
     """A latent flow trained on the codes (resumed from ``ablation_flows/<name>/``) and ``n`` codes from it.
     ``sdfm`` takes the run's own whitening and semi-discrete map (N(0, I) onto the whitened codes) as its
     coupling rather than solving the same problem again."""
@@ -116,7 +128,7 @@ def _flow_codes(name: str, cfg, train_codes: np.ndarray, key, n: int) -> tuple[n
                      progress=cfg.progress)
     flow.fit(train_codes, jax.random.fold_in(key, 1), workdir)
     info = flow.info()
-    codes = np.asarray(flow.sample(jax.random.fold_in(key, 2), n), np.float32)
+    codes = np.asarray(flow.sample(jax.random.fold_in(key, draw), n), np.float32)
     return codes, {k: v for k, v in info.items() if k in ("coupling", "steps", "train_seconds", "nfe", "ode_method",
                                                           "ode_steps", "ot_converged", "ot_chi2")}
 
@@ -148,7 +160,6 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     its :class:`~otgen.training.decoder_gan.DecoderGANConfig` to change), results in ``ablation_decoder_gan.json``.
     ``gan_runs``: ``otgen mnist --model <gan family>`` run directories whose latest checkpoint (or carry) is
     sampled and scored beside the samplers (:func:`_gan_row`), the baseline a sampler must beat."""
-    from otgen.data.mnist import to_unit_float
     from otgen.models.autoencoder import encode_batched
 
     rows = check_rows(rows)
@@ -172,7 +183,7 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     train_images = load_train_images(cfg)
     calibrated: dict = {}
     tuning = None
-    if decoder == "gan":
+    if decoder in ("gan", "gan-own"):  # gan-own: the controls are decoded by AE-OT's tuned decoder
         params, tuning = gan_decoder(cfg, calibrated, decoder_gan, train_images, progress)
     # which decoder a row was scored with: a decoder GAN trained on (more steps, other weights) rescores them all
     decoder_id = None if tuning is None else {k: v for k, v in tuning.items() if k not in ("history", "seconds")}
@@ -200,7 +211,8 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
                                        (_decode(model, params, real_codes), real_codes)]))
     key = jax.random.key(seed)
     for label, make in [*((f"*{k}*", lambda k=k: (*controls[k], {})) for k in controls),
-                        *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params, calibrated))
+                        *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params, calibrated,
+                                                   own=(decoder_gan, train_images) if decoder == "gan-own" else None))
                           for r in rows),
                         *((_gan_label(g), lambda g=g: _gan_row(g, data_dir, n, model, params)) for g in gan_runs)]:
         if label in results["rows"]:
@@ -260,7 +272,6 @@ def _gan_label(run_dir) -> str:
 def _gan_row(run_dir, data_dir, n: int, model, params) -> tuple[np.ndarray, np.ndarray, dict]:
     """``n`` images of the GAN-family run in ``run_dir`` at its latest checkpoint, drawn as its ``generate``
     stage draws them; their codes are this autoencoder's encodings of them (a GAN has no codes)."""
-    from otgen.data.mnist import to_unit_float
     from otgen.pipelines.mnist_baselines import gan_config
     from otgen.generators.gan import GAN
     from otgen.models.autoencoder import encode_batched
@@ -286,10 +297,36 @@ def _stored_config(rd, data_dir, progress: bool):
     return MnistConfig(**fields, out=str(rd.path), data_dir=data_dir, progress=progress)
 
 
-def _sampled(name, cfg, train_codes, key, n, model, params, calibrated):
+def _sampled(name, cfg, train_codes, key, n, model, params, calibrated, own=None):
+    """Row ``name``'s codes, decoded by ``params``; with ``own = (decoder_gan overrides, training images)`` by
+    a decoder GAN tuned on the row's own codes instead (:func:`own_decoder`)."""
     salt = SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode())  # stable across runs
-    codes, info = _codes(name, cfg, train_codes, jax.random.fold_in(key, salt), n, calibrated)
+    row_key = jax.random.fold_in(key, salt)
+    codes, info = _codes(name, cfg, train_codes, row_key, n, calibrated)
+    if own is not None:
+        params, record = own_decoder(name, cfg, train_codes, row_key, calibrated, *own)
+        info = {**info, "decoder_pool": name, "decoder_gan_seconds": record["seconds"]}
     return _decode(model, params, codes), codes, info
+
+
+def own_decoder(name: str, cfg, train_codes, row_key, calibrated: dict, overrides: dict | None = None,
+                train_u8=None, progress: bool = True) -> tuple[dict, dict]:
+    """The run's autoencoder with its decoder fine-tuned as a GAN generator on codes of sampler ``name``
+    itself (a draw apart from the scored one, as many as the run's tune-decoder pool), in
+    ``decoder_gan_own/<name>/`` (resumable); AE-OT's spacing row is the run's own ``decoder_gan/``."""
+    if name == "aeot-spacing":
+        return gan_decoder(cfg, calibrated, overrides, train_u8, progress)
+    tuning = dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
+                                 **(overrides or {}))
+    rd = RunDir(cfg.out)
+    model, params, _ = load_ae_params(rd, cfg)
+    workdir = rd.file(f"{OWN_DECODERS_DIR}/{name}")
+    done = load_finetuned(workdir, params, tuning)
+    if done is not None:
+        return done
+    pool, _ = _codes(name, cfg, train_codes, row_key, GAN_POOL, calibrated, draw=POOL_DRAW)
+    images = to_unit_float(load_train_images(cfg) if train_u8 is None else train_u8)
+    return finetune_decoder(model, params, train_codes, images, pool, tuning, workdir, progress=progress)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -306,8 +343,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore", default="", help="comma-separated rows to score anew although stored "
                         "(e.g. after a change of the sampler's code)")
     parser.add_argument("--decoder", choices=sorted(DECODERS), default="autoencoder",
-                        help="decode with the autoencoder's decoder, or with it fine-tuned as AE-OT-GAN's generator "
-                             "(trained in RUN/decoder_gan/, resumable; results in ablation_decoder_gan.json)")
+                        help="decode with the autoencoder's decoder; gan: with it fine-tuned as AE-OT-GAN's generator "
+                             "on AE-OT's codes (RUN/decoder_gan/, resumable; results in ablation_decoder_gan.json); "
+                             "gan-own: each sampler row with a decoder GAN tuned on its own codes "
+                             "(RUN/decoder_gan_own/<row>/; results in ablation_decoder_gan_own.json)")
     parser.add_argument("--decoder-gan-steps", "--gan-steps", dest="gan_steps", type=int, default=None,
                         help="decoder GAN steps (default: the run's own tune-decoder setting, else "
                              "otgen.training.decoder_gan.DecoderGANConfig's)")
@@ -324,10 +363,10 @@ def main(args: argparse.Namespace) -> int:
     if args.n is not None and args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
     tuning, gan_flags = None, ""
-    if args.decoder == "gan":
+    if args.decoder in ("gan", "gan-own"):
         tuning = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
                   if v is not None}
-        gan_flags = " --decoder gan" + "".join(f" --decoder-gan-{k.replace('_', '-')} {v:g}" for k, v in tuning.items())
+        gan_flags = f" --decoder {args.decoder}" + "".join(f" --decoder-gan-{k.replace('_', '-')} {v:g}" for k, v in tuning.items())
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
                   rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,
                   gan_runs=tuple(g for g in args.gan_runs.split(",") if g))

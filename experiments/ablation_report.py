@@ -37,10 +37,16 @@ def _describe_ae(ae: dict | None) -> str:
             f"{ae['loss']} loss, {ae['epochs']} epochs")
 
 
-def _describe_gan(rec: dict) -> str:
+def _describe_gan(rec: dict, own: bool = False) -> str:
+    settings = (f"{rec['steps']:,} steps of batch {rec['batch_size']}, content weight {rec['content_weight']:g}, "
+                f"discriminator width {rec['d_dim']}")
+    if own:
+        return (f", its decoder then fine-tuned as a GAN generator *once per sampler row, on that sampler's own "
+                f"codes* (`otgen ablation --decoder gan-own`, `otgen.training.decoder_gan`: {settings}; a pool of "
+                "60,000 codes drawn apart from the scored ones; seconds in the notes); the controls are decoded "
+                f"by the decoder tuned on the spacing rule's codes ({rec['seconds']:.0f} s).")
     return (f", its decoder then fine-tuned as AE-OT-GAN's generator (`otgen.training.decoder_gan`: "
-            f"{rec['steps']:,} steps of batch {rec['batch_size']} on the spacing rule's codes, content weight "
-            f"{rec['content_weight']:g}, discriminator width {rec['d_dim']}, {rec['seconds']:.0f} s); every row "
+            f"{settings}, on the spacing rule's codes, {rec['seconds']:.0f} s); every row "
             "below, the reconstructions included, is decoded by the fine-tuned decoder.")
 
 
@@ -76,7 +82,8 @@ def write_report(results: dict, path, command: str) -> str:
              f"- Autoencoder: {_describe_ae(meta.get('autoencoder'))}",
              f"- {meta.get('n')} samples per row, decoded by the run's autoencoder (test reconstruction MSE per pixel "
              f"{(meta.get('reconstruction') or {}).get('mse_per_pixel', float('nan')):.4f})"
-             + (_describe_gan(meta["decoder_gan"]) if meta.get("decoder_gan") else ".") , "",
+             + (_describe_gan(meta["decoder_gan"], meta.get("decoder") == "gan-own") if meta.get("decoder_gan")
+                else ".") , "",
              _metrics_text(meta.get("dataset")), "",
              "| row | " + " | ".join(c[0] for c in columns) + " | notes |",
              "|---" * (len(columns) + 2) + "|"]
@@ -95,6 +102,8 @@ def write_report(results: dict, path, command: str) -> str:
             notes.append(f"bandwidth {rec['bandwidth']:.3f}")
         if "nfe" in rec:
             notes.append(f"{rec['steps']:,} training steps, NFE {rec['nfe']}")
+        if "decoder_pool" in rec:
+            notes.append(f"own decoder GAN ({rec['decoder_gan_seconds']:.0f} s)")
         lines.append(f"| {label} | " + " | ".join(_cell(rec, k, f) for _, k, f in columns) + f" | {'; '.join(notes)} |")
     text = "\n".join(lines) + "\n"
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ FLOW_ROWS = ("fm", "sdfm")  # asked for by name: each trains a network (minutes)
 CONTROL_ROWS = ("real (held-out test images)", "replay (training images)", "reconstructions of training images",
                 "reconstructions of held-out test images")
 RESULTS_FILE = "ablation.json"
-DECODERS = {"autoencoder": RESULTS_FILE, "gan": "ablation_decoder_gan.json"}  # decoder -> its results file
+# decoder -> its results file.  "gan": one decoder GAN tuned on AE-OT's codes decodes every row; "gan-own":
+# each sampler row gets a decoder GAN tuned on that sampler's own codes (the controls: AE-OT's)
+DECODERS = {"autoencoder": RESULTS_FILE, "gan": "ablation_decoder_gan.json", "gan-own": "ablation_decoder_gan_own.json"}
 
 
 # AE-OT's spacing rule, by its noise: "aeot-spacing" the local covariance (the default), "aeot-edges" along

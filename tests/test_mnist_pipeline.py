@@ -343,6 +343,18 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     plain_rec, tuned_rec = (r["rows"]["*reconstructions of held-out test images*"] for r in (res, tuned))
     assert tuned_rec["code_nn_distance_ratio"] == plain_rec["code_nn_distance_ratio"]  # the codes are the same
     assert tuned_rec["fid"] != plain_rec["fid"]  # their images are not
+    # gan-own: each sampler row its own decoder GAN on its own codes; AE-OT's row is the shared decoder_gan/
+    tuned = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"),
+                         progress=False, decoder="gan", decoder_gan={"steps": 3, "batch_size": 16})
+    own = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"),
+                       progress=False, decoder="gan-own", decoder_gan={"steps": 3, "batch_size": 16})
+    assert (out / "ablation_decoder_gan_own.json").is_file()
+    assert (out / "decoder_gan_own" / "gaussian" / "decoder_gan.npz").is_file()
+    assert not (out / "decoder_gan_own" / "aeot-spacing").exists()
+    assert own["rows"]["aeot-spacing"]["fid"] == tuned["rows"]["aeot-spacing"]["fid"]
+    assert own["rows"]["gaussian"]["fid"] != tuned["rows"]["gaussian"]["fid"]  # same codes, its own decoder
+    assert own["rows"]["gaussian"]["code_nn_distance_ratio"] == tuned["rows"]["gaussian"]["code_nn_distance_ratio"]
+    assert "own decoder GAN" in ablation.write_report(own, tmp_path / "own.md", "cmd")
     with pytest.raises(ValueError, match="decoder must be"):
         ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False, decoder="vae")
 
