@@ -54,8 +54,8 @@ CURVE_FIELDS = ("modes_captured", "high_quality_fraction", "reverse_kl", "betwee
 ODE_SWEEP = (1, 2, 4, 8, 16, 32, 64)  # a flow's samples are re-scored at these ODE step counts
 # Fields that may change between calls on one run directory.
 RUNTIME_FIELDS = ("out", "progress", "overwrite")
-# In 2-D the spacing rule's jitter saturates and costs ~5 points of HQ on ring8 (docs/generation.md): the toys
-# keep the paper's angle rule by default.
+# In 2-D the spacing rule's noise (fresh data's distances) costs 1.6-3.8 points of HQ and widens the bridge
+# mass (docs/generation.md, toy_rules.md): the toys keep the paper's angle rule by default.
 TOY_RULE = "angle"
 AEOT_ONLY_FIELDS = ("rule", "angle_threshold", "top_k", "ot_tol")  # refused for other models
 FLOW_ONLY_FIELDS = ("ode_steps",)
