@@ -4,7 +4,7 @@ Takes a finished ``otgen mnist`` AE-OT run directory (its autoencoder, training 
 semi-discrete map) and samples new codes from each of:
 
 * ``gaussian``, ``gmm10``, ``gmm100``, ``kde`` -- ex-post densities of the codes
-  (:mod:`otgen.generators.latent`; Ghosh et al. 2020); any ``gmm<k>`` and ``kde@<scale>`` too;
+  (:mod:`otgen.generators.latent`; Ghosh et al. 2020); any ``gmm<k>``, ``kde@<scale>``, ``local-iso<share>`` too;
 * ``aeot-spacing`` -- AE-OT with the spacing rule (:mod:`otgen.ot.spacing`, the default: noise with the
   codes' local covariance); ``aeot-edges`` the same rule with its earlier noise along the admissible edges;
   ``aeot-spacing@<f>`` / ``aeot-edges@<f>`` with ``f`` times the calibrated jitter;
@@ -336,7 +336,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"samples per row (default {len(REAL_CONTROL):,}: the real control's size; Stacked "
                              f"MNIST {N_STACKED_SAMPLES:,})")
     parser.add_argument("--rows", default=",".join(SAMPLER_ROWS), help="comma-separated samplers "
-                        f"(default {','.join(SAMPLER_ROWS)}; also {','.join(FLOW_ROWS)}, gmm<k>, kde@<scale>, "
+                        f"(default {','.join(SAMPLER_ROWS)}; also {','.join(FLOW_ROWS)}, gmm<k>, kde@<scale>, local-iso<share>, "
                         "aeot-spacing@<f>)")
     parser.add_argument("--report", default=None, help="markdown report to write (default: none)")
     parser.add_argument("--plot", default=None, help="PNG of the quality-novelty plane to write (default: none)")

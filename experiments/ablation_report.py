@@ -95,7 +95,8 @@ def write_report(results: dict, path, command: str) -> str:
             notes.append(f"kappa {rec['rule_kappa']:.2f}, {noise}jitter {rec['rule_jitter']:.2f}, "
                          f"acceptance {rec['rule_acceptance']:.0%}")
         if "local_scale" in rec:
-            notes.append(f"local covariance of {rec['local_k']} codes x {rec['local_scale']:.2f}")
+            iso = f", {rec['local_iso']:.0%} isotropic" if rec.get("local_iso") else ""
+            notes.append(f"local covariance of {rec['local_k']} codes x {rec['local_scale']:.2f}{iso}")
         if "interpolated_fraction" in rec:
             notes.append(f"{rec['interpolated_fraction']:.0%} interpolated")
         if "bandwidth" in rec:
@@ -117,6 +118,8 @@ def _family(row: str) -> tuple[str, str]:
         return "GMM (components)", row[3:]
     if row.startswith("kde"):
         return "KDE (bandwidth x)", row[4:] or "1"
+    if row == "local" or row.startswith("local-iso"):
+        return "manifold Parzen windows (isotropic share)", row[len("local-iso"):] or "0"
     if jitter_factor(row) is not None:
         noise = "local covariance" if spacing_noise(row) == "local" else "edge noise"
         return f"AE-OT spacing rule, {noise} (jitter x)", f"{jitter_factor(row):g}"
@@ -146,7 +149,6 @@ def plot_plane(results: dict, path, title: str = "", quality: str = "fid") -> Pa
         fam, lab = _family(label)
         families.setdefault(fam, []).append((rec[x_key], rec[y_key], lab))
     names = {"sd-map": "sd-map (the semi-discrete map: a replay)", "aeot-angle": "AE-OT, angle rule",
-             "local": "manifold Parzen windows (local)",
              "fm": "flow matching (fm)", "sdfm": "semi-discrete flow matching (sdfm)"}
     families = {names.get(k, k): v for k, v in families.items()}
     return quality_novelty(families, controls, path, title=title + (f"\noff scale: {', '.join(off)}" if off else ""),

@@ -9,7 +9,7 @@ __all__ = ["SAMPLER_ROWS", "REPORT_ORDER", "FLOW_ROWS", "CONTROL_ROWS", "RESULTS
 
 SAMPLER_ROWS = ("gaussian", "gmm10", "gmm100", "kde", "sd-map", "aeot-angle", "aeot-spacing")
 # the order of a report's rows (SAMPLER_ROWS keeps its order: a row's index there salts its random draws)
-REPORT_ORDER = ("gaussian", "gmm10", "gmm100", "kde", "local", "sd-map", "aeot-angle", "aeot-edges", "aeot-spacing")
+REPORT_ORDER = ("gaussian", "gmm10", "gmm100", "kde", "local", "local-iso0.5", "local-iso1", "sd-map", "aeot-angle", "aeot-edges", "aeot-spacing")
 FLOW_ROWS = ("fm", "sdfm")  # asked for by name: each trains a network (minutes), see ablation._flow_codes
 CONTROL_ROWS = ("real (held-out test images)", "replay (training images)", "reconstructions of training images",
                 "reconstructions of held-out test images")
@@ -54,5 +54,5 @@ def check_rows(rows) -> tuple[str, ...]:
     unknown = [r for r in rows if not (r in SAMPLER_ROWS + FLOW_ROWS or is_sampler(r) or jitter_factor(r) is not None)]
     if unknown:
         raise ValueError(f"unknown rows {unknown}; choose from {', '.join(SAMPLER_ROWS + FLOW_ROWS)}, gmm<k>, "
-                         "kde@<scale>, aeot-spacing[@<jitter factor>], aeot-edges[@<jitter factor>]")
+                         "kde@<scale>, local-iso<share>, aeot-spacing[@<jitter factor>], aeot-edges[@<jitter factor>]")
     return tuple(rows)

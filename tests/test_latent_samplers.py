@@ -42,14 +42,16 @@ def test_kde_chooses_an_interior_bandwidth_by_held_out_likelihood():
     assert d.min() > 0 and np.median(d) < 1.0
 
 
-def test_local_windows_sit_as_far_from_the_codes_as_fresh_draws_do():
+@pytest.mark.parametrize("iso", [0.0, 1.0])
+def test_local_windows_sit_as_far_from_the_codes_as_fresh_draws_do(iso):
     """Independent check of the calibration: fresh draws of the codes' own distribution (not the codes'
-    leave-one-out distances the fit used) are as far from the codes as the samples are."""
+    leave-one-out distances the fit used) are as far from the codes as the samples are, with the local
+    covariance or its isotropic form."""
     from otgen.ot.spacing import nearest_targets
     from otgen.stats import mann_whitney_z
 
     z = _codes(3000).astype(np.float32)
-    local = LocalCodes().fit(z, jax.random.key(0))
+    local = LocalCodes(iso).fit(z, jax.random.key(0))
     x = local.sample(jax.random.key(1), 3000)
     fresh = _codes(3000, seed=9).astype(np.float32)
     assert abs(mann_whitney_z(nearest_targets(x, z)[1], nearest_targets(fresh, z)[1])) < 4
@@ -62,11 +64,11 @@ def test_samplers_reject_bad_codes_and_are_reproducible():
         GaussianCodes().fit(np.array([[np.nan, 1.0], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="components"):
         MixtureCodes(0)
-    for bad in ("gmm0", "gmm", "kde@0", "kde@x", "flow"):
+    for bad in ("gmm0", "gmm", "kde@0", "kde@x", "flow", "local-iso2", "local-isox"):
         with pytest.raises(ValueError, match="unknown latent sampler"):
             make_sampler(bad)
     z = _codes(500)
-    for name in ("gaussian", "gmm10", "kde", "kde@0.5", "local"):
+    for name in ("gaussian", "gmm10", "kde", "kde@0.5", "local", "local-iso0.5"):
         s = make_sampler(name).fit(z, jax.random.key(0))
         assert s.name == name
         np.testing.assert_array_equal(s.sample(jax.random.key(3), 50), s.sample(jax.random.key(3), 50))

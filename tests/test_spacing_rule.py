@@ -175,8 +175,9 @@ def test_generation_keeps_the_cells_masses_where_densities_differ():
 
 def test_local_noise_has_the_covariance_of_the_own_code_and_its_nearest_codes():
     """Known answer: the noise of a sample whose own target is i is N(0, jitter^2 C_i), C_i the biased
-    covariance of y_i and its LOCAL_K - 1 nearest other targets (brute force), checked on 2^16 draws
-    against the sampling error of a covariance estimate."""
+    covariance of y_i and its LOCAL_K - 1 nearest other targets (brute force), with an isotropic share
+    ``iso`` N(0, jitter^2 ((1 - iso) C_i + iso tr(C_i) / d I)), checked on 2^16 draws against the sampling
+    error of a covariance estimate."""
     import jax.numpy as jnp
 
     from otgen.ot.spacing import LOCAL_K, local_noise, nearest_k_targets
@@ -186,12 +187,14 @@ def test_local_noise_has_the_covariance_of_the_own_code_and_its_nearest_codes():
     near, dist = nearest_k_targets(y, LOCAL_K - 1)
     brute = np.argsort(np.linalg.norm(y[:, None] - y[None], axis=-1) + np.diag(np.full(len(y), np.inf)), axis=1)
     np.testing.assert_array_equal(near[:, :5], brute[:, :5])
-    for i in (0, 123):
+    for i, iso in ((0, 0.0), (123, 0.0), (7, 0.4), (7, 1.0)):
         pts = y[np.concatenate([[i], near[i]])].astype(np.float64)
-        want = 0.7 ** 2 * np.cov(pts.T, bias=True)
+        cov = np.cov(pts.T, bias=True)
+        # iso: that share of the variance moved to an isotropic term of the same trace
+        want = 0.7 ** 2 * ((1 - iso) * cov + iso * np.trace(cov) / 3 * np.eye(3))
         n = 1 << 16
         draws = np.asarray(local_noise(jax.random.key(i), jnp.full(n, i), jnp.asarray(y), jnp.asarray(near),
-                                       jnp.float32(0.7)), np.float64)
+                                       jnp.float32(0.7), jnp.float32(iso)), np.float64)
         got = draws.T @ draws / n  # mean 0 by construction
         se = np.sqrt((np.diag(want)[:, None] * np.diag(want)[None, :] + want ** 2) / n)  # Gaussian 2nd moments
         assert np.all(np.abs(got - want) <= 5 * se + 1e-12), (got, want)

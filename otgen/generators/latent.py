@@ -17,7 +17,8 @@ the samplers a fair reader sets beside AE-OT on the same codes:
   ones).  AE-OT without the OT map: the control that says what the map itself adds.
 
 Each has ``fit(codes, key)`` and ``sample(key, n)`` and works in the codes' own coordinates;
-:func:`make_sampler` builds one from its name (``gaussian``, ``gmm<k>``, ``kde``, ``kde@<scale>``, ``local``).
+:func:`make_sampler` builds one from its name (``gaussian``, ``gmm<k>``, ``kde``, ``kde@<scale>``, ``local``,
+``local-iso<share>``).
 """
 
 from __future__ import annotations
@@ -145,6 +146,12 @@ class LocalCodes:
 
     name = "local"
 
+    def __init__(self, iso: float = 0.0):
+        if not 0.0 <= iso <= 1.0:
+            raise ValueError(f"local: the isotropic share must be in [0, 1], got {iso}")
+        self.iso = float(iso)  # share of the noise variance made isotropic (otgen.ot.spacing.local_noise)
+        self.name = "local" if self.iso == 0 else f"local-iso{self.iso:g}"
+
     def fit(self, codes, key, num_samples: int = 4096) -> "LocalCodes":
         import jax
 
@@ -173,7 +180,7 @@ class LocalCodes:
         from otgen.ot.spacing import local_noise
 
         return np.asarray(local_noise(key, jnp.asarray(j), jnp.asarray(self.codes), jnp.asarray(self.near),
-                                      jnp.float32(scale)))
+                                      jnp.float32(scale), jnp.float32(self.iso)))
 
     def sample(self, key, n: int) -> np.ndarray:
         import jax
@@ -183,7 +190,7 @@ class LocalCodes:
         return (self.codes[j] + self._noise(k_g, j, self.scale)).astype(np.float32)
 
     def info(self) -> dict:
-        return {"local_scale": self.scale, "local_k": int(self.near.shape[1]) + 1}
+        return {"local_scale": self.scale, "local_k": int(self.near.shape[1]) + 1, "local_iso": self.iso}
 
 
 def _parse(name: str):
@@ -196,6 +203,12 @@ def _parse(name: str):
         return KernelCodes, {}
     if name == "local":
         return LocalCodes, {}
+    if name.startswith("local-iso"):
+        try:
+            iso = float(name[len("local-iso"):])
+        except ValueError:
+            return None
+        return (LocalCodes, {"iso": iso}) if 0.0 <= iso <= 1.0 else None
     if name.startswith("kde@"):
         try:
             scale = float(name[4:])
@@ -212,11 +225,12 @@ def is_sampler(name: str) -> bool:
 
 def make_sampler(name: str):
     """An unfitted sampler from its name: ``gaussian``, ``gmm<k>`` (k components, e.g. ``gmm100``),
-    ``kde`` (held-out bandwidth), ``kde@<scale>`` (that bandwidth times ``scale``, e.g. ``kde@0.5``) or
-    ``local`` (manifold Parzen windows)."""
+    ``kde`` (held-out bandwidth), ``kde@<scale>`` (that bandwidth times ``scale``, e.g. ``kde@0.5``),
+    ``local`` (manifold Parzen windows) or ``local-iso<share>`` (that share of their noise variance
+    isotropic, e.g. ``local-iso0.5``)."""
     parsed = _parse(name)
     if parsed is None:
         raise ValueError(f"unknown latent sampler {name!r}: use gaussian, gmm<k> (e.g. gmm100), kde, kde@<scale> "
-                         "or local")
+                         "local or local-iso<share>")
     cls, kwargs = parsed
     return cls(**kwargs)
