@@ -48,7 +48,7 @@ from otgen.data.stacked import N_SAMPLES as N_STACKED_SAMPLES, load_stacked
 from otgen.eval import evaluate
 from otgen.eval.mnist import HELD_OUT, REAL_CONTROL, REFERENCE_NAME, prefixed_novelty
 from otgen.data.mnist import to_unit_float
-from otgen.pipelines.mnist_aeot import GAN_POOL, decoder_gan_config, load_ae_params, tune_decoder
+from otgen.pipelines.mnist_aeot import GAN_POOL, POOL_SALT, aeot_pool, decoder_gan_config, load_ae_params, tune_decoder
 from otgen.pipelines.mnist_config import MnistConfig, ot_options
 from otgen.pipelines.mnist_evaluate import code_reference
 from otgen.pipelines.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
@@ -61,14 +61,14 @@ from otgen.generators.latent import is_sampler, make_sampler
 from otgen.models.autoencoder import decode_batched
 from otgen.rundir import RunDir
 from otgen.training import GAN_MODELS
-from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder, load_finetuned
+from otgen.training.decoder_gan import DecoderGANConfig
 from otgen.training.loop import resume_path
 
 __all__ = ["run", "gan_decoder", "main", "add_arguments"]
 
 FLOWS_DIR = "ablation_flows"
 OWN_DECODERS_DIR = "decoder_gan_own"  # --decoder gan-own: one decoder GAN per sampler row, in <row>/
-EVAL_DRAW, POOL_DRAW = 2, 7  # salts of a sampler's scored codes and of a decoder GAN's pool (tune_decoder's 7)
+EVAL_DRAW, POOL_DRAW = 2, POOL_SALT  # salts of a sampler's scored codes and of a decoder GAN's pool (the run's)
 
 
 def _decode(model, params, codes) -> np.ndarray:
@@ -105,7 +105,7 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
     return codes, {**info, **extra, "interpolated_fraction": float(np.mean(moved))}
 
 
-def _flow_codes(name: str, cfg, train_codes: np.ndarray, key, n: int, draw: int = 2) -> tuple[np.ndarray, dict]:
+def _flow_codes(name: str, cfg, train_codes: np.ndarray, key, n: int, draw: int = EVAL_DRAW) -> tuple[np.ndarray, dict]:
     """A latent flow trained on the codes (resumed from ``ablation_flows/<name>/``) and ``n`` codes from it.
     ``sdfm`` takes the run's own whitening and semi-discrete map (N(0, I) onto the whitened codes) as its
     coupling rather than solving the same problem again."""
@@ -251,15 +251,19 @@ def _spacing_aeot(cfg, calibrated: dict, noise: str = "local") -> AEOT:
     return calibrated[noise]
 
 
+def _tuning(cfg, overrides: dict | None) -> DecoderGANConfig:
+    """The run's own tune-decoder settings when it has them, else DecoderGANConfig's; ``overrides`` win."""
+    return dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
+                               **(overrides or {}))
+
+
 def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, train_u8=None,
                 progress: bool = True) -> tuple[dict, dict]:
     """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on the
     calibrated spacing rule's codes (:func:`~otgen.pipelines.mnist_aeot.tune_decoder`: read from
     ``decoder_gan/``, else trained or resumed there on ``train_u8``), and the training record."""
-    # the run's own tune-decoder settings when it has them, else DecoderGANConfig's; ``overrides`` win
-    tuning = dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
-                                 **(overrides or {}))
-    return tune_decoder(RunDir(cfg.out), cfg, lambda: _spacing_aeot(cfg, calibrated), tuning, train_u8, progress)
+    return tune_decoder(RunDir(cfg.out), cfg, lambda: aeot_pool(_spacing_aeot(cfg, calibrated), cfg),
+                        _tuning(cfg, overrides), train_u8, progress)
 
 
 def _gan_label(run_dir) -> str:
@@ -316,17 +320,9 @@ def own_decoder(name: str, cfg, train_codes, row_key, calibrated: dict, override
     ``decoder_gan_own/<name>/`` (resumable); AE-OT's spacing row is the run's own ``decoder_gan/``."""
     if name == "aeot-spacing":
         return gan_decoder(cfg, calibrated, overrides, train_u8, progress)
-    tuning = dataclasses.replace(decoder_gan_config(cfg, cfg.decoder_gan_steps or DecoderGANConfig().steps),
-                                 **(overrides or {}))
     rd = RunDir(cfg.out)
-    model, params, _ = load_ae_params(rd, cfg)
-    workdir = rd.file(f"{OWN_DECODERS_DIR}/{name}")
-    done = load_finetuned(workdir, params, tuning)
-    if done is not None:
-        return done
-    pool, _ = _codes(name, cfg, train_codes, row_key, GAN_POOL, calibrated, draw=POOL_DRAW)
-    images = to_unit_float(load_train_images(cfg) if train_u8 is None else train_u8)
-    return finetune_decoder(model, params, train_codes, images, pool, tuning, workdir, progress=progress)
+    return tune_decoder(rd, cfg, lambda: _codes(name, cfg, train_codes, row_key, GAN_POOL, calibrated, draw=POOL_DRAW)[0],
+                        _tuning(cfg, overrides), train_u8, progress, workdir=rd.file(f"{OWN_DECODERS_DIR}/{name}"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -194,7 +194,7 @@ def test_local_noise_has_the_covariance_of_the_own_code_and_its_nearest_codes():
         want = 0.7 ** 2 * ((1 - iso) * cov + iso * np.trace(cov) / 3 * np.eye(3))
         n = 1 << 16
         draws = np.asarray(local_noise(jax.random.key(i), jnp.full(n, i), jnp.asarray(y), jnp.asarray(near),
-                                       jnp.float32(0.7), jnp.float32(iso)), np.float64)
+                                       jnp.float32(0.7), iso=iso), np.float64)
         got = draws.T @ draws / n  # mean 0 by construction
         se = np.sqrt((np.diag(want)[:, None] * np.diag(want)[None, :] + want ** 2) / n)  # Gaussian 2nd moments
         assert np.all(np.abs(got - want) <= 5 * se + 1e-12), (got, want)

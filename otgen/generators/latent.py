@@ -180,7 +180,7 @@ class LocalCodes:
         from otgen.ot.spacing import local_noise
 
         return np.asarray(local_noise(key, jnp.asarray(j), jnp.asarray(self.codes), jnp.asarray(self.near),
-                                      jnp.float32(scale), jnp.float32(self.iso)))
+                                      jnp.float32(scale), iso=self.iso))
 
     def sample(self, key, n: int) -> np.ndarray:
         import jax

@@ -201,8 +201,8 @@ def tangent_noise(key, idx, targets, regular, jitter):
     return jitter * jnp.einsum("nk,nkd->nd", g, edges) / jnp.sqrt(m)[:, None]
 
 
-@jax.jit
-def local_noise(key, own, targets, local, jitter, iso=0.0):
+@partial(jax.jit, static_argnames="iso")
+def local_noise(key, own, targets, local, jitter, iso: float = 0.0):
     """``jitter * sum_j g_j (y_j - ybar) / sqrt(k)`` over the own target ``own`` (n,) and its nearest other
     targets ``local[own]``, ``ybar`` their mean, ``g ~ N(0, 1)``: a draw from ``N(0, jitter^2 C)``, ``C`` the
     (biased) covariance of those ``k`` codes -- the codes' local spread in every direction they vary in.
@@ -212,6 +212,8 @@ def local_noise(key, own, targets, local, jitter, iso=0.0):
     centred = near - jnp.mean(near, axis=1, keepdims=True)
     g = jax.random.normal(key, near.shape[:2], jnp.float32)  # (the draws of iso = 0 as before the term existed)
     along = jnp.einsum("nk,nkd->nd", g, centred) / jnp.sqrt(near.shape[1])
+    if iso == 0:  # static: AE-OT's sampling (iso 0) draws no isotropic term
+        return jitter * along
     per_dim = jnp.sqrt(jnp.mean(jnp.square(centred), axis=(1, 2)))  # sqrt(tr(C) / d)
     across = per_dim[:, None] * jax.random.normal(jax.random.fold_in(key, 1), along.shape, jnp.float32)
     return jitter * (jnp.sqrt(1.0 - iso) * along + jnp.sqrt(iso) * across)

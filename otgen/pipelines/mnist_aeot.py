@@ -31,10 +31,11 @@ from otgen.training.decoder_gan import DecoderGANConfig, finetune_decoder, load_
 
 __all__ = ["load_ae_params", "load_decoder_params", "stage_train_ae", "adopt_ae_stage", "stage_encode",
            "stage_fit_ot", "fitted_aeot", "tune_decoder", "stage_tune_decoder", "stage_generate_aeot", "AE_ARTEFACTS",
-           "OT_CHECK_SAMPLES", "DECODER_GAN_DIR", "GAN_POOL"]
+           "aeot_pool", "OT_CHECK_SAMPLES", "DECODER_GAN_DIR", "GAN_POOL", "POOL_SALT"]
 
 OT_CHECK_SAMPLES = 1 << 20  # chi2 noise 2 sqrt(K) / N: 4.7e-4 at K = 60,000
 GAN_POOL = 60_000  # generated codes the decoder GAN draws its batches from
+POOL_SALT = 7  # the pool's draw: fold_in(generate key, POOL_SALT), apart from the generate stage's own
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,25 +190,32 @@ def decoder_gan_config(cfg: MnistConfig, steps: int | None = None) -> DecoderGAN
     return DecoderGANConfig(steps=steps or cfg.decoder_gan_steps, seed=cfg.seed)
 
 
-def tune_decoder(rd, cfg: MnistConfig, make_aeot, tuning: DecoderGANConfig, train_u8=None,
-                 progress: bool = True) -> tuple[dict, dict]:
-    """``(params, record)``: the run's autoencoder with its decoder fine-tuned by ``tuning`` on
-    :data:`GAN_POOL` codes of the AE-OT ``make_aeot()`` returns, read from ``decoder_gan/`` when finished
-    there, else trained (or resumed) there."""
+def aeot_pool(aeot: AEOT, cfg: MnistConfig) -> np.ndarray:
+    """:data:`GAN_POOL` codes of ``aeot``'s generation, the decoder GAN's pool (a draw apart from ``generate``'s)."""
+    return aeot.sample_codes(jax.random.fold_in(keys(cfg.seed)["generate"], POOL_SALT), GAN_POOL)
+
+
+def tune_decoder(rd, cfg: MnistConfig, make_pool, tuning: DecoderGANConfig, train_u8=None,
+                 progress: bool = True, workdir=None) -> tuple[dict, dict]:
+    """``(params, record)``: the run's autoencoder with its decoder fine-tuned by ``tuning`` on the codes
+    ``make_pool()`` returns (AE-OT's: :func:`aeot_pool`), read from ``workdir`` (default ``decoder_gan/``)
+    when finished there, else trained (or resumed) there."""
+    workdir = rd.file(DECODER_GAN_DIR) if workdir is None else workdir
     model, params, _ = load_ae_params(rd, cfg)
-    done = load_finetuned(rd.file(DECODER_GAN_DIR), params, tuning)
+    done = load_finetuned(workdir, params, tuning)
     if done is not None:
         return done
-    pool = make_aeot().sample_codes(jax.random.fold_in(keys(cfg.seed)["generate"], 7), GAN_POOL)
+    pool = make_pool()
     images = to_unit_float(load_train_images(cfg) if train_u8 is None else train_u8)
-    return finetune_decoder(model, params, rd.load_array(LATENTS_FILE), images, pool, tuning,
-                            rd.file(DECODER_GAN_DIR), progress=progress)
+    return finetune_decoder(model, params, rd.load_array(LATENTS_FILE), images, pool, tuning, workdir,
+                            progress=progress)
 
 
 def stage_tune_decoder(rd, cfg: MnistConfig, train_u8: np.ndarray) -> float:
     """AE-OT-GAN's decoder: fine-tuned for ``cfg.decoder_gan_steps`` on the run's own generation; returns its
     training seconds summed over every call."""
-    _, record = tune_decoder(rd, cfg, lambda: fitted_aeot(rd, cfg), decoder_gan_config(cfg), train_u8, cfg.progress)
+    _, record = tune_decoder(rd, cfg, lambda: aeot_pool(fitted_aeot(rd, cfg), cfg), decoder_gan_config(cfg), train_u8,
+                             cfg.progress)
     hist = record["history"]
     log(cfg, f"tune-decoder: {record['steps']} decoder GAN steps ({record['seconds']:.0f} s); last 100 steps: "
              + ", ".join(f"{k} {v[-1]:.3f}" for k, v in hist.items() if k != "step" and v))
