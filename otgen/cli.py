@@ -28,7 +28,9 @@ COMMANDS = {
     "reproduce": ("experiments.reproduce",
                   "the GAN baselines at their authors' toy settings and budgets (resumable); writes a report"),
 }
-
+# Commands that may fit a large Monte-Carlo OT problem on every core: they run with one XLA CPU device
+# per core (otgen.ot.sharding.one_device_per_core); `reproduce` pins its workers to one core each instead.
+SHARDED_COMMANDS = ("mnist", "compare")
 
 HARNESS = "experiments."
 # A clone's root: the folder holding both the package and the harness (an editable install points here).
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in SHARDED_COMMANDS:
+        from otgen.ot.sharding import one_device_per_core
+
+        one_device_per_core()
     module = load_command(args.command)
     try:
         return int(module.main(args) or 0)

@@ -28,6 +28,11 @@
     second call is timed; each answer is scored by the same float64 exact cell masses, and up to
     K = 4,000 also by 2^24 fresh i.i.d. samples (no geometry code involved).
 
+(e) devices: one Monte-Carlo step (2^16 i.i.d. samples, two halves, K = 60,000 Gaussian targets or
+    ``--codes``, d = 16) on one device (XLA's own threads over the cores) against the same step with the
+    samples spread over one CPU device per core (``otgen.ot.sharding.one_device_per_core``, what the CLI
+    asks for), in one process; the same samples, so the counts are checked equal.
+
     python scripts/bench_ot.py            # full run
     python scripts/bench_ot.py --quick    # smoke run, small shapes
     python scripts/bench_ot.py --section large --codes runs/mnist_quick/latents.npy
@@ -45,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import qmc
 
-from otgen.ot import Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, score_tiles, scores
+from otgen.ot import Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, score_tiles, scores, sharding
 
 
 def best_time(fn, *args, repeats=5):
@@ -436,10 +441,32 @@ def lowdim_section(sdot_python: str | None, quick: bool, iid_max_k: int = 4000, 
             print(f"| {name} | {solver} | {wall:.3f} | {l1:.2e} | {iid} | {note} |", flush=True)
 
 
+def devices_section(y: np.ndarray, n: int, repeats: int) -> None:
+    """One estimate of ``n`` samples on one device vs spread over every device (one per core)."""
+    print(f"\n== (e) one Monte-Carlo step on one device vs one device per core ({jax.local_device_count()} devices) ==")
+    if jax.local_device_count() < 2:
+        print("one device only (one core, or XLA_FLAGS set a count of 1): nothing to compare")
+        return
+    k, d = y.shape
+    one = SemiDiscreteOT(Gaussian(d), y)
+    spread = SemiDiscreteOT(Gaussian(d), y, mesh=sharding.default_mesh())
+    h = one.initial_h("voronoi") / one.scale
+    key = jax.random.key(0)
+    times = {}
+    for name, prob in (("one device", one), ("one device per core", spread)):
+        times[name] = best_time(lambda prob=prob: prob._estimate(key, h, n, sampling="iid").masses, repeats=repeats)
+    same = bool((np.asarray(one._estimate(key, h, n, sampling="iid").masses)
+                 == np.asarray(spread._estimate(key, h, n, sampling="iid").masses)).all())
+    for name, t in times.items():
+        print(f"K = {k}, d = {d}, {n} samples | {name:<20} {t:8.3f} s  ({t / (n * k) * 1e9:.3f} ns per pair)")
+    print(f"speed-up of one device per core: {times['one device'] / times['one device per core']:.2f}x; "
+          f"identical masses: {same}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small shapes and budgets (smoke run)")
-    p.add_argument("--section", choices=["kernel", "accuracy", "large", "lowdim", "all"], default="all")
+    p.add_argument("--section", choices=["kernel", "accuracy", "large", "lowdim", "devices", "all"], default="all")
     p.add_argument("--sdot-python", default=None,
                    help="(d): a Python >= 3.12 with sdot installed (scripts/sdot_runner.py runs in it)")
     p.add_argument("--codes", default=None, help="(c): a (K, d) .npy of autoencoder codes to add as a problem")
@@ -447,12 +474,18 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=None, help="wall-time budget per optimizer run (s)")
     p.add_argument("--no-peers", action="store_true", help="(c): only ours and the AE-OT recipe")
     args = p.parse_args(argv)
+    if args.section in ("devices", "all"):  # before JAX starts its CPU client; one-device runs are unaffected
+        sharding.one_device_per_core()
     print(f"machine: {platform.processor() or platform.machine()}, {jax.device_count()} x "
           f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     if args.section in ("kernel", "all"):
         shapes = ([(2048, 12000, 64), (16384, 1000, 2)] if args.quick
                   else [(8192, 60000, 64), (8192, 60000, 16), (65536, 1000, 2)])
         kernel_section(shapes, repeats=2 if args.quick else 5)
+    if args.section in ("devices", "all"):
+        y = np.load(args.codes) if args.codes else np.random.default_rng(1).standard_normal((60_000, 16))
+        devices_section(whitened(y) if args.codes else y.astype(np.float32), 1 << (13 if args.quick else 16),
+                        repeats=2 if args.quick else 3)
     if args.section in ("accuracy", "all"):
         if args.quick:
             accuracy_section(k=200, tol=0.02, budget=args.budget or 10.0, eval_log2=18, aeot_lrs=[1e-3],

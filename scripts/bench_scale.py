@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         for i, (t, c) in enumerate(zip(r["step_s"], r["chi2"])):
             what = " (compilation and the start included)" if i == 0 else ""
             print(f"step {i + 1}: {t:.1f} s{what}, estimated chi2 {c:.3g}")
-        print(f"the progress bar counts to step {r['first_stop_step']} (the earliest possible stop, 2 K / tol "
+        print(f"the progress bar counts to step {r['first_stop_step']} (the earliest possible stop, first_check K / tol "
               f"samples): ETA {eta / 3600:.1f} h at the second step's pace")
         return 0
     n, k, d = (1 << 14, 2000, 64) if args.quick else (1 << 16, 10_000, 64)

@@ -54,8 +54,11 @@ def test_the_average_beats_the_last_iterate_and_is_what_a_budgeted_fit_returns()
     d = bmap.diagnostics
     assert d.convergence.optimizer == "averaged_sgd" and not d.converged and d.stop_reason == "max_steps"
     assert d.checks.best >= 0 and d.as_metrics()["ot_returned"] == "average"
-    # no check was due (60 x 2^14 samples < 2 K / tol): the final one is a comparison on <= a quarter of them
-    assert d.checks.num_samples == (1 << 17,) and 1 << 17 <= 60 * (1 << 14) // 4 < averaged_sgd().check_size(k, 2e-3)
+    # no check was due (60 x 2^14 samples < 1.5 K / tol): the final one is a comparison on <= a quarter of them
+    n_avg = len(averaged_sgd().gamma)  # one average per averaging weight, each checked on its own samples
+    assert d.checks.num_samples == (1 << 17,) * n_avg and 1 << 17 <= 60 * (1 << 14) // 4 < averaged_sgd().check_size(k, 2e-3)
+    assert d.checks.candidate == tuple(range(n_avg))
+    assert any(n.startswith("returned: the average with gamma") for n in d.notes), d.notes
     avg = independent_error(bmap, jax.random.key(9), 1 << 19).chi2
     last_map = BrenierMap(bmap.targets, bmap.weights, iterates[-1], bmap.source)
     last_chi2 = independent_error(last_map, jax.random.key(9), 1 << 19).chi2
@@ -78,12 +81,27 @@ def test_step_is_relative_to_the_cell_mass_capped_and_the_average_decays_polynom
     h1, state, eta = opt.update(_estimate([0.5, 0.0, 0.25, 0.25]), state, h0, nu, score_gap=lambda h: 2.0)
     assert eta == 0.5 and state.gap == 2.0
     np.testing.assert_allclose(h1, [-1.0, 1.0, 0.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(state.h_avg, h1, atol=1e-6)  # a = 1 at t = 1
+    np.testing.assert_allclose(state.h_avg, [h1], atol=1e-6)  # a = 1 at t = 1
     # cell 0 at 4x its mass would move -3 (1.5 gaps): capped at max_move = 1 gap; the others +1; re-centred
     h2, state, _ = opt.update(_estimate([1.0, 0.0, 0.0, 0.0]), state, h1, nu)
     np.testing.assert_allclose(h2 - h1, [-2.25, 0.75, 0.75, 0.75], atol=1e-5)
     a = 4.0 / 5.0  # (gamma + 1) / (t + gamma) at t = 2
-    np.testing.assert_allclose(state.h_avg, (1 - a) * h1 + a * h2 - jnp.mean((1 - a) * h1 + a * h2), atol=1e-6)
+    np.testing.assert_allclose(state.h_avg, [(1 - a) * h1 + a * h2 - jnp.mean((1 - a) * h1 + a * h2)], atol=1e-6)
+
+
+def test_one_average_per_gamma_each_with_its_own_weights():
+    opt = averaged_sgd(step=0.5, max_move=1.0, gamma=(0.5, 3.0))
+    nu, h0 = jnp.full(4, 0.25), jnp.zeros(4)
+    state = opt.init(h0)
+    assert state.h_avg.shape == (2, 4)
+    h1, state, _ = opt.update(_estimate([0.5, 0.0, 0.25, 0.25]), state, h0, nu, score_gap=lambda h: 2.0)
+    h2, state, _ = opt.update(_estimate([0.25, 0.0, 0.5, 0.25]), state, h1, nu)
+    for row, g in zip(state.h_avg, (0.5, 3.0)):
+        a = (g + 1) / (2 + g)  # t = 2
+        want = (1 - a) * h1 + a * h2
+        np.testing.assert_allclose(row, want - jnp.mean(want), atol=1e-6)
+    assert not np.allclose(state.h_avg[0], state.h_avg[1])
+    assert averaged_sgd(gamma=2.0).gamma == (2.0,)
 
 
 def test_the_average_is_checked_once_enough_samples_could_reach_tol_then_geometrically():
@@ -92,7 +110,7 @@ def test_the_average_is_checked_once_enough_samples_could_reach_tol_then_geometr
     n_check = opt.check_size(k, tol)
     assert chi2_noise_at(tol, k, n_check) <= tol / 3 < chi2_noise_at(tol, k, n_check // 2)
     state = opt.init(jnp.zeros(k))._replace(steps=1)
-    first = max(2 * k / tol, 4 * n_check)
+    first = max(1.5 * k / tol, 4 * n_check)
     assert opt.candidate(state._replace(n_seen=int(first) - 1), k, tol)[1] is None
     state, h, n = opt.candidate(state._replace(n_seen=int(first)), k, tol)
     assert h is not None and n == n_check and state.last_check == int(first)
@@ -102,14 +120,15 @@ def test_the_average_is_checked_once_enough_samples_could_reach_tol_then_geometr
     # ... on at most a quarter of the samples drawn when no check is due (a comparison, not a certificate)
     early = opt.init(jnp.zeros(k))._replace(steps=2, n_seen=1 << 16)
     assert opt.candidate(early, k, tol, final=True)[2] == min(n_check, 1 << 14)
-    # the progress bar's ETA counts to the earliest step whose samples pass the 2 K / tol mark
+    # the progress bar's ETA counts to the earliest step whose samples pass the 1.5 K / tol mark
     batch = 1 << 12
     s = opt.first_stop_step(k, tol, batch)
-    assert (s - 1) * batch < 2 * k / tol <= s * batch
+    assert (s - 1) * batch < 1.5 * k / tol <= s * batch
 
 
 def test_bad_options_are_refused():
-    for bad in (dict(step=0.0), dict(max_move=-1.0), dict(gamma=-1.0), dict(check_growth=1.0), dict(metric="l1")):
+    for bad in (dict(step=0.0), dict(max_move=-1.0), dict(gamma=-1.0), dict(gamma=()), dict(gamma=(1.0, -0.5)), dict(first_check=0.0),
+                dict(check_growth=1.0), dict(metric="l1")):
         with pytest.raises(ValueError):
             averaged_sgd(**bad)
 

@@ -81,3 +81,54 @@ def test_sharded_runs_equal_a_single_device():
     assert results["fit_converged"] and results["fit_reproducible"]
     assert results["fit_l1_single"] <= 0.02 and results["fit_l1_sharded"] <= 0.02, results
     assert results["h_max_diff"] <= 0.02 * results["h_spread"], results
+
+
+_PIPELINE_SCRIPT = textwrap.dedent("""
+    import sys
+    import jax, numpy as np
+    from otgen.generators.aeot import OTOptions, solve_latent_ot
+
+    assert jax.local_device_count() == 2, jax.devices()
+    codes = np.random.default_rng(0).standard_normal((3500, 8)).astype(np.float32)
+    _, bmap = solve_latent_ot(codes, OTOptions(source="gaussian", tol=1e-4, max_steps=3), jax.random.key(1),
+                              progress=False)
+    np.save(sys.argv[1], np.asarray(bmap.h))
+    assert len(bmap.h.devices()) == 1, bmap.h.sharding  # a plain array leaves the fit, not a replicated one
+    print("NOTES " + " | ".join(bmap.diagnostics.notes))
+""")
+
+
+def test_the_latent_fit_spreads_its_samples_over_the_devices_and_returns_the_one_device_heights(tmp_path):
+    # Under the CLI (one device per core) the AE-OT fit samples on every device; its samples, cell counts
+    # and so its heights are those of one device, bit for bit (averaged SGD, K = 3,500 > DISCRETE_MAX_K).
+    import jax
+    import numpy as np
+
+    from otgen.generators.aeot import OTOptions, solve_latent_ot
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = tmp_path / "h.npy"
+    proc = subprocess.run([sys.executable, "-c", _PIPELINE_SCRIPT, str(out)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "spread over 2 devices" in proc.stdout, proc.stdout
+    if jax.local_device_count() != 1:
+        pytest.skip("this process has several devices: no one-device reference here")
+    codes = np.random.default_rng(0).standard_normal((3500, 8)).astype(np.float32)
+    _, bmap = solve_latent_ot(codes, OTOptions(source="gaussian", tol=1e-4, max_steps=3), jax.random.key(1),
+                              progress=False)
+    assert not any("spread over" in n for n in bmap.diagnostics.notes)
+    np.testing.assert_array_equal(np.load(out), np.asarray(bmap.h))
+
+
+def test_one_device_per_core_sets_the_count_once(monkeypatch):
+    from otgen.ot import sharding
+
+    monkeypatch.setattr(sharding.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert sharding.one_device_per_core() == 3
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=3"
+    assert sharding.one_device_per_core() == 0  # a count already set (by us or the user) is left alone
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(sharding.os, "sched_getaffinity", lambda pid: {4}, raising=False)
+    assert sharding.one_device_per_core() == 0 and "XLA_FLAGS" not in os.environ  # one core: nothing to ask

@@ -89,6 +89,7 @@ class Checks(NamedTuple):
     noise_chi2: tuple[float, ...] = ()
     num_samples: tuple[int, ...] = ()
     wall_time: tuple[float, ...] = ()
+    candidate: tuple[int, ...] = ()  # which of the optimizer's candidates (averaged SGD: its gamma's index)
     best: int = -1
 
 

@@ -218,6 +218,8 @@ class SemiDiscreteOT(SemiDiscreteProblem):
             notes.append(note)
             if warn:
                 warnings.warn(note, NotConvergedWarning, stacklevel=2)
+        if self.mesh is not None:
+            notes.append(f"Monte-Carlo samples spread over {self._shards} devices (the same samples as on one)")
         if h0 is None:
             key, k_init = jax.random.split(key)
             h, note = self._initial_h(opt.init_h, k_init)
@@ -251,12 +253,12 @@ class SemiDiscreteOT(SemiDiscreteProblem):
         from tqdm.auto import tqdm
 
         # a step cap far above what a fit runs (averaged SGD's 100,000) would make tqdm's ETA meaningless;
-        # an optimizer that knows its earliest stop (averaged SGD: 2 K / tol samples) counts to that
+        # an optimizer that knows its earliest stop (averaged SGD: 1.5 K / tol samples) counts to that
         total, desc = (max_steps if max_steps <= 10_000 else None), f"semi-discrete OT ({opt.name})"
         if hasattr(opt, "first_stop_step"):
             first = opt.first_stop_step(self.num_targets, tol, n)
             notes.append(f"no stop before step ~{first} ({opt.first_check_samples(self.num_targets, tol):.3g} samples drawn; "
-                         f"expect 1-2.5x that)")
+                         f"expect 1-1.5x that)")
             if first < max_steps:
                 total, desc = first, desc + ", ETA to the earliest stop"
         bar = tqdm(total=total, disable=not show, desc=desc, leave=False)
@@ -264,23 +266,29 @@ class SemiDiscreteOT(SemiDiscreteProblem):
         candidate = getattr(opt, "candidate", None)  # optimizers whose output is not their iterate (an average)
 
         def check(final: bool) -> bool:
-            """Estimate the optimizer's candidate (if it offers one now) on fresh samples; keep it if best.
-            Returns whether it passes the stopping test."""
+            """Estimate the optimizer's candidates (if it offers some now; averaged SGD: one average per
+            averaging weight), each on fresh samples; keep the best.  Returns whether one passes the
+            stopping test."""
             nonlocal state, key, best_h, best_step, best_rank, best_check
             state, h_c, n_c = candidate(state, self.num_targets, tol, final)
             if h_c is None:
                 return False
-            key, k_c = jax.random.split(key)
-            est_c = self._estimate(k_c, h_c, n_c, sampling=sampling)
-            for name, v in (("step", step), ("l1", float(est_c.l1)), ("noise_l1", float(est_c.noise_l1)),
-                            ("chi2", float(est_c.chi2)),
-                            ("noise_chi2", float(est_c.noise_chi2)), ("num_samples", est_c.num_samples),
-                            ("wall_time", time.perf_counter() - t0)):
-                checks[name].append(v)
-            bar.set_postfix({f"{metric} (average)": f"{error_of(est_c, metric):.4g}", "n": n_c})
-            if rank_of(est_c) < best_rank:
-                best_h, best_step, best_rank, best_check = h_c, step, rank_of(est_c), len(checks["step"]) - 1
-            return opt.should_stop(est_c, tol, state)
+            passed = False
+            for j, h_j in enumerate(h_c if h_c.ndim == 2 else h_c[None]):
+                key, k_c = jax.random.split(key)
+                est_c = self._estimate(k_c, h_j, n_c, sampling=sampling)
+                for name, v in (("step", step), ("l1", float(est_c.l1)), ("noise_l1", float(est_c.noise_l1)),
+                                ("chi2", float(est_c.chi2)),
+                                ("noise_chi2", float(est_c.noise_chi2)), ("num_samples", est_c.num_samples),
+                                ("wall_time", time.perf_counter() - t0), ("candidate", j)):
+                    checks[name].append(v)
+                bar.set_postfix({f"{metric} (average)": f"{error_of(est_c, metric):.4g}", "n": n_c})
+                if rank_of(est_c) < best_rank:
+                    best_h, best_step, best_rank, best_check = h_j, step, rank_of(est_c), len(checks["step"]) - 1
+                    passed = opt.should_stop(est_c, tol, state)  # the fit stops when its best is certified
+                    if passed:  # certified: the other candidates' checks would only cost time
+                        break
+            return passed
 
         def confirmed(h_now, n_now: int) -> bool:
             """The stopping test on fresh i.i.d. samples (at least enough to certify tol)."""
@@ -362,10 +370,15 @@ class SemiDiscreteOT(SemiDiscreteProblem):
                 converged = True
         finally:
             bar.close()
+        label = getattr(opt, "candidate_label", None)
+        if best_check >= 0 and label is not None:
+            notes.append(f"returned: {label(checks['candidate'][best_check])}, checked after step {checks['step'][best_check]}")
         if rejected:
             notes.append(f"{rejected} step(s) found no acceptable line-search point (h kept, samples grown)")
         hist["step_size"].extend([0.0] * (len(hist["l1"]) - len(hist["step_size"])))
         h_out = (best_h - jnp.mean(best_h)) * self.scale
+        if self.mesh is not None:  # the heights leave as a plain array, not one replicated over the mesh's devices
+            h_out = jnp.asarray(np.asarray(h_out))
         if not bool(jnp.all(jnp.isfinite(h_out))):  # unreachable by construction; never hand out NaN heights
             raise FloatingPointError("semi-discrete OT produced non-finite heights; please report this problem")
         diag = Diagnostics(
