@@ -25,9 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from otgen.checkpoint import CheckpointError, array_fingerprint, load_pytree, save_pytree
-from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd
+from otgen.ot import BrenierMap, Gaussian, SemiDiscreteOT, UniformBox, aeot_recipe, damped_newton, averaged_sgd, sharding
 from otgen.ot.extension import DEFAULT_ANGLE_THRESHOLD, RULES, ExtendedMap, extend
-from otgen.ot import sharding
 from otgen.ot.exact import why_not_exact
 from otgen.ot.spacing import DEFAULT_BUDGET, NOISES, SpacingRule, admissible_neighbours, spacing_rule
 from otgen.generators.whitening import Whitening, fit_whitening

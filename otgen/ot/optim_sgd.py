@@ -52,9 +52,9 @@ class AveragedSGD:
     100-d codes with a decaying spectrum 1.15 / 1.36 / 2.27; on the 100-d paper codes at 250
     steps with the earlier step 0.3 a slow transient made gamma 1 2.7x worse than gamma 7.
 
-    The per-step estimates speak about the iterate ``h``, not the averages, so the averages are
-    *checked* on fresh samples (each on its own) (enough to certify ``tol``) once the samples drawn could
-    bring it to ``tol`` (N >= ``first_check`` K / tol), then each time N grew by half (and by at least
+    The per-step estimates speak about the iterate ``h``, not the averages, so each average is
+    *checked* on fresh samples of its own (enough to certify ``tol``) once the samples drawn could
+    bring one to ``tol`` (N >= ``first_check`` K / tol), then each time N grew by half (and by at least
     four checks' worth), and at the end (when no check was due, on at most a quarter of the
     samples drawn: a comparison, not a certificate): the fit returns whichever of the checked averages
     and the iterates has the lowest estimated error, and stops when a check certifies ``tol``.

@@ -28,8 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from otgen.ot import score_tiles, scores
 
-__all__ = ["SAMPLES", "TARGETS", "one_device_per_core", "default_mesh", "make_mesh", "shard_blocks", "argmax_cells", "top2_cells", "assign_cells_sharded",
-           "cell_counts_sharded"]
+__all__ = ["SAMPLES", "TARGETS", "one_device_per_core", "default_mesh", "make_mesh", "shard_blocks", "argmax_cells",
+           "top2_cells", "assign_cells_sharded", "cell_counts_sharded"]
 
 SAMPLES = "samples"
 TARGETS = "targets"
