@@ -33,8 +33,9 @@ and the methods ``init(h0) -> state``, ``update(estimate, state, h, nu, probe, c
 ``next_batch_size(estimate, state, n, tol, step_size) -> (state, n)``,
 ``should_stop(estimate, tol, state) -> bool`` and ``unreachable(estimate, n, tol) -> bool``
 (the requested tol cannot be certified at the largest sample size); optionally
-``candidate(state, K, tol, final) -> (state, h_c, n)``: another point (an average) that
-``fit`` checks on ``n`` fresh samples and may return.
+``candidate(state, K, tol, final) -> (state, h_c, n)``: other points (averages), the rows of
+``h_c`` (m, K), that ``fit`` checks on ``n`` fresh samples each and may return, and
+``candidate_label(j) -> str`` naming row ``j`` in the fit's notes.
 """
 
 from __future__ import annotations

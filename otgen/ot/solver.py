@@ -274,7 +274,7 @@ class SemiDiscreteOT(SemiDiscreteProblem):
             if h_c is None:
                 return False
             passed = False
-            for j, h_j in enumerate(h_c if h_c.ndim == 2 else h_c[None]):
+            for j, h_j in enumerate(h_c):
                 key, k_c = jax.random.split(key)
                 est_c = self._estimate(k_c, h_j, n_c, sampling=sampling)
                 for name, v in (("step", step), ("l1", float(est_c.l1)), ("noise_l1", float(est_c.noise_l1)),
