@@ -79,10 +79,15 @@ def _codes(name: str, cfg, train_codes: np.ndarray, key, n: int, calibrated: dic
            draw: int = EVAL_DRAW) -> tuple[np.ndarray, dict]:
     """``n`` new codes from sampler ``name`` and what it reports of itself.  ``calibrated`` holds the run's
     AE-OT with the calibrated spacing rule once it has been set up (one calibration serves every
-    ``aeot-spacing@<f>`` row).  ``draw`` salts the draw: :data:`EVAL_DRAW` the scored samples,
+    ``aeot-spacing@<f>`` row) and each latent sampler once fitted (its scored draw and its decoder GAN's
+    pool come from one fit).  ``draw`` salts the draw: :data:`EVAL_DRAW` the scored samples,
     :data:`POOL_DRAW` a decoder GAN's pool (the same fitted sampler, other codes)."""
     if is_sampler(name):
-        sampler = make_sampler(name).fit(train_codes, jax.random.fold_in(key, 1))
+        # one fit per row and key: the scored draw and a decoder GAN's pool share it (a GMM's fit takes minutes)
+        fit_key = ("sampler", name, np.asarray(jax.random.key_data(key)).tobytes())
+        if fit_key not in calibrated:
+            calibrated[fit_key] = make_sampler(name).fit(train_codes, jax.random.fold_in(key, 1))
+        sampler = calibrated[fit_key]
         return sampler.sample(jax.random.fold_in(key, draw), n), sampler.info()
     if name in FLOW_ROWS:
         return _flow_codes(name, cfg, train_codes, key, n, draw)

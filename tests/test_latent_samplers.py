@@ -95,3 +95,19 @@ def test_stacked_report_has_mode_columns_not_fid(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| row |"))
     assert [c.strip() for c in header.split("|")[2:6]] == ["modes", "KL", "max share", "code C_T"]
     assert "FID" not in header and "| 998 | 0.071 | 0.0023 | 2.3 |" in text and "fresh stacks of MNIST *test*" in text
+
+
+def test_ablation_fits_each_latent_sampler_once_per_row_key():
+    """The ablation's scored draw and a decoder GAN's pool of one row come from one fit (same key: the same
+    fitted sampler as a fresh fit would give); another key fits anew."""
+    from experiments import ablation
+
+    z = _codes(600).astype(np.float32)
+    cache, key = {}, jax.random.key(3)
+    scored, _ = ablation._codes("gmm10", None, z, key, 50, cache)
+    pool, _ = ablation._codes("gmm10", None, z, key, 50, cache, draw=ablation.POOL_DRAW)
+    assert len([k for k in cache if k[0] == "sampler"]) == 1
+    np.testing.assert_array_equal(scored, ablation._codes("gmm10", None, z, key, 50, {})[0])
+    assert not np.array_equal(scored, pool)
+    ablation._codes("gmm10", None, z, jax.random.key(4), 50, cache)
+    assert len([k for k in cache if k[0] == "sampler"]) == 2
