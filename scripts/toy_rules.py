@@ -39,16 +39,23 @@ RULE_ROWS = (("aeot (angle)", "angle", "local"), ("aeot (spacing, edge noise)", 
              ("aeot (spacing, local noise)", "spacing", "local"))
 
 
-def rows_for(dist: str, seed: int, out: Path) -> list[dict]:
+def rows_for(dist: str, seed: int, out: Path, jitter_factors=()) -> list[dict]:
+    """The control rows and every rule's row for one (toy, seed); ``jitter_factors``: extra rows of the
+    spacing rule with the local noise at ``f`` times its calibrated jitter (the quality-novelty trade-off)."""
     toy = toys.get(dist)
     train = draw_toy(toy, "train", TOY_TRAIN_SIZE["default"], seed)
     held = held_out_set(toy, seed, N_SAMPLES)
     keys = _keys(seed)
     rows = [{"row": f"*{r['model']}*", **r} for r in toy_controls(dist, seed, train, N_SAMPLES)]
-    for label, rule, noise in RULE_ROWS:
+    calibrated = None
+    extra = [(f"aeot (spacing, local noise, jitter x{f:g})", "spacing", "local", f) for f in jitter_factors]
+    for label, rule, noise, *factor in [*RULE_ROWS, *extra]:
         t0 = time.perf_counter()
-        model = AEOT(extension=ExtensionOptions(rule=rule, noise=noise)).fit(train, keys["fit"], out / f"{dist}_s{seed}",
-                                                                               progress=False)
+        jitter = factor[0] * calibrated if factor else None
+        model = AEOT(extension=ExtensionOptions(rule=rule, noise=noise, jitter=jitter)).fit(
+            train, keys["fit"], out / f"{dist}_s{seed}", progress=False)
+        if rule == "spacing" and noise == "local" and not factor:
+            calibrated = model.latent_map.spacing_rule.jitter
         x = model.sample_codes(keys["sample"], N_SAMPLES)
         rec = evaluate("toy", x, toy=toy, train=train, held_out=held, seed=seed)
         info = model.info()
@@ -93,7 +100,12 @@ def main() -> None:
     p.add_argument("--dists", default=",".join(DISTS))
     p.add_argument("--out", default="runs/toy_rules")
     p.add_argument("--report", default=None)
+    p.add_argument("--jitter-factors", default="",
+                   help="comma-separated f: extra rows of the local-noise spacing rule at f x its calibrated jitter")
     a = p.parse_args()
+    factors = tuple(float(f) for f in a.jitter_factors.split(",") if f)
+    if any(not f >= 0 for f in factors):
+        raise SystemExit(f"--jitter-factors must be >= 0, got {a.jitter_factors}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     store = out / "results.json"
@@ -101,7 +113,7 @@ def main() -> None:
     for dist in a.dists.split(","):
         per_seed = results.setdefault(dist, [])
         for seed in range(len(per_seed), a.seeds):
-            per_seed.append(rows_for(dist, seed, out))
+            per_seed.append(rows_for(dist, seed, out, factors))
             tmp = store.with_suffix(".tmp")
             tmp.write_text(json.dumps(results, default=float))
             tmp.replace(store)  # atomic: a killed run resumes at the next (toy, seed)
@@ -110,6 +122,7 @@ def main() -> None:
                 flush=True)
     text = report({d: results[d][:a.seeds] for d in a.dists.split(",")}, a.seeds,
                   f"python scripts/toy_rules.py --seeds {a.seeds} --out {a.out}"
+                  + (f" --jitter-factors {a.jitter_factors}" if factors else "")
                   + (f" --report {a.report}" if a.report else ""))
     if a.report:
         Path(a.report).write_text(text)
