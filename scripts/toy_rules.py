@@ -51,6 +51,8 @@ def rows_for(dist: str, seed: int, out: Path, jitter_factors=()) -> list[dict]:
     extra = [(f"aeot (spacing, local noise, jitter x{f:g})", "spacing", "local", f) for f in jitter_factors]
     for label, rule, noise, *factor in [*RULE_ROWS, *extra]:
         t0 = time.perf_counter()
+        if factor and calibrated is None:  # RULE_ROWS calibrates the local-noise rule before the extra rows
+            raise RuntimeError("the jitter-factor rows need the calibrated local-noise spacing row first")
         jitter = factor[0] * calibrated if factor else None
         model = AEOT(extension=ExtensionOptions(rule=rule, noise=noise, jitter=jitter)).fit(
             train, keys["fit"], out / f"{dist}_s{seed}", progress=False)
