@@ -20,20 +20,15 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import special
-from scipy.spatial import ConvexHull, QhullError
+
+from otgen.ot import triangulation
+from otgen.ot.triangulation import QHULL_OPTIONS, DegenerateTargets, Triangulation
 
 __all__ = ["Cells", "DENSITIES", "GAUSS_BOX", "QHULL_OPTIONS", "laguerre_cells", "DegenerateTargets"]
 
 DENSITIES = ("uniform", "normal")
-# scipy's hull default (Qt: triangulated output) plus Q5 Q8, which skip bookkeeping of outer planes and
-# near-inside points that nothing here reads: 25-35% less time at K = 10^5
-QHULL_OPTIONS = "Qt Q5 Q8"
 GAUSS_BOX = 12.0
 _SIDES = ((1, "low"), (0, "high"), (1, "high"), (0, "low"))  # bottom, right, top, left: (fixed axis, bound)
-
-
-class DegenerateTargets(ValueError):
-    """The lifted points span no 3-D hull (fewer than 4 targets, or all on one line)."""
 
 
 class Cells(NamedTuple):
@@ -54,6 +49,8 @@ class Cells(NamedTuple):
     facet_p: np.ndarray
     facet_q: np.ndarray
     mirrors: np.ndarray | None = None  # 3-D only (otgen.ot.laguerre3): the mirror sites used, (K, 6)
+    triangulation: Triangulation | None = None  # 2-D only: the dual triangulation, to repair for nearby heights
+    flipped: bool = False  # 2-D: the triangulation was repaired by flips (False: built by Qhull)
 
 
 def _box(density: str) -> tuple[float, float]:
@@ -69,36 +66,38 @@ def _rot(v: np.ndarray) -> np.ndarray:
     return np.stack([-v[:, 1], v[:, 0]], axis=1)
 
 
-def _facets(y: np.ndarray, h: np.ndarray):
+def _facets(y: np.ndarray, h: np.ndarray, tr: Triangulation):
     """Every facet of the (unclipped) power diagram: cells ``a``, ``b``, a start point ``p``, a
     direction ``d`` and the end parameter ``tmax`` (1 for a segment ``p -> p + d``, inf for a ray)."""
-    try:
-        hull = ConvexHull(np.column_stack([y, -h]), qhull_options=QHULL_OPTIONS)
-    except QhullError as e:
-        raise DegenerateTargets(f"no 3-D hull of the lifted targets (fewer than 4, or collinear): {e}") from None
-    eq, tri, nbr = hull.equations, hull.simplices, hull.neighbors
-    lower = eq[:, 2] < 0
-    # The power centre of a lower triangle: where its three affine pieces tie; the lifted plane
-    # n . (y, -h) + c = 0 gives h(y) = (n_0 y_0 + n_1 y_1 + c) / n_2 on the triangle, so x = -grad h.
-    centre = np.zeros((len(tri), 2))
-    centre[lower] = -eq[lower, :2] / eq[lower, 2:3]
-    ts = np.flatnonzero(lower)
+    tri, nbr = tr.tri, tr.nbr
+    if tr.centre is not None:
+        return _facet_lines(y, tri, nbr, tr.centre)
+    # The power centre of a triangle: where its three affine pieces tie, <x, y_a - y_j> = h_j - h_a.
+    ya, yb, yc = y[tri[:, 0]], y[tri[:, 1]], y[tri[:, 2]]
+    u, v = ya - yb, ya - yc
+    ru, rv = h[tri[:, 1]] - h[tri[:, 0]], h[tri[:, 2]] - h[tri[:, 0]]
+    det = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+    centre = np.stack([ru * v[:, 1] - rv * u[:, 1], u[:, 0] * rv - v[:, 0] * ru], axis=1) / det[:, None]
+    return _facet_lines(y, tri, nbr, centre)
+
+
+def _facet_lines(y, tri, nbr, centre):
+    ts = np.arange(len(tri))
     starts, dirs, tmax, aa, bb = [], [], [], [], []
-    for k in range(3):  # the edge opposite vertex k of each lower triangle
-        a, b, c = tri[ts, (k + 1) % 3], tri[ts, (k + 2) % 3], tri[ts, k]
-        other = nbr[ts, k]
-        inner = lower[other]
-        keep = inner & (other > ts)  # an interior edge once, from its lower-numbered triangle
-        starts.append(centre[ts[keep]])
-        dirs.append(centre[other[keep]] - centre[ts[keep]])
+    for k in range(3):  # the edge opposite vertex k of each triangle
+        a, b, c = tri[:, (k + 1) % 3], tri[:, (k + 2) % 3], tri[:, k]
+        other = nbr[:, k]
+        keep = other > ts  # an interior edge once, from its lower-numbered triangle
+        starts.append(centre[keep])
+        dirs.append(centre[other[keep]] - centre[keep])
         tmax.append(np.ones(keep.sum()))
         aa.append(a[keep])
         bb.append(b[keep])
-        ray = ~inner  # a hull edge of the projected targets: the facet runs away from the third vertex
+        ray = other < 0  # a hull edge of the projected targets: the facet runs away from the third vertex
         ra, rb, rc = a[ray], b[ray], c[ray]
         d = _rot(y[rb] - y[ra])
         d *= np.where(np.sum(d * (y[rc] - y[ra]), axis=1) > 0, -1.0, 1.0)[:, None]
-        starts.append(centre[ts[ray]])
+        starts.append(centre[ray])
         dirs.append(d / np.linalg.norm(d, axis=1, keepdims=True))
         tmax.append(np.full(ray.sum(), np.inf))
         aa.append(ra)
@@ -191,10 +190,15 @@ def _normal_segments(p, q):
     return np.exp(-0.5 * hd * hd) / np.sqrt(2 * np.pi) * upper
 
 
-def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform") -> Cells:
+def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform", near: Cells | None = None,
+                   repair_only: bool = False) -> Cells:
     """The exact cells of ``argmax_i <x, y_i> + h_i`` under ``density`` (see the module docstring).
 
     ``y`` (K, 2) distinct targets, ``h`` (K,) heights, both float64.  Empty cells get mass 0.
+    ``near``: the cells of the same targets at nearby heights, whose triangulation is repaired by flips
+    (:mod:`otgen.ot.triangulation`; Qhull when flips cannot reach the new one, except that with
+    ``repair_only`` flips that get stuck, the sign of an emptied cell, raise
+    :class:`~otgen.ot.triangulation.NotRepairable`).
     Raises :class:`DegenerateTargets` when the lifted points have no 3-D hull.
     """
     lo, hi = _box(density)
@@ -203,7 +207,14 @@ def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform") -> Ce
     if y.ndim != 2 or y.shape[1] != 2 or h.shape != (len(y),):
         raise ValueError(f"need y of shape (K, 2) and h of shape (K,), got {y.shape} and {h.shape}")
     k = len(y)
-    a, b, p, d, tmax = _facets(y, h)
+    tr = None
+    if near is not None and near.triangulation is not None and len(near.mass) == k:
+        tr, why = triangulation.update(near.triangulation, y, h)
+        if repair_only and why == "stuck":
+            raise triangulation.NotRepairable("no flip reaches the triangulation for these heights (a cell emptied)")
+    flipped = tr is not None
+    tr = triangulation.from_hull(y, h) if tr is None else tr
+    a, b, p, d, tmax = _facets(y, h, tr)
     t0, t1 = _clip(p, d, tmax, lo, hi)
     tol = 1e-12 * (hi - lo)
     keep = t1 - t0 > 0
@@ -239,4 +250,4 @@ def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform") -> Ce
     mass = np.bincount(cell, weights=tri, minlength=k)
     moment = np.stack([np.bincount(cell, weights=first[:, 0], minlength=k),
                        np.bincount(cell, weights=first[:, 1], minlength=k)], axis=1)
-    return Cells(mass, moment, a, b, facet_mass, p0, p1)
+    return Cells(mass, moment, a, b, facet_mass, p0, p1, triangulation=tr, flipped=flipped)
