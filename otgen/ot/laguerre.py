@@ -242,11 +242,14 @@ def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform", near:
         first = outward * quad[:, None] + tri[:, None] * o
         facet_mass = np.linalg.norm(p1 - p0, axis=1)
     else:
-        tri = _normal_triangles(start, end)
+        # one Owen's T evaluation per facet: seen from cell b it is the same triangle reversed
+        tri_f, tri_s = _normal_triangles(pa, qa), _normal_triangles(ss, se)
+        facet_mass, seg_s = _normal_segments(pa, qa), _normal_segments(ss, se)
+        tri = np.concatenate([tri_f, -tri_f, tri_s])
         # x phi(x) = -grad phi, so int_P x phi = -oint phi n ds
         length = np.linalg.norm(outward, axis=1)
-        first = -outward / np.maximum(length, 1e-300)[:, None] * _normal_segments(start, end)[:, None]
-        facet_mass = _normal_segments(p0, p1)
+        seg = np.concatenate([facet_mass, facet_mass, seg_s])
+        first = -outward / np.maximum(length, 1e-300)[:, None] * seg[:, None]
     mass = np.bincount(cell, weights=tri, minlength=k)
     moment = np.stack([np.bincount(cell, weights=first[:, 0], minlength=k),
                        np.bincount(cell, weights=first[:, 1], minlength=k)], axis=1)
