@@ -61,6 +61,15 @@ def _box(density: str) -> tuple[float, float]:
     raise ValueError(f"density must be one of {DENSITIES}, got {density!r}")
 
 
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (N, 2) arrays (np.sum(u * v, 1) is ~7x slower over a length-2 axis)."""
+    return u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1]
+
+
+def _norm(u: np.ndarray) -> np.ndarray:
+    return np.sqrt(_dot(u, u))
+
+
 def _rot(v: np.ndarray) -> np.ndarray:
     """v turned by +90 degrees."""
     return np.stack([-v[:, 1], v[:, 0]], axis=1)
@@ -96,9 +105,9 @@ def _facet_lines(y, tri, nbr, centre):
         ray = other < 0  # a hull edge of the projected targets: the facet runs away from the third vertex
         ra, rb, rc = a[ray], b[ray], c[ray]
         d = _rot(y[rb] - y[ra])
-        d *= np.where(np.sum(d * (y[rc] - y[ra]), axis=1) > 0, -1.0, 1.0)[:, None]
+        d *= np.where(_dot(d, y[rc] - y[ra]) > 0, -1.0, 1.0)[:, None]
         starts.append(centre[ray])
-        dirs.append(d / np.linalg.norm(d, axis=1, keepdims=True))
+        dirs.append(d / _norm(d)[:, None])
         tmax.append(np.full(ray.sum(), np.inf))
         aa.append(ra)
         bb.append(rb)
@@ -168,10 +177,10 @@ def _owen_wedge(hd, s):
 def _normal_triangles(p, q):
     """Signed standard-normal measure of the triangles (0, p, q) (positive counter-clockwise)."""
     d = q - p
-    length = np.linalg.norm(d, axis=1)
+    length = _norm(d)
     u = d / np.maximum(length, 1e-300)[:, None]
     hd = p[:, 0] * u[:, 1] - p[:, 1] * u[:, 0]  # distance of the line along its right normal
-    sp = np.sum(p * u, axis=1)
+    sp = _dot(p, u)
     h = np.maximum(np.abs(hd), 1e-12)  # the triangle's measure -> 0 with hd; no 0/0
     out = np.sign(hd) * (_owen_wedge(h, sp + length) - _owen_wedge(h, sp))
     return np.where(length > 0, out, 0.0)
@@ -180,10 +189,10 @@ def _normal_triangles(p, q):
 def _normal_segments(p, q):
     """Standard-normal density integrated along the segments p -> q."""
     d = q - p
-    length = np.linalg.norm(d, axis=1)
+    length = _norm(d)
     u = d / np.maximum(length, 1e-300)[:, None]
     hd = p[:, 0] * u[:, 1] - p[:, 1] * u[:, 0]
-    sp = np.sum(p * u, axis=1)
+    sp = _dot(p, u)
     sq = sp + length
     # Phi(sq) - Phi(sp) without cancellation in either tail
     upper = np.where(sp > 0, special.ndtr(-sp) - special.ndtr(-sq), special.ndtr(sq) - special.ndtr(sp))
@@ -225,7 +234,7 @@ def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform", near:
     for end in (p0, p1):
         np.copyto(end, np.where(np.abs(end - lo) <= tol, lo, np.where(np.abs(end - hi) <= tol, hi, end)))
     # Orient each facet with cell a on its left: a's side is the direction y_a - y_b.
-    flip = np.sum(_rot(p1 - p0) * (y[a] - y[b]), axis=1) < 0
+    flip = _dot(_rot(p1 - p0), y[a] - y[b]) < 0
     pa = np.where(flip[:, None], p1, p0)
     qa = np.where(flip[:, None], p0, p1)
     sc, ss, se = _side_pieces(y, h, a, b, p0, p1, lo, hi, tol)
@@ -238,16 +247,16 @@ def laguerre_cells(y: np.ndarray, h: np.ndarray, density: str = "uniform", near:
         ps, pe = start - o, end - o
         tri = 0.5 * (ps[:, 0] * pe[:, 1] - ps[:, 1] * pe[:, 0])
         # int_P (x - o) dx = oint |x - o|^2 / 2 n ds; on a segment |x - o|^2 averages (|p|^2 + p.q + |q|^2) / 3
-        quad = (np.sum(ps * ps, 1) + np.sum(ps * pe, 1) + np.sum(pe * pe, 1)) / 6.0
+        quad = (_dot(ps, ps) + _dot(ps, pe) + _dot(pe, pe)) / 6.0
         first = outward * quad[:, None] + tri[:, None] * o
-        facet_mass = np.linalg.norm(p1 - p0, axis=1)
+        facet_mass = _norm(p1 - p0)
     else:
         # one Owen's T evaluation per facet: seen from cell b it is the same triangle reversed
         tri_f, tri_s = _normal_triangles(pa, qa), _normal_triangles(ss, se)
         facet_mass, seg_s = _normal_segments(pa, qa), _normal_segments(ss, se)
         tri = np.concatenate([tri_f, -tri_f, tri_s])
         # x phi(x) = -grad phi, so int_P x phi = -oint phi n ds
-        length = np.linalg.norm(outward, axis=1)
+        length = _norm(outward)
         seg = np.concatenate([facet_mass, facet_mass, seg_s])
         first = -outward / np.maximum(length, 1e-300)[:, None] * seg[:, None]
     mass = np.bincount(cell, weights=tri, minlength=k)
