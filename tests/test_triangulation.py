@@ -71,3 +71,23 @@ def test_straight_boundary_pieces_are_never_flipped():
     start = laguerre_cells(y, h)
     assert not start.triangulation.flippable
     assert not laguerre_cells(y, h * 1.01, near=start, repair_only=True).flipped  # Qhull, no error
+
+
+def test_newton_direction_preconditioned_by_an_earlier_factor_solves_the_new_system():
+    # the inexact Newton step: CG on this iterate's Laplacian, preconditioned by the last iterate's LU
+    from otgen.ot.exact import _newton_direction
+
+    rng = np.random.default_rng(6)
+    y = rng.random((2000, 2)) * 0.8 + 0.1
+    h0 = -0.5 * np.sum(y * y, 1)
+    old = laguerre_cells(y, h0)
+    new = laguerre_cells(y, h0 + 3e-3 * np.sin(5 * y[:, 0]) * np.cos(3 * y[:, 1]), near=old)
+    assert new.mass.min() > 0 and new.flipped and len(_edge_set(new.triangulation) - _edge_set(old.triangulation))
+    rhs = rng.dirichlet(np.ones(len(y))) - new.mass
+    _, factor = _newton_direction(old, y, rhs, 0)
+    assert factor is not None
+    d_cg, kept = _newton_direction(new, y, rhs, 0, factor)
+    assert kept is factor  # solved by CG with the old factor, not refactored
+    d_lu, _ = _newton_direction(new, y, rhs, 0)
+    assert d_cg[0] == 0 and d_lu[0] == 0
+    np.testing.assert_allclose(d_cg, d_lu, rtol=0, atol=1e-4 * np.abs(d_lu).max())
