@@ -9,7 +9,8 @@ flips a set of non-regular edges whose quadrilaterals share no triangle).  A loc
 triangulation of every target over their convex hull is the lower hull, so the answer is Qhull's up
 to ties (edges whose two sides are equally regular carry facets of zero length).  Flips cannot remove
 a target whose cell has become empty, nor change which targets lie on the hull's boundary; then
-:func:`update` returns ``None`` and the caller builds the triangulation with Qhull.
+:func:`update` says why it stopped and the caller builds the triangulation with Qhull (or, in a line
+search, rejects the point: an emptied cell fails the search's test anyway).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class NotRepairable(RuntimeError):
 class Triangulation(NamedTuple):
     """Triangles ``tri`` (T, 3), counter-clockwise in the plane; ``nbr`` (T, 3) the triangle across the
     edge opposite each vertex (-1 on the convex hull's boundary).  ``flippable``: False when some
-    boundary vertex lies on a straight piece of the boundary (its presence would need more than flips)."""
+    boundary vertex lies on a straight piece of the boundary (its presence would need more than flips)
+    or some triangle is too flat for its power centre to be computed from its three targets."""
 
     tri: np.ndarray
     nbr: np.ndarray
