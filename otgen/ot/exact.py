@@ -5,10 +5,10 @@ Gaussian source; :mod:`otgen.ot.laguerre3`: d = 3, a uniform box) there is no Mo
 graph Laplacian with weights ``mu(facet_ij) / |y_i - y_j|``) are exact, and the damped Newton method
 of Kitagawa, Mérigot and Thibert (JEMS 2019) converges globally and, near the solution, quadratically:
 
-    solve L(h) d = nu - w(h);  take the largest t in {1, 1/2, 1/4, ...} with
+    solve L(h) d = nu - w(h) (inexactly: see _forcing);  take the largest t in {t0, t0/2, ...} with
     min_i w_i(h + t d) >= eps  and  |w(h + t d) - nu|_1 <= (1 - t/2) |w(h) - nu|_1,
 
-``eps = min(min_i w_i(h_0), min_i nu_i) / 2``.  Its start is the Voronoi diagram of the targets
+``eps = min(min_i w_i(h_0), min_i nu_i) / 2``, ``t0`` twice the last step taken (at most 1).  Its start is the Voronoi diagram of the targets
 brought inside the source's support (a translation and one scale leave the cells unchanged), where
 every cell has positive mass.
 

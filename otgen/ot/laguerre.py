@@ -2,7 +2,8 @@
 
 Cell i of ``u_h(x) = max_i <x, y_i> + h_i`` is a convex polygon.  Two cells are neighbours exactly
 when ``(i, j)`` is an edge of the lower convex hull of the lifted points ``(y_i, -h_i)`` (the graph of
-the Legendre dual of ``u_h``), which Qhull (``scipy.spatial.ConvexHull``) builds in O(K log K).  The
+the Legendre dual of ``u_h``), which Qhull (``scipy.spatial.ConvexHull``) builds in O(K log K), or
+which flips repair from the cells at nearby heights (:mod:`otgen.ot.triangulation`).  The
 facet between neighbours is the segment joining the power centres of the two lower triangles on that
 edge (a ray on the hull's boundary), clipped here to a box.  A cell's boundary is its clipped facets
 plus the pieces of the box's sides it owns; its mass is the sum, over its boundary edges ``p -> q``
