@@ -10,7 +10,7 @@ from otgen.ot.laguerre import laguerre_cells
 
 
 def _edge_set(tr):
-    t, k = np.nonzero(tr.nbr > np.arange(len(tr.tri))[:, None])
+    t, k = triangulation.interior_edges(tr.nbr)
     a, b = tr.tri[t, (k + 1) % 3], tr.tri[t, (k + 2) % 3]
     return set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
 

@@ -223,11 +223,8 @@ def _newton(y, nu, density, h0, *, tol, max_steps, time_budget=None, report=None
                 # a trial point the previous triangulation cannot be flipped to has lost a cell (so far
                 # always: it fails the test below); rejected without building its diagram
                 cells_try = cells_of(y, h_try, density, cells, repair_only=True)
-            except NotRepairable:
-                unrepairable += 1
-                t *= 0.5
-                continue
-            except DegenerateTargets:  # a flat lifted hull: treat as a failed trial point
+            except (NotRepairable, DegenerateTargets) as e:  # (or a flat lifted hull): a failed trial point
+                unrepairable += isinstance(e, NotRepairable)
                 t *= 0.5
                 continue
             w_try = cells_try.mass

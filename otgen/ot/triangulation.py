@@ -20,7 +20,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-__all__ = ["Triangulation", "DegenerateTargets", "NotRepairable", "QHULL_OPTIONS", "from_hull", "update", "MAX_ROUNDS"]
+__all__ = ["Triangulation", "DegenerateTargets", "NotRepairable", "QHULL_OPTIONS", "from_hull", "update",
+           "interior_edges", "MAX_ROUNDS"]
 
 # scipy's hull default (Qt: triangulated output) plus Q5 Q8, which skip bookkeeping of outer planes and
 # near-inside points that nothing here reads: 25-35% less time at K = 10^5
@@ -91,6 +92,16 @@ def _slivers(y, tri):
     return _orient(y, a, b, c) <= 1e-12 * size
 
 
+def interior_edges(nbr) -> tuple[np.ndarray, np.ndarray]:
+    """Every interior edge once, as (triangle, slot) pairs from its lower-numbered triangle."""
+    return np.nonzero(nbr > np.arange(len(nbr))[:, None])
+
+
+def _slot(nbr, t, other):
+    """The slot of each triangle ``t`` whose neighbour is ``other``."""
+    return np.argmax(nbr[t] == other[:, None], axis=1)
+
+
 def _edges(nbr, t):
     """The interior edges of triangles ``t`` as canonical (triangle, slot) pairs, the lower triangle first."""
     t = np.repeat(t, 3)
@@ -99,7 +110,7 @@ def _edges(nbr, t):
     inner = t2 >= 0
     t, k, t2 = t[inner], k[inner], t2[inner]
     swap = t2 < t
-    k2 = np.argmax(nbr[t2] == t[:, None], axis=1)
+    k2 = _slot(nbr, t2, t)
     t, k = np.where(swap, t2, t), np.where(swap, k2, k)
     code = np.unique(t * 3 + k)
     return code // 3, code % 3
@@ -115,11 +126,11 @@ def update(prev: Triangulation, y: np.ndarray, h: np.ndarray, rng=None) -> tuple
     rng = np.random.default_rng(0) if rng is None else rng
     tri, nbr = prev.tri.copy(), prev.nbr.copy()
     z = -h
-    t, k = np.nonzero(nbr > np.arange(len(tri))[:, None])  # every interior edge once
+    t, k = interior_edges(nbr)
     touched = np.zeros(len(tri), bool)
     for _ in range(MAX_ROUNDS):
         t2 = nbr[t, k]
-        k2 = np.argmax(nbr[t2] == t[:, None], axis=1)
+        k2 = _slot(nbr, t2, t)
         a, b, c, d = tri[t, (k + 1) % 3], tri[t, (k + 2) % 3], tri[t, k], tri[t2, k2]
         # d below the plane through the lifted a, b, c (a, b, c counter-clockwise): the edge ab is not regular
         yd, zd = y[d], z[d]
@@ -156,8 +167,7 @@ def update(prev: Triangulation, y: np.ndarray, h: np.ndarray, rng=None) -> tuple
         for outer, old, new in ((na, t, t2), (mb, t2, t)):
             has = outer >= 0
             o = outer[has]
-            slot = np.argmax(nbr[o] == old[has, None], axis=1)
-            nbr[o, slot] = new[has]
+            nbr[o, _slot(nbr, o, old[has])] = new[has]
         # next round's candidates: the edges of the changed triangles (only they can have changed status)
         # and the non-regular edges left for a later round whose triangles did not change
         changed = np.zeros(len(tri), bool)
