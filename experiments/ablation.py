@@ -51,10 +51,10 @@ from otgen.data.mnist import to_unit_float
 from otgen.pipelines.mnist_aeot import GAN_POOL, POOL_SALT, aeot_pool, decoder_gan_config, load_ae_params, tune_decoder
 from otgen.pipelines.mnist_config import MnistConfig, ot_options
 from otgen.pipelines.mnist_evaluate import code_reference
-from otgen.pipelines.mnist_rundir import GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
+from otgen.pipelines.mnist_rundir import DECODER_GAN_DIR, GAN_DIR, LATENTS_FILE, keys, load_images, load_train_images, to_uint8
 from experiments.ablation_report import plot_plane, write_report
-from experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_rows,
-                                       jitter_factor, spacing_noise)
+from experiments.ablation_rows import (CONTROL_ROWS, DECODERS, FLOW_ROWS, SAMPLER_ROWS, check_decoder, check_rows,
+                                       jitter_factor, results_file, spacing_noise)
 from otgen.checkpoint import load_metadata
 from otgen.generators.aeot import AEOT, EXTENSION_FILE, ExtensionOptions
 from otgen.generators.latent import is_sampler, make_sampler
@@ -168,9 +168,9 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     from otgen.models.autoencoder import encode_batched
 
     rows = check_rows(rows)
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
-    results_file = DECODERS[decoder]
+    decoder = check_decoder(decoder)
+    gan_seed = int((decoder_gan or {}).get("seed", 0))
+    results_name = results_file(decoder, gan_seed)
     rd = RunDir(run_dir)
     if not rd.has("config.json"):
         raise ValueError(f"{run_dir}: no config.json (not an otgen mnist run directory)")
@@ -188,11 +188,15 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     train_images = load_train_images(cfg)
     calibrated: dict = {}
     tuning = None
-    if decoder in ("gan", "gan-own"):  # gan-own: the controls are decoded by AE-OT's tuned decoder
-        params, tuning = gan_decoder(cfg, calibrated, decoder_gan, train_images, progress)
+    key = jax.random.key(seed)
+    train_codes = rd.load_array(LATENTS_FILE)
+    if decoder != "autoencoder":  # gan, gan-own (its controls): AE-OT's tuned decoder; gan@<row>: <row>'s
+        pool_row = decoder.partition("@")[2] or "aeot-spacing"
+        params, tuning = own_decoder(pool_row, cfg, train_codes, _row_key(key, pool_row), calibrated, decoder_gan,
+                                     train_images, progress)
     # which decoder a row was scored with: a decoder GAN trained on (more steps, other weights) rescores them all
     decoder_id = None if tuning is None else {k: v for k, v in tuning.items() if k not in ("history", "seconds")}
-    results = rd.read_json(results_file) if rd.has(results_file) else {"rows": {}}
+    results = rd.read_json(results_name) if rd.has(results_name) else {"rows": {}}
     # the control half itself, and its reconstructions (Stacked: n fresh stacks, like every row)
     fixed_size = set() if stacked else {f"*{CONTROL_ROWS[0]}*", f"*{CONTROL_ROWS[3]}*"}
     stale = [k for k, r in results["rows"].items()
@@ -204,7 +208,6 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
               f"{', '.join(stale)}")
     for k in stale:
         del results["rows"][k]
-    train_codes = rd.load_array(LATENTS_FILE)
     test = load_images(cfg, "test")
     code_ref = code_reference(train_codes, encode_batched(model, params, to_unit_float(test[HELD_OUT]), 1000))
     rng = np.random.default_rng(seed)
@@ -214,7 +217,6 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     controls = dict(zip(CONTROL_ROWS, [(real, real_codes), (train_images[idx], train_codes[idx]),
                                        (_decode(model, params, train_codes[idx]), train_codes[idx]),
                                        (_decode(model, params, real_codes), real_codes)]))
-    key = jax.random.key(seed)
     for label, make in [*((f"*{k}*", lambda k=k: (*controls[k], {})) for k in controls),
                         *((r, lambda r=r: _sampled(r, cfg, train_codes, key, n, model, params, calibrated,
                                                    own=(decoder_gan, train_images) if decoder == "gan-own" else None))
@@ -228,7 +230,7 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
                   **prefixed_novelty("code_", codes, code_ref), **info,
                   **({"decoder_gan": decoder_id} if decoder_id else {}), "seconds": time.perf_counter() - t0}
         results["rows"][label] = record
-        rd.write_json(results_file, results)
+        rd.write_json(results_name, results)
         if progress:
             quality = (f"modes {record['modes_covered']}, KL {record['kl_uniform']:.3f}" if stacked else
                        f"FID {record['fid']:.2f}, feature C_T {record['feature_data_copying_ct']:.1f}")
@@ -237,7 +239,7 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
         if label == "aeot-spacing":
             from otgen.plotting import image_grid
 
-            suffix = "" if decoder == "autoencoder" else f"_decoder_{decoder}"
+            suffix = "" if decoder == "autoencoder" else f"_decoder_{decoder}" + (f"_seed{gan_seed}" if gan_seed else "")
             image_grid(images[:100], rd.file(f"ablation_aeot_spacing_samples{suffix}.png"), nrow=10)
     results["meta"] = {"run_dir": str(rd.path), "dataset": cfg.dataset, "preset": cfg.preset, "n": n,
                        "autoencoder": {**dataclasses.asdict(cfg.ae), "epochs": cfg.ae_epochs},
@@ -245,7 +247,7 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
                        "reconstruction": rd.read_json("reconstruction.json") if rd.has("reconstruction.json") else None,
                        "decoder": decoder,
                        **({"decoder_gan": {k: v for k, v in tuning.items() if k != "history"}} if tuning else {})}
-    rd.write_json(results_file, results)
+    rd.write_json(results_name, results)
     return results
 
 
@@ -266,9 +268,16 @@ def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, train_u8=N
                 progress: bool = True) -> tuple[dict, dict]:
     """The run's autoencoder parameters with the decoder fine-tuned as AE-OT-GAN's generator on the
     calibrated spacing rule's codes (:func:`~otgen.pipelines.mnist_aeot.tune_decoder`: read from
-    ``decoder_gan/``, else trained or resumed there on ``train_u8``), and the training record."""
-    return tune_decoder(RunDir(cfg.out), cfg, lambda: aeot_pool(_spacing_aeot(cfg, calibrated), cfg),
-                        _tuning(cfg, overrides), train_u8, progress)
+    ``decoder_gan/`` (``decoder_gan_seed<n>/`` for a decoder-GAN seed n != 0), else trained or resumed
+    there on ``train_u8``), and the training record."""
+    tuning = _tuning(cfg, overrides)
+    return tune_decoder(RunDir(cfg.out), cfg, lambda: aeot_pool(_spacing_aeot(cfg, calibrated), cfg), tuning, train_u8,
+                        progress, workdir=RunDir(cfg.out).file(_seeded(DECODER_GAN_DIR, tuning.seed)))
+
+
+def _seeded(workdir: str, seed: int) -> str:
+    """A decoder GAN's directory: seed 0's is the plain one (what the runs have always used)."""
+    return workdir if not seed else f"{workdir}_seed{seed}"
 
 
 def _gan_label(run_dir) -> str:
@@ -309,13 +318,17 @@ def _stored_config(rd, data_dir, progress: bool):
 def _sampled(name, cfg, train_codes, key, n, model, params, calibrated, own=None):
     """Row ``name``'s codes, decoded by ``params``; with ``own = (decoder_gan overrides, training images)`` by
     a decoder GAN tuned on the row's own codes instead (:func:`own_decoder`)."""
-    salt = SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode())  # stable across runs
-    row_key = jax.random.fold_in(key, salt)
+    row_key = _row_key(key, name)
     codes, info = _codes(name, cfg, train_codes, row_key, n, calibrated)
     if own is not None:
         params, record = own_decoder(name, cfg, train_codes, row_key, calibrated, *own)
         info = {**info, "decoder_pool": name, "decoder_gan_seconds": record["seconds"]}
     return _decode(model, params, codes), codes, info
+
+
+def _row_key(key, name: str):
+    """Row ``name``'s key: salted by its place in SAMPLER_ROWS, else by its name (stable across runs)."""
+    return jax.random.fold_in(key, SAMPLER_ROWS.index(name) if name in SAMPLER_ROWS else zlib.crc32(name.encode()))
 
 
 def own_decoder(name: str, cfg, train_codes, row_key, calibrated: dict, overrides: dict | None = None,
@@ -325,9 +338,9 @@ def own_decoder(name: str, cfg, train_codes, row_key, calibrated: dict, override
     ``decoder_gan_own/<name>/`` (resumable); AE-OT's spacing row is the run's own ``decoder_gan/``."""
     if name == "aeot-spacing":
         return gan_decoder(cfg, calibrated, overrides, train_u8, progress)
-    rd = RunDir(cfg.out)
+    rd, tuning = RunDir(cfg.out), _tuning(cfg, overrides)
     return tune_decoder(rd, cfg, lambda: _codes(name, cfg, train_codes, row_key, GAN_POOL, calibrated, draw=POOL_DRAW)[0],
-                        _tuning(cfg, overrides), train_u8, progress, workdir=rd.file(f"{OWN_DECODERS_DIR}/{name}"))
+                        tuning, train_u8, progress, workdir=rd.file(_seeded(f"{OWN_DECODERS_DIR}/{name}", tuning.seed)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -343,17 +356,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="PNG of the quality-novelty plane to write (default: none)")
     parser.add_argument("--rescore", default="", help="comma-separated rows to score anew although stored "
                         "(e.g. after a change of the sampler's code)")
-    parser.add_argument("--decoder", choices=sorted(DECODERS), default="autoencoder",
+    parser.add_argument("--decoder", default="autoencoder", metavar="{" + ",".join(sorted(DECODERS)) + ",gan@ROW}",
                         help="decode with the autoencoder's decoder; gan: with it fine-tuned as AE-OT-GAN's generator "
                              "on AE-OT's codes (RUN/decoder_gan/, resumable; results in ablation_decoder_gan.json); "
                              "gan-own: each sampler row with a decoder GAN tuned on its own codes "
-                             "(RUN/decoder_gan_own/<row>/; results in ablation_decoder_gan_own.json)")
+                             "(RUN/decoder_gan_own/<row>/; results in ablation_decoder_gan_own.json); gan@ROW: every "
+                             "row with the decoder GAN tuned on sampler ROW's codes (cross-decoding; results in "
+                             "ablation_decoder_gan@ROW.json)")
     parser.add_argument("--decoder-gan-steps", "--gan-steps", dest="gan_steps", type=int, default=None,
                         help="decoder GAN steps (default: the run's own tune-decoder setting, else "
                              "otgen.training.decoder_gan.DecoderGANConfig's)")
     parser.add_argument("--decoder-gan-content-weight", "--gan-content-weight", dest="gan_content_weight",
                         type=float, default=None,
                         help="weight of the paired reconstruction loss (default: DecoderGANConfig's)")
+    parser.add_argument("--decoder-gan-seed", dest="gan_seed", type=int, default=None,
+                        help="the decoder GANs' seed (default 0); another seed trains them apart (directories and "
+                             "results file suffixed _seed<n>): the run-to-run spread of a decoder GAN")
     parser.add_argument("--gan-runs", default="", help="comma-separated otgen mnist GAN-family run directories, "
                         "each scored at its latest checkpoint (or carry) as a baseline row")
     parser.add_argument("--quiet", action="store_true")
@@ -363,10 +381,13 @@ def main(args: argparse.Namespace) -> int:
     rows = check_rows([r for r in args.rows.split(",") if r])
     if args.n is not None and args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
+    check_decoder(args.decoder)
+    if args.gan_seed is not None and args.gan_seed < 0:
+        raise ValueError(f"--decoder-gan-seed must be >= 0, got {args.gan_seed}")
     tuning, gan_flags = None, ""
-    if args.decoder in ("gan", "gan-own"):
-        tuning = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight))
-                  if v is not None}
+    if args.decoder != "autoencoder":
+        tuning = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight),
+                                    ("seed", args.gan_seed)) if v is not None}
         gan_flags = f" --decoder {args.decoder}" + "".join(f" --decoder-gan-{k.replace('_', '-')} {v:g}" for k, v in tuning.items())
     results = run(args.run_dir, data_dir=args.data_dir, n=args.n, rows=rows, progress=not args.quiet,
                   rescore=tuple(r for r in args.rescore.split(",") if r), decoder=args.decoder, decoder_gan=tuning,

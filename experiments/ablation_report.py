@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from otgen.eval.mnist import REFERENCE_NAME
-from experiments.ablation_rows import CONTROL_ROWS, DECODERS, FLOW_ROWS, REPORT_ORDER, jitter_factor, spacing_noise
+from experiments.ablation_rows import CONTROL_ROWS, FLOW_ROWS, REPORT_ORDER, jitter_factor, results_file, spacing_noise
 
 __all__ = ["write_report", "plot_plane", "COLUMNS", "STACKED_COLUMNS"]
 
@@ -37,10 +37,16 @@ def _describe_ae(ae: dict | None) -> str:
             f"{ae['loss']} loss, {ae['epochs']} epochs")
 
 
-def _describe_gan(rec: dict, own: bool = False) -> str:
+def _describe_gan(rec: dict, decoder: str = "gan") -> str:
     settings = (f"{rec['steps']:,} steps of batch {rec['batch_size']}, content weight {rec['content_weight']:g}, "
-                f"discriminator width {rec['d_dim']}")
-    if own:
+                f"discriminator width {rec['d_dim']}" + (f", seed {rec['seed']}" if rec.get("seed") else ""))
+    pool = decoder.partition("@")[2]
+    if pool:
+        return (f", its decoder then fine-tuned as a GAN generator *on the codes of sampler `{pool}`* "
+                f"(`otgen ablation --decoder {decoder}`, `otgen.training.decoder_gan`: {settings}; "
+                f"{rec['seconds']:.0f} s); every row below, the reconstructions included, is decoded by that one "
+                "decoder (cross-decoding: the same decoder for every sampler).")
+    if decoder == "gan-own":
         return (f", its decoder then fine-tuned as a GAN generator *once per sampler row, on that sampler's own "
                 f"codes* (`otgen ablation --decoder gan-own`, `otgen.training.decoder_gan`: {settings}; a pool of "
                 "60,000 codes drawn apart from the scored ones; seconds in the notes); the controls are decoded "
@@ -78,11 +84,11 @@ def write_report(results: dict, path, command: str) -> str:
     lines = [f"# Latent samplers on one autoencoder: {meta.get('dataset')} ({meta.get('preset')} preset)", "",
              f"- Command: `{command}`",
              f"- Written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `otgen ablation` from "
-             f"`{Path(meta.get('run_dir', '')).name}/{DECODERS[meta.get('decoder', 'autoencoder')]}` (nothing typed by hand); machine: {meta.get('machine')}",
+             f"`{Path(meta.get('run_dir', '')).name}/{results_file(meta.get('decoder', 'autoencoder'), (meta.get('decoder_gan') or {}).get('seed', 0))}` (nothing typed by hand); machine: {meta.get('machine')}",
              f"- Autoencoder: {_describe_ae(meta.get('autoencoder'))}",
              f"- {meta.get('n')} samples per row, decoded by the run's autoencoder (test reconstruction MSE per pixel "
              f"{(meta.get('reconstruction') or {}).get('mse_per_pixel', float('nan')):.4f})"
-             + (_describe_gan(meta["decoder_gan"], meta.get("decoder") == "gan-own") if meta.get("decoder_gan")
+             + (_describe_gan(meta["decoder_gan"], meta.get("decoder")) if meta.get("decoder_gan")
                 else ".") , "",
              _metrics_text(meta.get("dataset")), "",
              "| row | " + " | ".join(c[0] for c in columns) + " | notes |",

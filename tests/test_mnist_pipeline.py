@@ -355,8 +355,25 @@ def test_ablation_end_to_end_on_a_tiny_run(tmp_path):
     assert own["rows"]["gaussian"]["fid"] != tuned["rows"]["gaussian"]["fid"]  # same codes, its own decoder
     assert own["rows"]["gaussian"]["code_nn_distance_ratio"] == tuned["rows"]["gaussian"]["code_nn_distance_ratio"]
     assert "own decoder GAN" in ablation.write_report(own, tmp_path / "own.md", "cmd")
-    with pytest.raises(ValueError, match="decoder must be"):
-        ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False, decoder="vae")
+    # gan@gaussian: the decoder tuned on the Gaussian's codes (reused, not retrained) decodes every row
+    cross = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("gaussian", "aeot-spacing"),
+                         progress=False, decoder="gan@gaussian", decoder_gan={"steps": 3, "batch_size": 16})
+    assert (out / "ablation_decoder_gan@gaussian.json").is_file()
+    assert cross["rows"]["gaussian"]["fid"] == own["rows"]["gaussian"]["fid"]  # same codes, same decoder
+    assert cross["rows"]["aeot-spacing"]["fid"] != own["rows"]["aeot-spacing"]["fid"]
+    assert "on the codes of sampler `gaussian`" in ablation.write_report(cross, tmp_path / "cross.md", "cmd")
+    # another decoder-GAN seed trains apart and leaves seed 0's decoder and results as they were
+    before = (out / "decoder_gan" / "decoder_gan.npz").read_bytes()
+    seed1 = ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=("aeot-spacing",), progress=False,
+                         decoder="gan", decoder_gan={"steps": 3, "batch_size": 16, "seed": 1})
+    assert (out / "decoder_gan_seed1" / "decoder_gan.npz").is_file()
+    assert (out / "decoder_gan" / "decoder_gan.npz").read_bytes() == before
+    assert seed1["rows"]["aeot-spacing"]["fid"] != tuned["rows"]["aeot-spacing"]["fid"]
+    assert json.loads((out / "ablation_decoder_gan.json").read_text())["rows"]["aeot-spacing"]["fid"] == \
+        tuned["rows"]["aeot-spacing"]["fid"]
+    for bad in ("vae", "gan@nope", "gan@fm"):
+        with pytest.raises(ValueError, match="decoder must be"):
+            ablation.run(str(out), data_dir=str(REAL_MNIST), n=200, rows=rows, progress=False, decoder=bad)
 
 
 @pytest.mark.slow
