@@ -28,6 +28,16 @@ def _modes(dataset: str, data_dir) -> np.ndarray:
     return load_mnist("train", data_dir, dataset=dataset)[1]
 
 
+def _nearest(z: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """(len(q), k): the k nearest other codes of codes ``q``, nearest first (a block of queries at a time:
+    3,000 x 128,000 distances at once are 3 GB)."""
+    sq = np.sum(z * z, axis=1)
+    dist = sq[q, None] - 2.0 * z[q] @ z.T + sq[None, :]
+    dist[np.arange(len(q)), q] = np.inf  # not its own neighbour
+    nn = np.argpartition(dist, k, axis=1)[:, :k]
+    return np.take_along_axis(nn, np.argsort(np.take_along_axis(dist, nn, axis=1), axis=1), axis=1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="an otgen mnist run directory (its latents.npy; its extension.npz if fitted)")
@@ -46,11 +56,7 @@ def main(argv=None):
     if len(modes) != len(z):
         raise SystemExit(f"{run}: {len(z)} codes but {len(modes)} {dataset} training images")
     q = np.random.default_rng(args.seed).choice(len(z), min(args.queries, len(z)), replace=False)
-    sq = np.sum(z * z, axis=1)
-    dist = sq[q, None] - 2.0 * z[q] @ z.T + sq[None, :]
-    dist[np.arange(len(q)), q] = np.inf  # not its own neighbour
-    nn = np.argpartition(dist, args.neighbours, axis=1)[:, :args.neighbours]
-    nn = np.take_along_axis(nn, np.argsort(np.take_along_axis(dist, nn, axis=1), axis=1), axis=1)
+    nn = np.concatenate([_nearest(z, q[s:s + 256], args.neighbours) for s in range(0, len(q), 256)])
     print(f"{run} ({dataset}): {len(q)} training codes of {len(z)} (d = {z.shape[1]})")
     print(f"nearest code the same mode: {np.mean(modes[nn[:, 0]] == modes[q]):.3f}")
     print(f"{args.neighbours} nearest codes the same mode: {np.mean(modes[nn] == modes[q][:, None]):.3f}")
