@@ -30,7 +30,10 @@ the same tuned decoder, so the table says what the sampler adds once the decoder
 ``--decoder gan-own`` is the fair form of that comparison: each sampler row is decoded by a decoder GAN
 tuned (same settings) on *its own* sampler's codes (``decoder_gan_own/<row>/``; AE-OT's spacing row reuses
 ``decoder_gan/``, whose pool is the same draw), the controls by AE-OT's; results in
-``ablation_decoder_gan_own.json``.
+``ablation_decoder_gan_own.json``.  ``--decoder gan@<row>`` decodes every row with the decoder GAN tuned on
+sampler ``<row>``'s codes (cross-decoding: the same decoder for every sampler; ``ablation_decoder_gan@<row>.json``),
+and ``--decoder-gan-seed n`` trains the decoder GANs apart (directories and results file suffixed ``_seed<n>``):
+their run-to-run spread.
 """
 
 from __future__ import annotations
