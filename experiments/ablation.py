@@ -173,6 +173,8 @@ def run(run_dir: str, *, data_dir=None, n: int | None = None, rows=SAMPLER_ROWS,
     rows = check_rows(rows)
     decoder = check_decoder(decoder)
     gan_seed = int((decoder_gan or {}).get("seed", 0))
+    if gan_seed < 0:
+        raise ValueError(f"the decoder GAN's seed must be >= 0, got {gan_seed}")
     results_name = results_file(decoder, gan_seed)
     rd = RunDir(run_dir)
     if not rd.has("config.json"):
@@ -273,9 +275,9 @@ def gan_decoder(cfg, calibrated: dict, overrides: dict | None = None, train_u8=N
     calibrated spacing rule's codes (:func:`~otgen.pipelines.mnist_aeot.tune_decoder`: read from
     ``decoder_gan/`` (``decoder_gan_seed<n>/`` for a decoder-GAN seed n != 0), else trained or resumed
     there on ``train_u8``), and the training record."""
-    tuning = _tuning(cfg, overrides)
-    return tune_decoder(RunDir(cfg.out), cfg, lambda: aeot_pool(_spacing_aeot(cfg, calibrated), cfg), tuning, train_u8,
-                        progress, workdir=RunDir(cfg.out).file(_seeded(DECODER_GAN_DIR, tuning.seed)))
+    rd, tuning = RunDir(cfg.out), _tuning(cfg, overrides)
+    return tune_decoder(rd, cfg, lambda: aeot_pool(_spacing_aeot(cfg, calibrated), cfg), tuning, train_u8,
+                        progress, workdir=rd.file(_seeded(DECODER_GAN_DIR, tuning.seed)))
 
 
 def _seeded(workdir: str, seed: int) -> str:
@@ -384,9 +386,6 @@ def main(args: argparse.Namespace) -> int:
     rows = check_rows([r for r in args.rows.split(",") if r])
     if args.n is not None and args.n < 100:
         raise ValueError(f"--n must be >= 100, got {args.n}")
-    check_decoder(args.decoder)
-    if args.gan_seed is not None and args.gan_seed < 0:
-        raise ValueError(f"--decoder-gan-seed must be >= 0, got {args.gan_seed}")
     tuning, gan_flags = None, ""
     if args.decoder != "autoencoder":
         tuning = {k: v for k, v in (("steps", args.gan_steps), ("content_weight", args.gan_content_weight),

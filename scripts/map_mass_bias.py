@@ -35,12 +35,8 @@ def _deciles(values: np.ndarray) -> np.ndarray:
 
 def mass_ratio(bmap: BrenierMap, samples: int, seed: int) -> np.ndarray:
     """(K,) each cell's share of ``samples`` fresh source samples over its target weight."""
-    source, k = bmap._require_source(), bmap.num_targets
-    counts, chunk = np.zeros(k), 1 << 18
-    for s in range(0, samples, chunk):
-        x = source.sample(jax.random.fold_in(jax.random.PRNGKey(seed), s), min(chunk, samples - s))
-        counts += np.bincount(np.asarray(bmap.assign(x)), minlength=k)
-    return counts / counts.sum() / np.asarray(bmap.weights, np.float64)
+    masses = np.asarray(bmap.cell_masses(jax.random.PRNGKey(seed), samples), np.float64)
+    return masses / np.asarray(bmap.weights, np.float64)
 
 
 def main(argv=None):
